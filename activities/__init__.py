@@ -1,0 +1,1 @@
+"""Temporal activities: thin, typed, idempotent calls into `engine/`."""

@@ -1,0 +1,1 @@
+"""Channel clients behind one `ChannelProvider` interface."""

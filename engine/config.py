@@ -1,0 +1,225 @@
+"""`nudge.toml`: quiet hours, caps, channels and journey overrides, validated by pydantic.
+
+A bad file is refused at start-up with the line and the reason (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engine.durations import Duration
+
+CapChannel = Literal["sms", "push", "webpush", "any"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {value!r}") from exc
+    return value
+
+
+class QuietWindow(_Strict):
+    """A window in the user's local time; `end` before `start` crosses midnight."""
+
+    start: time
+    end: time
+    channel: CapChannel = "any"
+    days: list[Weekday] | None = Field(
+        default=None, description="local weekdays on which the window starts; None = every day"
+    )
+
+
+class QuietHours(_Strict):
+    """Quiet hours, in each user's own zone.
+
+    `action = "defer"` holds a message to the end of the window (plus a random spread of up to
+    `release_jitter`); `"drop"` suppresses it with `quiet_hours_dropped`. Transactional
+    messages bypass quiet hours unless `apply_to_transactional` is set.
+    """
+
+    start: time | None = None
+    end: time | None = None
+    action: Literal["defer", "drop"] = "defer"
+    release_jitter: Duration = timedelta(0)
+    apply_to_transactional: bool = False
+    windows: list[QuietWindow] = Field(default_factory=list)
+
+    def all_windows(self) -> list[QuietWindow]:
+        base = [QuietWindow(start=self.start, end=self.end)] if self.start and self.end else []
+        return base + list(self.windows)
+
+
+class Cap(_Strict):
+    """At most `limit` messages per `per` on `channel` (or `any`), optionally per journey.
+
+    `window = "rolling"` looks back `per` from now; `"calendar"` counts from the start of the
+    current local day (per < 7d) or ISO week (per >= 7d) in the user's zone.
+    """
+
+    channel: CapChannel = "any"
+    limit: int = Field(ge=0)
+    per: Duration
+    window: Literal["rolling", "calendar"] = "rolling"
+    journey: str | None = None
+    on_capped: Literal["skip", "defer"] = "skip"
+    max_deferrals: int = Field(default=3, ge=0)
+
+    @field_validator("per")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("per must be a positive duration")
+        return value
+
+
+class SmsChannel(_Strict):
+    provider: Literal["smpp", "console"] = "console"
+    host: str = "127.0.0.1"
+    port: int = 2775
+    system_id: str = "nudge"
+    system_type: str = ""
+    password_env: str = "NUDGE_SMPP_PASSWORD"
+    source_addr: str = "NUDGE"
+    source_addr_ton: int | None = None
+    source_addr_npi: int | None = None
+    registered_delivery: bool = True
+    window: int = Field(default=10, ge=1)
+    tps: float = Field(default=50, gt=0)
+    max_parts: int = Field(default=10, ge=1, le=255)
+    enquire_link: Duration = timedelta(seconds=30)
+    submit_timeout: Duration = timedelta(seconds=10)
+    help_reply: str = "Reply STOP to unsubscribe. Msg&data rates may apply."
+    stop_reply: str = "You are unsubscribed and will receive no more messages. Reply START to resubscribe."
+    start_reply: str = "You are subscribed again. Reply STOP to unsubscribe."
+    keywords: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict,
+        description="extra keywords per language: {fr = {stop = ['ARRET'], start = [...]}}",
+    )
+
+
+class ApnsSettings(_Strict):
+    key_file: Path | None = None
+    key_env: str | None = None
+    key_id: str
+    team_id: str
+    topic: str
+    endpoint: str = "https://api.push.apple.com"
+    ca_file: Path | None = None
+    timeout: Duration = timedelta(seconds=10)
+
+
+class FcmSettings(_Strict):
+    credentials_file: Path | None = None
+    project_id: str | None = None
+    endpoint: str = "https://fcm.googleapis.com"
+    timeout: Duration = timedelta(seconds=10)
+
+
+class WebPushSettings(_Strict):
+    vapid_private_key_file: Path | None = None
+    vapid_private_key_env: str | None = None
+    vapid_subject: str = "mailto:ops@example.com"
+    timeout: Duration = timedelta(seconds=10)
+
+
+class PushChannel(_Strict):
+    provider: Literal["native", "console"] = "console"
+    apns: ApnsSettings | None = None
+    fcm: FcmSettings | None = None
+    webpush: WebPushSettings | None = None
+    devices: Literal["all", "newest"] = "all"
+    tps: float = Field(default=500, gt=0)
+
+
+class Channels(_Strict):
+    sms: SmsChannel = SmsChannel()
+    push: PushChannel = PushChannel()
+
+
+class NudgeConfig(_Strict):
+    """The whole of `nudge.toml`. Names may grow, never change."""
+
+    timezone: str = "UTC"
+    quiet_hours: QuietHours = QuietHours()
+    caps: list[Cap] = Field(default_factory=list)
+    channels: Channels = Channels()
+    journeys: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    _zone = field_validator("timezone")(classmethod(lambda cls, v: _check_zone(v)))
+
+    def journey_overrides(self, name: str) -> dict[str, Any]:
+        return dict(self.journeys.get(name, {}))
+
+
+class ConfigError(ValueError):
+    """A `nudge.toml` that cannot be used; `str()` names the file, line and reason."""
+
+
+def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """Best-effort line number (1-based) of the TOML key at pydantic error location `loc`."""
+    lines = text.splitlines()
+    pos, path = 0, []
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            header = re.compile(r"^\s*\[\[\s*" + re.escape(".".join(path)) + r"\s*\]\]")
+            seen = -1
+            for n in range(pos, len(lines)):
+                if header.match(lines[n]):
+                    seen += 1
+                    if seen == part:
+                        pos = n
+                        break
+            continue
+        path.append(str(part))
+        table = re.compile(r"^\s*\[+\s*" + re.escape(".".join(path)) + r"\s*\]+")
+        key = re.compile(r"^\s*" + re.escape(str(part)) + r"\s*=")
+        for n in range(pos, len(lines)):
+            if table.match(lines[n]) or key.match(lines[n]):
+                pos = n
+                break
+        else:
+            return pos + 1 if i else None
+    return pos + 1
+
+
+def parse_config(text: str, *, source: str = "nudge.toml") -> NudgeConfig:
+    """Parse and validate TOML text; raise `ConfigError` with line and reason."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    try:
+        return NudgeConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            line = _line_of(text, tuple(err["loc"]))
+            at = f"line {line}: " if line else ""
+            problems.append(f"{source}: {at}{where}: {err['msg']}")
+        raise ConfigError("\n".join(problems)) from exc
+
+
+def load_config(path: Path | None) -> NudgeConfig:
+    """Load `nudge.toml` from `path`; no path means the embedded defaults."""
+    if path is None:
+        return NudgeConfig()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    return parse_config(text, source=str(path))

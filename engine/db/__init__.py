@@ -1,0 +1,1 @@
+"""Nudge's own tables (what people query); Temporal keeps workflow state."""

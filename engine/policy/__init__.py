@@ -1,0 +1,1 @@
+"""The send gate: consent, quiet hours, frequency caps and rate limits."""

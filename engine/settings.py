@@ -1,0 +1,45 @@
+"""Process settings from `NUDGE_*` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a Nudge process reads from its environment.
+
+    Secrets (`smpp` passwords, encryption keys) are referenced by name from `nudge.toml`
+    and read from the environment; they never live in the repository.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="NUDGE_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///.nudge/nudge.db",
+        description="postgresql+asyncpg://... or sqlite+aiosqlite:///path",
+    )
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "nudge"
+    config: Path | None = Field(default=None, description="path to nudge.toml")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # Base URL used in tracked links (`/c/{code}`).
+    public_url: str = "http://127.0.0.1:8000"
+    # Router: how often to look for unrouted events, in seconds (it is also woken on insert).
+    router_poll_interval: float = 0.5
+    # Worker identity recorded on journey_runs.version so stats can tell builds apart.
+    build_id: str = "dev"
+    # Codec keys: "kid:base64key,kid2:base64key"; the first one encrypts.
+    encryption_keys: SecretStr | None = None
+    codec_token: SecretStr | None = None
+    log_json: bool = True
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,50 @@
+"""Closed sets shared by every layer."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    """A delivery channel; `PUSH` means native apps (APNs, FCM)."""
+
+    PUSH = "push"
+    WEBPUSH = "webpush"
+    SMS = "sms"
+
+
+class Platform(StrEnum):
+    IOS = "ios"
+    ANDROID = "android"
+    WEB = "web"
+
+
+class MessageStatus(StrEnum):
+    """The fate of one message row.
+
+    `pending` is a reserved slot (counts against caps) whose delivery has not finished;
+    `sent` means the provider accepted it; `delivered`/`undelivered` come from receipts.
+    """
+
+    PENDING = "pending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    SUPPRESSED = "suppressed"
+    FAILED = "failed"
+
+
+class SendStatus(StrEnum):
+    """What `Journey.send` returns to journey code."""
+
+    SENT = "sent"
+    SUPPRESSED = "suppressed"
+    FAILED = "failed"
+
+
+class RunStatus(StrEnum):
+    OPEN = "open"
+    COMPLETED = "completed"
+    EXITED = "exited"
+    FAILED = "failed"
+    TERMINATED = "terminated"

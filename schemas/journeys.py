@@ -1,0 +1,125 @@
+"""Journey inputs and results (workflow and activity payloads)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from schemas.common import Channel, RunStatus, SendStatus
+from schemas.events import JourneyEvent
+
+
+class JourneyEntry(BaseModel):
+    """The input of every journey run.
+
+    `user_id` is Nudge's internal id (never an email or phone number). `settings` holds
+    overrides of the journey's settings (from `nudge.toml` or a test) as plain values.
+    """
+
+    journey: str
+    user_id: str
+    key: str | None = None
+    event: JourneyEvent
+    settings: dict[str, Any] = Field(default_factory=dict)
+    # Whether the server has Nudge's search attributes (`nudge temporal setup`).
+    search_attributes: bool = True
+
+
+class JourneyResult(BaseModel):
+    """What a run ends with."""
+
+    status: RunStatus = RunStatus.COMPLETED
+    outcome: str
+    sent: int = 0
+    converted: bool = False
+
+
+class SendResult(BaseModel):
+    """What `Journey.send` returns: `sent`, `suppressed` (with a reason) or `failed`.
+
+    `deferred` is true when quiet hours or a cap held the message before it was sent.
+    """
+
+    status: SendStatus
+    reason: str | None = None
+    message_ids: list[str] = Field(default_factory=list)
+    deferred: bool = False
+
+    @property
+    def sent(self) -> bool:
+        return self.status is SendStatus.SENT
+
+
+class DeliverRequest(BaseModel):
+    """Input of the delivery activity. `idempotency_key` is derived from the workflow id,
+    the run's first execution id and the step, so retries and replays reuse it."""
+
+    idempotency_key: str
+    user_id: str
+    journey: str
+    workflow_id: str
+    step: str
+    template: str
+    channel: Channel
+    transactional: bool = False
+    context: dict[str, Any] = Field(default_factory=dict)
+    entry_event: JourneyEvent | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    # Set when the run already held the message once (quiet hours / cap deferral).
+    deferrals: int = 0
+    holdout: bool = False
+    variant: str | None = None
+
+
+class DeliverOutcome(BaseModel):
+    """Result of the delivery activity.
+
+    Either final (`result`) or a request to hold the message until `defer_until` (UTC)
+    and call again: holding is the workflow's job, as a durable timer.
+    """
+
+    result: SendResult | None = None
+    defer_until: datetime | None = None
+    defer_reason: str | None = None
+
+
+class RunStarted(BaseModel):
+    workflow_id: str
+    run_id: str
+    journey: str
+    user_id: str
+    version: str | None = None
+
+
+class RunFinished(BaseModel):
+    workflow_id: str
+    run_id: str
+    status: RunStatus
+    outcome: str
+    step: str | None = None
+    variant: str | None = None
+
+
+class GoalReached(BaseModel):
+    workflow_id: str
+    run_id: str
+    journey: str
+    user_id: str
+    event: JourneyEvent
+    last_message_id: str | None = None
+
+
+class StepChanged(BaseModel):
+    workflow_id: str
+    run_id: str
+    step: str
+
+
+class UserZoneRequest(BaseModel):
+    user_id: str
+
+
+class UserZone(BaseModel):
+    timezone: str
