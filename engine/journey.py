@@ -281,6 +281,7 @@ class Journey:
             settings=self.settings.model_dump(mode="json"),
             holdout=self._holdout,
             variant=self._variant,
+            at=workflow.now(),
         )
         self._set_step(f"send:{name}")
         deferred = False
@@ -300,7 +301,9 @@ class Journey:
             self._set_step(f"deferred:{outcome.defer_reason or 'policy'}")
             await self._wait(lambda: False, outcome.defer_until - workflow.now())
             self._raise_if_exited()
-            request = request.model_copy(update={"deferrals": request.deferrals + 1})
+            request = request.model_copy(
+                update={"deferrals": request.deferrals + 1, "at": workflow.now()}
+            )
         result = outcome.result.model_copy(update={"deferred": deferred})
         if result.status is SendStatus.SENT:
             self._sent += 1

@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     encryption_keys: SecretStr | None = None
     codec_token: SecretStr | None = None
     log_json: bool = True
+    # Salt of the hashes kept after GDPR erasure. Set it in production and keep it stable.
+    erasure_salt: SecretStr | None = None
+
+    def erasure_salt_text(self) -> str:
+        """The configured salt, or a fixed development salt when none is set."""
+        value = self.erasure_salt
+        return value.get_secret_value() if value else "nudge-development-salt"
 
 
 @lru_cache(maxsize=1)

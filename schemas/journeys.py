@@ -71,6 +71,9 @@ class DeliverRequest(BaseModel):
     deferrals: int = 0
     holdout: bool = False
     variant: str | None = None
+    # The journey's clock when it asked (workflow time; ahead of the wall clock under
+    # Temporal time skipping). Policy windows and message stamps follow it.
+    at: datetime | None = None
 
 
 class DeliverOutcome(BaseModel):

@@ -1,0 +1,277 @@
+"""The `nudge` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from engine.config import ConfigError
+from engine.db.migrate import SchemaOutOfDate
+from engine.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Nudge: journeys over SMS and push.")
+users_app = typer.Typer(no_args_is_help=True, help="Inspect users.")
+keys_app = typer.Typer(no_args_is_help=True, help="Create keys.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+def run(coro: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine; turn the errors people can fix into a message and exit code 1."""
+    try:
+        return asyncio.run(coro())  # type: ignore[arg-type]
+    except (ConfigError, SchemaOutOfDate) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def dev(
+    api_port: Annotated[int, typer.Option(help="port of the HTTP API")] = 8000,
+    ui_port: Annotated[int, typer.Option(help="port of the Temporal Web UI")] = 8233,
+    temporal_port: Annotated[int, typer.Option(help="port of the Temporal frontend")] = 7233,
+    state_dir: Annotated[Path, typer.Option(help="where dev state lives")] = Path(".nudge"),
+) -> None:
+    """Everything in one process tree: Temporal dev server, SQLite, console channel, API, worker."""
+    from engine.dev import run_dev
+
+    run(lambda: run_dev(settings(), api_port=api_port, ui_port=ui_port,
+                        temporal_port=temporal_port, state_dir=state_dir))
+
+
+@app.command()
+def api() -> None:
+    """The HTTP API and event router (production process; reads NUDGE_* variables)."""
+    from engine.logging import configure_logging
+    from engine.runtime import serve_api
+
+    configure_logging(json=settings().log_json)
+    run(lambda: serve_api(settings()))
+
+
+@app.command()
+def worker() -> None:
+    """The Temporal worker: journeys, delivery, providers (production process)."""
+    from engine.logging import configure_logging
+    from engine.runtime import run_worker
+
+    configure_logging(json=settings().log_json)
+    run(lambda: run_worker(settings(), stop_on_signals=True))
+
+
+@app.command()
+def emit(
+    event: Annotated[str, typer.Argument(help='event name, e.g. "Cart Updated"')],
+    user: Annotated[str, typer.Option("--user", help="the product's user id")],
+    prop: Annotated[list[str] | None, typer.Option("--prop", help="property k=v (repeatable)")] = None,
+    message_id: Annotated[str | None, typer.Option(help="messageId, for idempotency")] = None,
+) -> None:
+    """Store an event as if it came through the API; the router routes it."""
+    from engine import events
+    from engine.context import Context
+    from schemas.events import TrackCall
+
+    properties: dict[str, Any] = {}
+    for item in prop or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            err.print(f"[red]error:[/] --prop expects k=v, got {item!r}")
+            raise typer.Exit(2)
+        try:
+            properties[key] = json.loads(value)
+        except json.JSONDecodeError:
+            properties[key] = value
+
+    async def go() -> None:
+        context = await Context.open(settings())
+        try:
+            call = TrackCall(userId=user, event=event, properties=properties, messageId=message_id)
+            async with context.sessions() as db:
+                accepted = await events.accept(db, [call])
+                await db.commit()
+            note = " (duplicate, ignored)" if accepted.duplicates else ""
+            out.print(f"stored {event!r} for {user} as {accepted.message_ids[0]}{note}")
+        finally:
+            await context.close()
+
+    run(go)
+
+
+@users_app.command("show")
+def users_show(user_id: Annotated[str, typer.Argument(help="the product's user id")]) -> None:
+    """A user's profile, devices, consent and journeys."""
+    from engine import devices, runs
+    from engine.context import Context
+    from engine.policy import consent
+    from engine.users import find_user
+
+    async def go() -> None:
+        context = await Context.open(settings())
+        try:
+            async with context.sessions() as db:
+                user = await find_user(db, external_id=user_id)
+                if user is None:
+                    err.print(f"[red]error:[/] no user {user_id!r}")
+                    raise typer.Exit(1)
+                table = Table(title=f"user {user_id}", show_header=False)
+                for name in ("id", "timezone", "locale", "phone", "email"):
+                    table.add_row(name, str(getattr(user, name) or "-"))
+                table.add_row("attributes", json.dumps(user.attributes or {}))
+                for device in await devices.list_devices(db, user_id=user.id):
+                    state = "active" if device.active else f"inactive ({device.deactivated_reason})"
+                    table.add_row("device", f"{device.id} {device.platform} {state}")
+                for channel in ("push", "webpush", "sms"):
+                    states = await consent.states(db, user_id=user.id, channel=channel)
+                    table.add_row(f"consent {channel}", ", ".join(f"{t}={s}" for t, s in states.items()))
+                for run_row in await runs.runs_of_user(db, user_id=user.id):
+                    table.add_row("journey", f"{run_row.journey} {run_row.status} {run_row.outcome or ''}")
+                out.print(table)
+        finally:
+            await context.close()
+
+    run(go)
+
+
+@app.command()
+def timeline(user_id: Annotated[str, typer.Argument(help="the product's user id")]) -> None:
+    """The user's events, journey entries and exits, and messages, in time order."""
+    from engine.context import Context
+    from engine.timeline import timeline_rows
+
+    async def go() -> None:
+        context = await Context.open(settings())
+        try:
+            async with context.sessions() as db:
+                rows = await timeline_rows(db, external_id=user_id)
+            if rows is None:
+                err.print(f"[red]error:[/] no user {user_id!r}")
+                raise typer.Exit(1)
+            table = Table(title=f"timeline of {user_id}")
+            for column in ("time (UTC)", "kind", "what", "status", "detail"):
+                table.add_column(column)
+            for row in rows:
+                table.add_row(row.at.strftime("%Y-%m-%d %H:%M:%S"), row.kind, row.what, row.status, row.detail)
+            out.print(table)
+        finally:
+            await context.close()
+
+    run(go)
+
+
+@app.command()
+def journeys() -> None:
+    """The shipped journeys, with open runs per journey (and per step, from Temporal)."""
+    from engine.context import Context
+    from engine.timeline import journey_counts
+    from engine.worker import journey_classes
+
+    async def go() -> None:
+        context = await Context.open(settings())
+        try:
+            async with context.sessions() as db:
+                counts = await journey_counts(db)
+            steps = await _step_counts(context.settings)
+            table = Table(title="journeys")
+            for column in ("journey", "trigger", "exit on", "open runs", "ended runs", "open by step"):
+                table.add_column(column)
+            for name, cls in sorted(journey_classes().items()):
+                spec = cls.__journey__
+                opened, ended = counts.get(name, (0, 0))
+                by_step = ", ".join(f"{s}={n}" for s, n in sorted(steps.get(name, {}).items()))
+                table.add_row(name, spec.trigger, ", ".join(spec.exit_on) or "-",
+                              str(opened), str(ended), by_step or "-")
+            out.print(table)
+        finally:
+            await context.close()
+
+    run(go)
+
+
+async def _step_counts(config: Settings) -> dict[str, dict[str, int]]:
+    """Open runs per journey and step from Temporal visibility; empty if unreachable."""
+    from engine.timeline import step_counts
+
+    try:
+        return await asyncio.wait_for(step_counts(config), timeout=5)
+    except Exception:  # noqa: BLE001 - visibility is a nicety here; the table still prints
+        return {}
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Option(help="a label for the key")] = "default") -> None:
+    """Create an API write key; it is shown once and stored hashed."""
+    from engine.context import Context
+    from engine.keys import create_key
+
+    async def go() -> None:
+        context = await Context.open(settings())
+        try:
+            async with context.sessions() as db:
+                key = await create_key(db, name=name)
+                await db.commit()
+            out.print(key)
+        finally:
+            await context.close()
+
+    run(go)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the schema migrations to NUDGE_DATABASE_URL."""
+    from engine.db.migrate import current_revision, upgrade
+    from engine.db.session import make_engine
+
+    async def go() -> None:
+        current = settings()
+        _ensure_sqlite_dir(current.database_url)
+        engine = make_engine(current.database_url)
+        try:
+            await upgrade(engine)
+            out.print(f"database at revision {await current_revision(engine)}")
+        finally:
+            await engine.dispose()
+
+    run(go)
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite") and ":///" in url:
+        path = Path(url.split(":///", 1)[1])
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

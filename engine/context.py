@@ -1,0 +1,39 @@
+"""What every Nudge process opens at start: settings, `nudge.toml`, the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from engine.config import NudgeConfig, load_config
+from engine.db.migrate import check_schema
+from engine.db.session import make_engine, make_sessionmaker
+from engine.settings import Settings
+
+
+@dataclass
+class Context:
+    settings: Settings
+    config: NudgeConfig
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    async def open(
+        cls, settings: Settings, *, config: NudgeConfig | None = None, check: bool = True
+    ) -> Context:
+        """Load the config (raises `ConfigError`) and connect; with `check`, refuse a
+        database whose schema is not at the code's revision (raises `SchemaOutOfDate`)."""
+        config = config if config is not None else load_config(settings.config)
+        engine = make_engine(settings.database_url)
+        try:
+            if check:
+                await check_schema(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(settings, config, engine, make_sessionmaker(engine))
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,116 @@
+"""Message templates: Liquid files beside their journey, with locale variants.
+
+One file holds every part of a message, each under a `--- part ---` line:
+
+    --- title ---
+    Still thinking it over, {{ user.first_name | default: "friend" }}?
+    --- body ---
+    Your cart is waiting.
+    --- sms ---
+    Your cart is waiting: {{ event.properties.url | default: "" }} Reply STOP to opt out.
+    --- push ---
+    sound: default
+    badge: 1
+    --- data ---
+    cart_id: "{{ event.properties.cart_id | default: '' }}"
+
+`title`, `body`, `sms` and `url` are text; `push` (PushOptions) and `data` are YAML after
+rendering. Lookup: `<name>.<locale>.liquid` (e.g. fr-CA), then its language (`fr`), then
+`<name>.liquid`. Undefined variables are errors unless given a `default` filter; any error
+makes the whole message a `render_failed` suppression, never a half-rendered message.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from liquid import Environment, StrictDefaultUndefined
+from liquid.exceptions import LiquidError
+from pydantic import ValidationError
+
+from engine.channels.base import Content, PushOptions
+
+TEXT_PARTS = ("title", "body", "sms", "url")
+YAML_PARTS = ("push", "data")
+_PART = re.compile(r"^---\s*([a-z_]+)\s*---\s*$", re.MULTILINE)
+DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "workflows" / "templates"
+
+
+class TemplateError(Exception):
+    """A template is missing or does not render; the message is suppressed `render_failed`."""
+
+
+def split_parts(source: str, *, name: str = "template") -> dict[str, str]:
+    """Split a template file into its named parts."""
+    matches = list(_PART.finditer(source))
+    if not matches:
+        raise TemplateError(f"{name}: no `--- part ---` line (title, body, sms, url, push, data)")
+    parts: dict[str, str] = {}
+    for i, match in enumerate(matches):
+        part = match.group(1)
+        if part not in TEXT_PARTS + YAML_PARTS:
+            raise TemplateError(f"{name}: unknown part {part!r}")
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(source)
+        parts[part] = source[match.end() : end].strip("\n")
+    return parts
+
+
+class TemplateStore:
+    """Finds and renders templates under `root/<journey>/`."""
+
+    def __init__(self, root: Path = DEFAULT_ROOT) -> None:
+        self.root = root
+        self._env = Environment(undefined=StrictDefaultUndefined)
+
+    def find(self, journey: str, name: str, locale: str | None) -> Path:
+        """The file for `name` in the best locale: exact, then language, then default."""
+        folder = self.root / journey
+        candidates: list[str] = []
+        if locale:
+            normal = locale.replace("_", "-")
+            candidates += [normal, normal.split("-")[0]]
+        for tag in [*candidates, None]:
+            path = folder / (f"{name}.{tag}.liquid" if tag else f"{name}.liquid")
+            if path.is_file():
+                return path
+        raise TemplateError(f"template {journey}/{name} not found")
+
+    def render(
+        self, journey: str, name: str, *, locale: str | None, context: dict[str, Any]
+    ) -> Content:
+        """Render every part; raise `TemplateError` on any failure."""
+        path = self.find(journey, name, locale)
+        return self.render_source(path.read_text(encoding="utf-8"), context, name=str(path))
+
+    def render_source(self, source: str, context: dict[str, Any], *, name: str) -> Content:
+        rendered: dict[str, Any] = {}
+        try:
+            for part, text in split_parts(source, name=name).items():
+                out = self._env.from_string(text).render(**context).strip()
+                if part in YAML_PARTS:
+                    loaded = yaml.safe_load(out) if out else {}
+                    if not isinstance(loaded, dict):
+                        raise TemplateError(f"{name}: part {part!r} must be a YAML mapping")
+                    rendered[part] = (
+                        {str(k): "" if v is None else str(v) for k, v in loaded.items()}
+                        if part == "data"
+                        else loaded
+                    )
+                else:
+                    rendered[part] = out or None
+            return Content(
+                title=rendered.get("title"),
+                body=rendered.get("body"),
+                sms=rendered.get("sms"),
+                url=rendered.get("url"),
+                data=rendered.get("data", {}),
+                push=PushOptions.model_validate(rendered.get("push", {})),
+            )
+        except LiquidError as exc:
+            # The first line names the variable and position; no message text is included.
+            raise TemplateError(f"{name}: {str(exc).splitlines()[0]}") from exc
+        except (yaml.YAMLError, ValidationError) as exc:
+            raise TemplateError(f"{name}: {type(exc).__name__}") from exc

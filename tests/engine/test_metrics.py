@@ -1,0 +1,67 @@
+"""Nudge's /metrics body and the Temporal SDK's Prometheus exporter."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import socket
+
+import httpx
+import pytest
+from temporalio.runtime import Runtime
+
+from engine.metrics import (
+    EVENTS_ACCEPTED,
+    PROVIDER_LATENCY,
+    REGISTRY,
+    SENDS,
+    metrics_response,
+    temporal_runtime_with_prometheus,
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_metrics_response_exposes_nudge_metrics() -> None:
+    before = REGISTRY.get_sample_value("nudge_sends_total", {"channel": "sms", "outcome": "sent"})
+    SENDS.labels(channel="sms", outcome="sent").inc()
+    EVENTS_ACCEPTED.labels(type="track").inc()
+    PROVIDER_LATENCY.labels(provider="smpp").observe(0.03)
+    body, content_type = metrics_response()
+    assert content_type.startswith("text/plain")
+    text = body.decode()
+    assert 'nudge_sends_total{channel="sms",outcome="sent"}' in text
+    assert 'nudge_events_accepted_total{type="track"}' in text
+    assert 'nudge_provider_latency_seconds_bucket{le="0.05",provider="smpp"}' in text
+    assert "nudge_routing_lag_seconds_bucket" in text
+    after = REGISTRY.get_sample_value("nudge_sends_total", {"channel": "sms", "outcome": "sent"})
+    assert after == (before or 0) + 1
+
+
+async def test_temporal_runtime_serves_sdk_metrics_on_its_own_port() -> None:
+    port = _free_port()
+    runtime = temporal_runtime_with_prometheus(f"127.0.0.1:{port}")
+    runtime.metric_meter.create_counter("nudge_probe", "probe").add(3)
+    async with httpx.AsyncClient() as client:
+        for _ in range(20):  # the exporter starts on a core thread
+            try:
+                response = await client.get(f"http://127.0.0.1:{port}/metrics")
+                break
+            except httpx.ConnectError:
+                await asyncio.sleep(0.05)
+        assert response.status_code == 200
+        assert "nudge_probe" in response.text
+        # Dropping the runtime stops its HTTP server.
+        del runtime
+        gc.collect()
+        await asyncio.sleep(0.2)
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{port}/metrics")
+
+
+def test_no_bind_means_default_runtime() -> None:
+    assert temporal_runtime_with_prometheus(None) is Runtime.default()

@@ -1,0 +1,68 @@
+"""The API application: tracking, users, messages, health, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import Response
+from sqlalchemy import text
+from temporalio.client import Client
+
+from engine.context import Context
+from triggers.api import messages, problems, tracking, users
+from triggers.api.auth import KeyChecker
+from triggers.api.deps import ApiState, state
+from triggers.router import Router
+
+
+def create_app(
+    context: Context,
+    *,
+    temporal: Callable[[], Awaitable[Client]],
+    router: Router | None = None,
+    run_router: bool = True,
+) -> FastAPI:
+    """Build the API. With `run_router`, the router drains the outbox while the app runs."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(router.run()) if (router and run_router) else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    app = FastAPI(
+        title="Nudge",
+        version="0.1.0",
+        description="Event-driven user journeys over SMS and push.",
+        lifespan=lifespan,
+    )
+    app.state.nudge = ApiState(context=context, router=router, temporal=temporal)
+    problems.install(app)
+    secured = [Depends(KeyChecker(context.sessions))]
+    app.include_router(tracking.router, dependencies=secured)
+    app.include_router(users.router, dependencies=secured)
+    app.include_router(messages.router, dependencies=secured)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz(request: Request) -> dict[str, str]:
+        """Liveness and database reachability."""
+        async with state(request).context.sessions() as db:
+            await db.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def metrics() -> Response:
+        from engine.metrics import metrics_response
+
+        body, content_type = metrics_response()
+        return Response(body, media_type=content_type)
+
+    return app

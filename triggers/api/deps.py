@@ -1,0 +1,39 @@
+"""Shared state of the API process, reached from routes through `request.app.state`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from engine.context import Context
+from engine.db.models import User
+from engine.users import find_user
+from triggers.api.problems import Problem
+from triggers.router import Router
+
+
+@dataclass
+class ApiState:
+    context: Context
+    router: Router | None
+    temporal: Callable[[], Awaitable[Client]]
+
+
+def state(request: Request) -> ApiState:
+    return request.app.state.nudge  # type: ignore[no-any-return]
+
+
+async def session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with state(request).context.sessions() as db:
+        yield db
+
+
+async def existing_user(db: AsyncSession, external_id: str) -> User:
+    user = await find_user(db, external_id=external_id)
+    if user is None:
+        raise Problem(404, "user-not-found", "No such user", f"no user {external_id!r}")
+    return user

@@ -1,0 +1,76 @@
+"""Messages: what was sent (or held back), with the reason and every attempt."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine import messages
+from engine.db.models import Message, User
+from engine.users import find_user
+from triggers.api.deps import session
+from triggers.api.problems import Problem
+
+router = APIRouter(prefix="/v1/messages", tags=["messages"])
+
+
+def _cursor(message: Message) -> str:
+    raw = f"{message.created_at.isoformat()}|{message.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        stamp, _, message_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(stamp), message_id
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(400, "invalid-cursor", "The cursor is not valid",
+                      errors=[{"field": "cursor", "message": "use the `next` value as given"}]) from None
+
+
+async def message_json(db: AsyncSession, message: Message, external: dict[str, str | None]) -> dict[str, Any]:
+    if message.user_id not in external:
+        user = await db.get(User, message.user_id)
+        external[message.user_id] = user.external_id if user else None
+    return {**messages.public(message), "user_id": external[message.user_id], "uid": message.user_id}
+
+
+@router.get("")
+async def list_messages(
+    user_id: str | None = None,
+    cursor: str | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+    db: AsyncSession = Depends(session),
+) -> dict[str, Any]:
+    """Messages newest first; `user_id` is the product's user id."""
+    uid = None
+    if user_id is not None:
+        user = await find_user(db, external_id=user_id)
+        if user is None:
+            return {"items": [], "next": None}
+        uid = user.id
+    rows = await messages.list_messages(
+        db, user_id=uid, after=_parse_cursor(cursor) if cursor else None, limit=limit + 1
+    )
+    external: dict[str, str | None] = {}
+    items = [await message_json(db, m, external) for m in rows[:limit]]
+    return {"items": items, "next": _cursor(rows[limit - 1]) if len(rows) > limit else None}
+
+
+@router.get("/{message_id}")
+async def get_message(message_id: str, db: AsyncSession = Depends(session)) -> dict[str, Any]:
+    message = await db.get(Message, message_id)
+    if message is None:
+        raise Problem(404, "message-not-found", "No such message")
+    attempts = await messages.attempts(db, message_id=message_id)
+    body = await message_json(db, message, {})
+    body["attempt_log"] = [
+        {"attempt": a.attempt, "started_at": a.started_at, "finished_at": a.finished_at,
+         "outcome": a.outcome, "provider_id": a.provider_id, "error": a.error}
+        for a in attempts
+    ]
+    return body

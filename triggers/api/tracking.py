@@ -1,0 +1,77 @@
+"""Segment's HTTP tracking spec: `/v1/track`, `/v1/identify`, `/v1/batch`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine import events
+from schemas.events import AcceptedResponse, BatchCall, IdentifyCall, TrackCall
+from triggers.api.deps import session, state
+from triggers.api.problems import Problem, field_errors
+
+router = APIRouter(prefix="/v1", tags=["tracking"])
+
+_CALLS: dict[str, TypeAdapter[Any]] = {
+    "track": TypeAdapter(TrackCall),
+    "identify": TypeAdapter(IdentifyCall),
+}
+
+
+async def _store(request: Request, db: AsyncSession, calls: list[events.Call]) -> AcceptedResponse:
+    """Store before answering: the event rows are durable when the 200 goes out."""
+    accepted = await events.accept(db, calls)
+    await db.commit()
+    api = state(request)
+    if api.router is not None:
+        api.router.wake()
+    return AcceptedResponse(message_ids=accepted.message_ids, duplicates=accepted.duplicates)
+
+
+@router.post("/track", response_model=AcceptedResponse, response_model_by_alias=True)
+async def track(
+    call: TrackCall, request: Request, db: AsyncSession = Depends(session)
+) -> AcceptedResponse:
+    """Record an event (Segment `track`). A repeated `messageId` is accepted and ignored."""
+    return await _store(request, db, [call])
+
+
+@router.post("/identify", response_model=AcceptedResponse, response_model_by_alias=True)
+async def identify(
+    call: IdentifyCall, request: Request, db: AsyncSession = Depends(session)
+) -> AcceptedResponse:
+    """Create or update a user (Segment `identify`); `timezone`, `locale`, `phone` and
+    `email` traits set the profile, other traits become attributes."""
+    return await _store(request, db, [call])
+
+
+@router.post("/batch", response_model=AcceptedResponse, response_model_by_alias=True)
+async def batch(
+    body: BatchCall, request: Request, db: AsyncSession = Depends(session)
+) -> AcceptedResponse:
+    """Several calls at once. All or nothing: if any item is invalid, nothing is stored and
+    the problem document lists every rejected item by index."""
+    calls: list[events.Call] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(body.batch):
+        kind = item.get("type")
+        adapter = _CALLS.get(kind) if isinstance(kind, str) else None
+        if adapter is None:
+            errors.append({"field": f"batch[{index}].type",
+                           "message": "type must be 'track' or 'identify'"})
+            continue
+        merged = {**item, "context": {**body.context, **(item.get("context") or {})}}
+        try:
+            calls.append(adapter.validate_python(merged))
+        except ValidationError as exc:
+            errors.extend(field_errors(exc.errors(), prefix=("batch", index)))
+    if errors:
+        rejected = sorted({e["field"].split("]")[0] + "]" for e in errors})
+        raise Problem(
+            422, "invalid-batch", "Some batch items are not valid; nothing was stored",
+            f"rejected items: {', '.join(rejected)}", errors=errors,
+        )
+    return await _store(request, db, calls)

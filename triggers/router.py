@@ -1,0 +1,232 @@
+"""The event router: drains the events table (the outbox) into Temporal.
+
+For each stored event, in order: signal-with-start a run of every journey whose trigger
+matches (when re-entry allows), and signal every open run of the user. An event is marked
+routed only after every call succeeded; if Temporal is unreachable it stays in the table and
+is retried, so nothing accepted is lost. Repeated deliveries are harmless: runs ignore an
+event whose `message_id` they have already seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from engine import ids, runs
+from engine.config import NudgeConfig
+from engine.db.models import Event, JourneyRun
+from engine.db.upsert import insert_ignore
+from engine.journey import ALWAYS, EVENT_SIGNAL, SA_JOURNEY, SA_USER, Journey, JourneySpec
+from engine.users import now
+from schemas.common import RunStatus
+from schemas.events import JourneyEvent
+from schemas.journeys import JourneyEntry
+
+log = logging.getLogger(__name__)
+
+RPC_TIMEOUT = timedelta(seconds=5)
+MAX_BACKOFF = 5.0
+
+
+def reentry_allows(spec: JourneySpec, last: JourneyRun | None, at: datetime) -> bool:
+    """Whether a trigger at `at` may start a new run, given the user's last run."""
+    if last is None:
+        return True
+    if last.status == RunStatus.OPEN:
+        return False
+    if spec.reentry is None:
+        return False
+    if spec.reentry == ALWAYS:
+        return True
+    assert isinstance(spec.reentry, timedelta)
+    return at - last.started_at >= spec.reentry
+
+
+class Router:
+    """Routes unrouted events; `run` loops until cancelled, `wake` shortens the wait."""
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        client: Callable[[], Awaitable[Client]],
+        journeys: Mapping[str, type[Journey]],
+        config: NudgeConfig,
+        task_queue: str,
+        search_attributes: bool = True,
+        poll_interval: float = 0.5,
+        on_routed: Callable[[Event], None] | None = None,
+    ) -> None:
+        self._sessions = sessionmaker
+        self._client = client
+        self._specs = [cls.__journey__ for cls in journeys.values()]
+        self._config = config
+        self._task_queue = task_queue
+        self._search_attributes = search_attributes
+        self._poll = poll_interval
+        self._wake = asyncio.Event()
+        self._on_routed = on_routed
+
+    def wake(self) -> None:
+        """Look for new events now (called after the API stored some)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Route forever, backing off while Temporal is unreachable."""
+        backoff = self._poll
+        while True:
+            try:
+                routed = await self.route_pending()
+                backoff = self._poll
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the router must outlive any one failure
+                level = logging.WARNING if isinstance(exc, RPCError | RuntimeError | OSError) else logging.ERROR
+                log.log(level, "routing paused: %s; retrying in %.1fs", exc, backoff,
+                        exc_info=level == logging.ERROR)
+                routed = 0
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            if routed == 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+                except TimeoutError:
+                    pass
+
+    async def route_pending(self, *, limit: int = 100) -> int:
+        """Route up to `limit` events, oldest first; returns how many were routed.
+
+        Each event is routed in its own transaction holding a lock on the event row
+        (Postgres: `FOR UPDATE SKIP LOCKED`, so several routers share the work).
+        """
+        client = await self._client()
+        count = 0
+        while count < limit:
+            async with self._sessions() as session, session.begin():
+                query = select(Event).where(Event.routed_at.is_(None)).order_by(Event.id).limit(1)
+                if session.bind.dialect.name == "postgresql":
+                    query = query.with_for_update(skip_locked=True)
+                event = (await session.scalars(query)).first()
+                if event is None:
+                    return count
+                event.route_attempts += 1
+                await self._route(session, client, event)
+                event.routed_at = now()
+            count += 1
+            if self._on_routed is not None:
+                self._on_routed(event)
+        return count
+
+    async def _route(self, session: AsyncSession, client: Client, event: Event) -> None:
+        if event.type != "track":
+            return  # identify calls change the profile; journeys see track events only
+        signal = JourneyEvent(
+            message_id=event.message_id,
+            name=event.name,
+            properties=dict(event.properties or {}),
+            timestamp=event.timestamp,
+        )
+        open_runs = await runs.open_runs(session, user_id=event.user_id)
+        started: set[str] = set()
+        for spec in self._specs:
+            if spec.trigger != event.name:
+                continue
+            key_value = (event.properties or {}).get(spec.key) if spec.key else None
+            if spec.key and key_value is None:
+                log.info("event %s lacks key %r for %s", event.id, spec.key, spec.name)
+                continue
+            key = None if key_value is None else str(key_value)
+            workflow_id = ids.journey_workflow_id(spec.name, event.user_id, key)
+            if any(run.workflow_id == workflow_id for run in open_runs):
+                continue  # delivered below, as an ordinary event
+            last = await runs.last_entry(
+                session, journey=spec.name, user_id=event.user_id, key=key
+            )
+            if last is not None and last.entry_event_id == event.id:
+                pass  # a retry of this very entry: start again (idempotent on Temporal's side)
+            elif not reentry_allows(spec, last, event.received_at):
+                continue
+            await insert_ignore(
+                session,
+                JourneyRun,
+                {
+                    "journey": spec.name,
+                    "user_id": event.user_id,
+                    "key": key,
+                    "workflow_id": workflow_id,
+                    "entry_event_id": event.id,
+                    "status": RunStatus.OPEN.value,
+                    "started_at": now(),
+                },
+                conflict=["journey", "entry_event_id"],
+            )
+            await self._signal_with_start(client, spec, workflow_id, event.user_id, key, signal)
+            started.add(workflow_id)
+        for run in open_runs:
+            if run.workflow_id in started:
+                continue
+            try:
+                await client.get_workflow_handle(run.workflow_id).signal(
+                    EVENT_SIGNAL, signal, rpc_timeout=RPC_TIMEOUT
+                )
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                # The run ended without closing its row (e.g. terminated by an operator).
+                await runs.mark_finished(
+                    session,
+                    workflow_id=run.workflow_id,
+                    run_id=None,
+                    status=RunStatus.TERMINATED,
+                    outcome="not_found",
+                )
+
+    async def _signal_with_start(
+        self,
+        client: Client,
+        spec: JourneySpec,
+        workflow_id: str,
+        user_id: str,
+        key: str | None,
+        signal: JourneyEvent,
+    ) -> None:
+        entry = JourneyEntry(
+            journey=spec.name,
+            user_id=user_id,
+            key=key,
+            event=signal,
+            settings=self._config.journey_overrides(spec.name),
+            search_attributes=self._search_attributes,
+        )
+        attributes = (
+            TypedSearchAttributes(
+                [SearchAttributePair(SA_JOURNEY, spec.name), SearchAttributePair(SA_USER, user_id)]
+            )
+            if self._search_attributes
+            else None
+        )
+        await client.start_workflow(
+            spec.name,
+            entry,
+            id=workflow_id,
+            task_queue=self._task_queue,
+            start_signal=EVENT_SIGNAL,
+            start_signal_args=[signal],
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=attributes,
+            rpc_timeout=RPC_TIMEOUT,
+        )
