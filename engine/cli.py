@@ -246,7 +246,7 @@ def db_upgrade() -> None:
     async def go() -> None:
         current = settings()
         _ensure_sqlite_dir(current.database_url)
-        engine = make_engine(current.database_url)
+        engine = make_engine(current.database_url, schema=current.database_schema)
         try:
             await upgrade(engine)
             out.print(f"database at revision {await current_revision(engine)}")

@@ -26,7 +26,7 @@ class Context:
         """Load the config (raises `ConfigError`) and connect; with `check`, refuse a
         database whose schema is not at the code's revision (raises `SchemaOutOfDate`)."""
         config = config if config is not None else load_config(settings.config)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, schema=settings.database_schema)
         try:
             if check:
                 await check_schema(engine)

@@ -100,7 +100,7 @@ async def run_dev(
         loop.add_signal_handler(signum, stop.set)
     context: Context | None = None
     try:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, schema=settings.database_schema)
         await upgrade(engine)
         await engine.dispose()
         context = await Context.open(settings)

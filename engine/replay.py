@@ -137,14 +137,10 @@ async def replay_histories(
 
     Never raises for a failing history (each gets `ok=False`). A history whose workflow type
     is not among `workflows` is reported without replaying. Activities are not executed.
-    `data_converter` must carry the keys that wrote encrypted histories.
+    `data_converter` must carry the keys that wrote encrypted histories. `runtime`: e.g. one
+    with core logging off, so the SDK's own "Failing workflow task" warnings stay quiet.
     """
     known = {_Definition.must_from_class(cls).name for cls in workflows}
-    # Failures raised while replaying are reported to us, not stored: keep their text
-    # readable instead of encrypting it (decoding stored failures works either way).
-    converter = dataclasses.replace(data_converter, failure_converter_class=DefaultFailureConverter)
-    replayer = Replayer(workflows=workflows, data_converter=converter, runtime=runtime)
-
     pending = list(histories)
     by_run: dict[tuple[str, str], ReplayReport] = {}
     to_replay: list[WorkflowHistory] = []
@@ -167,6 +163,12 @@ async def replay_histories(
             yield history
 
     if to_replay:
+        # Failures raised while replaying are reported to us, not stored: keep their text
+        # readable instead of encrypting it (decoding stored failures works either way).
+        converter = dataclasses.replace(
+            data_converter, failure_converter_class=DefaultFailureConverter
+        )
+        replayer = Replayer(workflows=workflows, data_converter=converter, runtime=runtime)
         async with replayer.workflow_replay_iterator(source()) as results:
             async for result in results:
                 by_run[(result.history.workflow_id, result.history.run_id)] = _report(result)

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
         default="sqlite+aiosqlite:///.nudge/nudge.db",
         description="postgresql+asyncpg://... or sqlite+aiosqlite:///path",
     )
+    database_schema: str | None = Field(
+        default=None, description="Postgres schema for Nudge's tables (default: the search path)"
+    )
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = "nudge"

@@ -59,23 +59,23 @@ def split_parts(source: str, *, name: str = "template") -> dict[str, str]:
 
 
 class TemplateStore:
-    """Finds and renders templates under `root/<journey>/`."""
+    """Finds and renders templates under `<root>/<journey>/`, first root first."""
 
-    def __init__(self, root: Path = DEFAULT_ROOT) -> None:
-        self.root = root
+    def __init__(self, *roots: Path) -> None:
+        self.roots = roots or (DEFAULT_ROOT,)
         self._env = Environment(undefined=StrictDefaultUndefined)
 
     def find(self, journey: str, name: str, locale: str | None) -> Path:
         """The file for `name` in the best locale: exact, then language, then default."""
-        folder = self.root / journey
         candidates: list[str] = []
         if locale:
             normal = locale.replace("_", "-")
             candidates += [normal, normal.split("-")[0]]
-        for tag in [*candidates, None]:
-            path = folder / (f"{name}.{tag}.liquid" if tag else f"{name}.liquid")
-            if path.is_file():
-                return path
+        for root in self.roots:
+            for tag in [*candidates, None]:
+                path = root / journey / (f"{name}.{tag}.liquid" if tag else f"{name}.liquid")
+                if path.is_file():
+                    return path
         raise TemplateError(f"template {journey}/{name} not found")
 
     def render(

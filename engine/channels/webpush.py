@@ -135,7 +135,9 @@ class WebPushProvider(ChannelProvider):
 
     def __init__(self, settings: WebPushSettings, *, private_key: str | None = None) -> None:
         self.settings = settings
-        self._vapid = load_vapid_key(private_key if private_key is not None else _key_text(settings))
+        self._vapid = load_vapid_key(
+            private_key if private_key is not None else _key_text(settings)
+        )
         self._timeout = settings.timeout.total_seconds()
         self._session: aiohttp.ClientSession | None = None
 
@@ -161,8 +163,12 @@ class WebPushProvider(ChannelProvider):
             headers["Urgency"] = opts.urgency
         if opts.collapse_id:
             headers["Topic"] = _topic(opts.collapse_id)
-        body = {"title": content.title, "body": content.body, "url": content.url,
-                "data": dict(content.data)}
+        body = {
+            "title": content.title,
+            "body": content.body,
+            "url": content.url,
+            "data": dict(content.data),
+        }
         return sub, json.dumps(body, ensure_ascii=False), headers
 
     async def send(self, message: OutboundMessage) -> ProviderResult:

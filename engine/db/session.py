@@ -8,8 +8,10 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncEngine:
     """Create an async engine for `postgresql+asyncpg://` or `sqlite+aiosqlite://` URLs.
+
+    `schema` (Postgres only) puts Nudge's tables in that schema via the search path.
 
     On SQLite every transaction starts with `BEGIN IMMEDIATE`, so read-then-write sequences
     (cap reservations) are serialised by the database lock, as row locks do on Postgres.
@@ -32,6 +34,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    if schema:
+        kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **kwargs)
 
 

@@ -123,9 +123,7 @@ def _counted(now: datetime, cap: Cap, zone: str, sent_at: Sequence[datetime]) ->
     return [t for t in times if t >= start]
 
 
-def count_in_window(
-    now: datetime, cap: Cap, *, zone: str, sent_at: Sequence[datetime]
-) -> int:
+def count_in_window(now: datetime, cap: Cap, *, zone: str, sent_at: Sequence[datetime]) -> int:
     """How many of the messages sent at `sent_at` the window of `cap` holding `now` counts."""
     return len(_counted(now, cap, zone, sent_at))
 

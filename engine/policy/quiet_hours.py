@@ -39,7 +39,7 @@ def _applies(window: QuietWindow, channel: str) -> bool:
 def _occurrence(window: QuietWindow, day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     """The UTC interval [start, end) of `window` when it starts on local date `day`."""
     anchor = datetime.combine(day, window.start)  # only its date is used by resolve_local
-    start = datetime.combine(anchor.date(), window.start, tzinfo=zone).astimezone(UTC)
+    start = resolve_local(anchor, window.start, zone)
     end_day = anchor if window.end > window.start else anchor + timedelta(days=1)
     return start, resolve_local(end_day, window.end, zone)
 

@@ -141,8 +141,9 @@ def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
 
 
 class ApnsPeer(ThreadedPeer):
-    """Local APNs. After start: `endpoint`, `ca_file`, `key_file`; always: `private_key_pem`,
-    `key_id`, `team_id`, `topic`, `received`."""
+    """Local APNs. After start: `endpoint`, `port`, `ca_file` (the CA to trust), `cert_file`
+    (server cert), `key_file` (the .p8 signing key); always: `private_key_pem`, `key_id`,
+    `team_id`, `topic`, `received` (every request), `delivered` (the 200s), `connections`."""
 
     def __init__(
         self,
@@ -166,7 +167,7 @@ class ApnsPeer(ThreadedPeer):
         self._throttled: set[str] = set()
         self._dir: Path | None = None
         self._server: asyncio.Server | None = None
-        self.ca_file = self.key_file = Path()
+        self.ca_file = self.cert_file = self.key_file = Path()
 
     @property
     def endpoint(self) -> str:
@@ -191,11 +192,11 @@ class ApnsPeer(ThreadedPeer):
 
     async def _serve(self) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="apns-peer-"))
-        self.ca_file, cert, key = make_tls_files(self._dir)
+        self.ca_file, self.cert_file, key = make_tls_files(self._dir)
         self.key_file = self._dir / f"AuthKey_{self.key_id}.p8"
         self.key_file.write_text(self.private_key_pem)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
+        ctx.load_cert_chain(self.cert_file, key)
         ctx.set_alpn_protocols(["h2"])  # aioapns offers no ALPN; h2 clients that do get h2
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _H2Server(self), "127.0.0.1", 0, ssl=ctx)

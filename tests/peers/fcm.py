@@ -40,11 +40,11 @@ _ERRORS = {  # token prefix -> (HTTP status, Google status, FCM errorCode)
 _ONCE = ("throttle", "flaky")  # these fail on the first request for a token only
 
 
-class StaticTokenCredentials(google.auth.credentials.Credentials):  # type: ignore[misc]
+class StaticTokenCredentials(google.auth.credentials.Credentials):
     """google-auth credentials with a fixed bearer token and a no-op refresh (tests only)."""
 
     def __init__(self, token: str = "test-token") -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.token = token
 
     def refresh(self, request: Any) -> None:

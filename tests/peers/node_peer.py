@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,9 +58,9 @@ class NodeSmscPeer:
         # exec node directly, so the PID we hold (and kill) is node's own.
         self._proc = await asyncio.create_subprocess_exec(
             node, "smsc.js", str(self.port), self.password, cwd=NODE_DIR,
-            env={"ENQUIRE_MS": str(self.enquire_ms), "PATH": "/usr/bin:/bin"},
+            env={**os.environ, "ENQUIRE_MS": str(self.enquire_ms)},
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-        self._reader = asyncio.create_task(self._read())
+        self._reader = asyncio.create_task(self._read(self._proc))
         try:
             ready = await self.wait_for("listening", within=10)
         except BaseException:
@@ -99,9 +100,9 @@ class NodeSmscPeer:
                 await self._changed.wait()
         return self.of(kind)[count - 1]
 
-    async def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        while line := await self._proc.stdout.readline():
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
             with contextlib.suppress(ValueError):
                 self.events.append(json.loads(line))
             self._changed.set()

@@ -115,6 +115,17 @@ class Smpp34Peer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
+    async def unbind(self) -> None:
+        """Send `unbind` to every bound ESME (an SMSC going down politely). smpp34 answers
+        the ESME's unbind_resp with generic_nack and never completes the call, so this does
+        not wait for it."""
+        for esme in list(self._esmes.values()):
+            self._spawn(self._unbind(esme))
+
+    async def _unbind(self, esme: smpp34.Esme) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(esme.unbind(), 2)
+
     async def send_mo(self, from_number: str, to: str, text: str) -> None:
         """Push a mobile-originated SMS to the bound ESME (GSM when possible, else UCS-2)."""
         esme = await self._bound_esme()
@@ -133,6 +144,13 @@ class Smpp34Peer:
                 self._changed.clear()
                 await self._changed.wait()
         return list(self.submits)
+
+    async def wait_for_binds(self, count: int, within: float = 5.0) -> None:
+        """Wait until ESMEs have bound `count` times in all (reconnects included)."""
+        async with asyncio.timeout(within):
+            while self.binds < count:
+                self._changed.clear()
+                await self._changed.wait()
 
     # -- internals -------------------------------------------------------------------------
 

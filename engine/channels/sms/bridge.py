@@ -37,9 +37,11 @@ from engine.channels.sms.client import (
     ESME_RX_T_APPN,
     LockedSequenceGenerator,
     ThreadSafeClient,
+    pdu_text,
+    source_ton_npi,
     status_name,
 )
-from engine.channels.sms.inbound import InboundSms, Receipt, parse_deliver
+from engine.channels.sms.inbound import InboundSms, Receipt, parse_deliver_pdu
 from engine.channels.sms.ratelimit import PartRateLimiter, TokenBucket
 from engine.config import SmsChannel
 
@@ -116,8 +118,11 @@ class SmppBridge:
             raise self._first.exception()  # type: ignore[misc]
 
     async def close(self) -> None:
-        """Unbind politely (1 s at most; smpp34 closes without unbind_resp), then stop."""
+        """Finish inbound callbacks in progress (2 s at most), unbind politely (1 s at most;
+        smpp34 closes without unbind_resp), then stop the threads."""
         self._closing = True
+        if self._tasks:  # let receipts/MOs being stored get their deliver_sm_resp
+            await asyncio.wait(list(self._tasks), timeout=2.0)
         client = self._client
         if client is not None and self.bound:
             with contextlib.suppress(*_LINK_ERRORS, RuntimeError):
@@ -147,7 +152,7 @@ class SmppBridge:
         await self._limiter.acquire(1)
         deadline = loop.time() + self._submit_timeout
         s = self.settings
-        src_ton, src_npi = _source_ton_npi(s.source_addr)
+        src_ton, src_npi = source_ton_npi(s.source_addr)
         params: dict[str, Any] = dict(
             source_addr=s.source_addr,
             source_addr_ton=src_ton if s.source_addr_ton is None else s.source_addr_ton,
@@ -280,6 +285,8 @@ class SmppBridge:
         except (*_LINK_ERRORS, AttributeError) as exc:
             if not self._closing:
                 log.info("SMPP reader stopped: %s", exc)
+        except Exception:  # e.g. a PDU smpplib cannot parse: start over on a fresh bind
+            log.exception("SMPP reader failed; reconnecting")
         finally:
             with contextlib.suppress(Exception):
                 client.disconnect()
@@ -289,11 +296,11 @@ class SmppBridge:
         """Handle one PDU in the reader thread; False ends the connection."""
         command, sequence, status = pdu.command, pdu.sequence, int(pdu.status or 0)
         if command in ("submit_sm_resp", "generic_nack"):
-            message_id = _text(getattr(pdu, "message_id", None))
+            message_id = pdu_text(getattr(pdu, "message_id", None))
             self._loop.call_soon_threadsafe(self._resolve, sequence, status, message_id)
         elif command == "deliver_sm":
             try:
-                item = _parse(pdu)
+                item = parse_deliver_pdu(pdu)
             except ValueError as exc:
                 log.warning("SMPP deliver_sm refused: %s", exc)
                 client.respond("deliver_sm_resp", sequence, ESME_RX_P_APPN)
@@ -343,26 +350,3 @@ class SmppBridge:
                 self._writer, client.respond, "deliver_sm_resp", sequence, status)
         except (*_LINK_ERRORS, RuntimeError) as exc:
             log.info("SMPP deliver_sm_resp not sent (%s); the SMSC will redeliver", exc)
-
-
-def _text(value: bytes | str | None) -> str:
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    return (value or "").rstrip("\x00")
-
-
-def _parse(pdu: Any) -> Receipt | InboundSms:
-    return parse_deliver(
-        esm_class=int(pdu.esm_class or 0), source_addr=pdu.source_addr,
-        source_addr_ton=int(pdu.source_addr_ton or 0), destination_addr=pdu.destination_addr,
-        data_coding=int(pdu.data_coding or 0), short_message=pdu.short_message,
-        receipted_message_id=getattr(pdu, "receipted_message_id", None),
-        message_state=getattr(pdu, "message_state", None))
-
-
-def _source_ton_npi(source: str) -> tuple[int, int]:
-    """TON/NPI for a sender: alphanumeric (5, 0), short code (3, 0), else international."""
-    digits = source.lstrip("+")
-    if not digits.isdigit():
-        return 5, 0
-    return (3, 0) if len(digits) <= 8 else (1, 1)

@@ -8,6 +8,7 @@ bridge writes from the event loop's writer thread and from the reader thread (ke
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import struct
 import threading
@@ -17,6 +18,11 @@ import smpplib.client
 import smpplib.consts
 import smpplib.exceptions
 import smpplib.smpp
+
+WIRE_LOGGER = "nudge.smpp.wire"
+# smpplib logs every PDU as hex at DEBUG, numbers and message text included: keep that out of
+# logs unless an operator lowers this logger's level on purpose.
+logging.getLogger(WIRE_LOGGER).setLevel(logging.INFO)
 
 # {0x58: "ESME_RTHROTTLED", ...}: stable codes for errors and logs.
 STATUS_NAMES: dict[int, str] = {
@@ -33,6 +39,21 @@ ESME_RINVCMDID = 0x03
 ESME_RX_T_APPN = 0x64  # "temporary application error": the SMSC redelivers
 ESME_RX_P_APPN = 0x65  # "permanent application error": the SMSC gives up
 MAX_PDU_OCTETS = 65536
+
+
+def pdu_text(value: bytes | str | None) -> str:
+    """A C-octet-string field as smpplib parsed it (bytes, NUL-terminated) as text."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return (value or "").rstrip("\x00")
+
+
+def source_ton_npi(source: str) -> tuple[int, int]:
+    """TON/NPI for a sender: alphanumeric (5, 0), short code (3, 0), else international."""
+    digits = source.lstrip("+")
+    if not digits.isdigit():
+        return 5, 0
+    return (3, 0) if len(digits) <= 8 else (1, 1)
 
 
 def status_name(status: int) -> str:
@@ -62,7 +83,7 @@ class ThreadSafeClient(smpplib.client.Client):  # type: ignore[misc]
     def __init__(self, host: str, port: int, *, timeout: float,
                  sequence_generator: LockedSequenceGenerator) -> None:
         super().__init__(host, port, timeout=timeout, sequence_generator=sequence_generator,
-                         logger_name="nudge.smpp.wire", allow_unknown_opt_params=True)
+                         logger_name=WIRE_LOGGER, allow_unknown_opt_params=True)
         self._write_lock = threading.Lock()
         # The library's default raises out of listen() and kills a reader thread on the first
         # throttled response; we dispatch responses ourselves, this is belt and braces.

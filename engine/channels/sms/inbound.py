@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +35,7 @@ _ERR = re.compile(r"\berr:(\w+)", re.IGNORECASE)
 
 ESM_RECEIPT_MASK = 0x3C
 ESM_SMSC_RECEIPT = 0x04
+ESM_INTERMEDIATE_NOTIFICATION = 0x20  # also a receipt, usually ENROUTE/ACCEPTD
 
 
 class Receipt(BaseModel):
@@ -88,7 +89,7 @@ def parse_deliver(
     message id (nothing could ever match it)."""
     when = received_at or datetime.now(UTC)
     payload = short_message or b""
-    if esm_class & ESM_RECEIPT_MASK == ESM_SMSC_RECEIPT:
+    if esm_class & ESM_RECEIPT_MASK in (ESM_SMSC_RECEIPT, ESM_INTERMEDIATE_NOTIFICATION):
         # Receipt text is ASCII whatever data_coding says (GSM would turn "_" into "§").
         text = payload.decode("latin-1")
         smsc_id = _clean(receipted_message_id)
@@ -110,3 +111,13 @@ def parse_deliver(
     return InboundSms(sender=sender, destination=_clean(destination_addr),
                       text=decode_body(body, data_coding), data_coding=data_coding,
                       concat=concat_info(udh) if udh else None, received_at=when)
+
+
+def parse_deliver_pdu(pdu: Any) -> Receipt | InboundSms:
+    """`parse_deliver` on a `smpplib.command.DeliverSM` (TLVs are attributes there)."""
+    return parse_deliver(
+        esm_class=int(pdu.esm_class or 0), source_addr=pdu.source_addr,
+        source_addr_ton=int(pdu.source_addr_ton or 0), destination_addr=pdu.destination_addr,
+        data_coding=int(pdu.data_coding or 0), short_message=pdu.short_message,
+        receipted_message_id=getattr(pdu, "receipted_message_id", None),
+        message_state=getattr(pdu, "message_state", None))

@@ -75,8 +75,14 @@ async def test_alert_fields_reach_the_peer(peer: ApnsPeer, provider: ApnsProvide
         collapse_id="cart-1",
         ttl=3600,
     )
-    m = msg(tok(), title="Héllo", body="Your cart 🛒", url="https://x.test/c", push=push,
-            data={"cart": "c1"})
+    m = msg(
+        tok(),
+        title="Héllo",
+        body="Your cart 🛒",
+        url="https://x.test/c",
+        push=push,
+        data={"cart": "c1"},
+    )
     result = await provider.send(m)
 
     assert result.provider == "apns"
@@ -193,6 +199,22 @@ async def test_connection_drop_after_timeout_fails_fast(provider: ApnsProvider) 
     assert info.value.code == "ConnectionFailed"
     assert time.monotonic() - started < TIMEOUT / 2
     assert (await provider.send(msg(tok()))).provider == "apns"
+
+
+async def test_timed_out_stream_gives_its_slot_back() -> None:
+    """One connection allowed, one stream per connection: a timed-out request must free
+    its stream slot, or every later send would wait for a slot that never comes back."""
+    async with ApnsPeer(slow_delay=2.0, max_concurrent_streams=1) as peer:
+        p = ApnsProvider(peer.settings(timeout=TIMEOUT), max_connections=1)
+        try:
+            assert (await p.send(msg(tok()))).provider == "apns"  # learns the limit
+            with pytest.raises(RetryableError):
+                await p.send(msg(tok("slow")))
+            for _ in range(3):
+                assert (await p.send(msg(tok()))).provider == "apns"
+            assert peer.connections == 1
+        finally:
+            await p.close()
 
 
 async def test_wrong_signing_key_is_rejected(peer: ApnsPeer) -> None:

@@ -79,8 +79,13 @@ def test_private_fcm_url_attribute_still_exists() -> None:
 
 async def test_notification_fields_reach_the_peer(peer: FcmPeer, provider: FcmProvider) -> None:
     push = PushOptions(
-        priority="high", ttl=600, collapse_id="cart", image="https://x.test/i.png",
-        android_channel_id="offers", sound="default", badge=2,
+        priority="high",
+        ttl=600,
+        collapse_id="cart",
+        image="https://x.test/i.png",
+        android_channel_id="offers",
+        sound="default",
+        badge=2,
     )
     m = msg(tok(), url="https://x.test/c", data={"cart": "c1"}, push=push)
     with warnings.catch_warnings():
@@ -95,7 +100,9 @@ async def test_notification_fields_reach_the_peer(peer: FcmPeer, provider: FcmPr
     body = rec.message
     assert body["token"] == m.address.token
     assert body["notification"] == {
-        "title": "Your cart", "body": "Still thinking it over?", "image": "https://x.test/i.png"
+        "title": "Your cart",
+        "body": "Still thinking it over?",
+        "image": "https://x.test/i.png",
     }
     assert body["data"] == {"cart": "c1", "url": "https://x.test/c"}
     android = body["android"]
@@ -103,16 +110,23 @@ async def test_notification_fields_reach_the_peer(peer: FcmPeer, provider: FcmPr
     assert android["ttl"] == "600s"
     assert android["collapse_key"] == "cart"
     assert android["notification"] == {
-        "channel_id": "offers", "sound": "default", "notification_count": 2
+        "channel_id": "offers",
+        "sound": "default",
+        "notification_count": 2,
     }
     assert "validate_only" not in rec.body
 
 
-async def test_data_only_message_has_no_notification(
-    peer: FcmPeer, provider: FcmProvider
-) -> None:
-    await provider.send(msg(tok(), title=None, body=None, data={"k": "v"},
-                            push=PushOptions(android_channel_id="offers")))
+async def test_data_only_message_has_no_notification(peer: FcmPeer, provider: FcmProvider) -> None:
+    await provider.send(
+        msg(
+            tok(),
+            title=None,
+            body=None,
+            data={"k": "v"},
+            push=PushOptions(android_channel_id="offers"),
+        )
+    )
     body = peer.received[-1].message
     assert "notification" not in body and "notification" not in body.get("android", {})
     assert body["data"] == {"k": "v"}
@@ -192,15 +206,24 @@ async def test_invalid_options_are_invalid_requests(provider: FcmProvider) -> No
 async def test_service_account_file_and_close_in_loop(tmp_path: Path, peer: FcmPeer) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
     sa = tmp_path / "sa.json"
-    sa.write_text(json.dumps({
-        "type": "service_account", "project_id": "from-file", "private_key_id": "k1",
-        "private_key": pem, "client_email": "nudge@from-file.iam.gserviceaccount.com",
-        "client_id": "1", "token_uri": "https://oauth2.googleapis.com/token",
-    }))
+    sa.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "from-file",
+                "private_key_id": "k1",
+                "private_key": pem,
+                "client_email": "nudge@from-file.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": "https://oauth2.googleapis.com/token",
+            }
+        )
+    )
     p = FcmProvider(FcmSettings(credentials_file=sa, endpoint=peer.endpoint))
     assert p.project_id == "from-file"
     await p.start()

@@ -51,9 +51,7 @@ def msg(subscription: dict[str, Any], **content: object) -> OutboundMessage:
     content.setdefault("body", "Still thinking it over?")
     return OutboundMessage(
         message_id=f"m_{uuid.uuid4().hex[:24]}",
-        address=Address(
-            channel=Channel.WEBPUSH, platform=Platform.WEB, subscription=subscription
-        ),
+        address=Address(channel=Channel.WEBPUSH, platform=Platform.WEB, subscription=subscription),
         content=Content.model_validate(content),
     )
 
@@ -154,9 +152,7 @@ async def test_wrong_vapid_key_is_invalid(peer: WebPushPeer) -> None:
         await p.close()
 
 
-async def test_throttled_then_retry_succeeds(
-    peer: WebPushPeer, provider: WebPushProvider
-) -> None:
+async def test_throttled_then_retry_succeeds(peer: WebPushPeer, provider: WebPushProvider) -> None:
     sub = peer.make_subscription(name("throttle"))
     m = msg(sub)
     with pytest.raises(ThrottledError) as info:
@@ -178,8 +174,10 @@ async def test_timeout_is_bounded_then_next_send_works(
 
 
 async def test_unreachable_endpoint_is_retryable(provider: WebPushProvider) -> None:
-    sub = {"endpoint": "http://127.0.0.1:9/push/x",
-           "keys": WebPushPeer().make_subscription()["keys"]}
+    sub = {
+        "endpoint": "http://127.0.0.1:9/push/x",
+        "keys": WebPushPeer().make_subscription()["keys"],
+    }
     with pytest.raises(RetryableError):
         await provider.send(msg(sub))
 

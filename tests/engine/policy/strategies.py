@@ -24,18 +24,25 @@ ZONES = [
     "Pacific/Apia",
     "Asia/Tokyo",
     "UTC",
+    # St. John's fell back from 00:01 to 23:01 until 2010: a date began, then began again.
+    "America/St_Johns",
 ]
-_FROM = datetime(2025, 1, 1, tzinfo=UTC)
-_TO = datetime(2028, 1, 1, tzinfo=UTC)
+_YEARS = {"America/St_Johns": (2008, 2011)}  # [from, to) years to draw from; else 2025-2027
+
+
+def _span(zone: str) -> tuple[datetime, datetime]:
+    first, last = _YEARS.get(zone, (2025, 2028))
+    return datetime(first, 1, 1, tzinfo=UTC), datetime(last, 1, 1, tzinfo=UTC)
 
 
 @cache
 def transitions(zone: str) -> list[datetime]:
-    """The UTC instants (to the second) where `zone` changes its offset in 2025-2027."""
+    """The UTC instants (to the second) where `zone` changes its offset in its test years."""
     tz = ZoneInfo(zone)
     found = []
-    t, before = _FROM, _FROM.astimezone(tz).utcoffset()
-    while t < _TO:
+    begin, end = _span(zone)
+    t, before = begin, begin.astimezone(tz).utcoffset()
+    while t < end:
         step = t + timedelta(days=1)
         if step.astimezone(tz).utcoffset() != before:
             low, high = t, step
@@ -58,8 +65,9 @@ def instants(zone: str) -> st.SearchStrategy[datetime]:
         st.integers(-3 * 3600, 3 * 3600),  # the hours around the change itself
         st.integers(-36 * 60, 36 * 60).map(lambda m: m * 60),  # whole minutes hit edges
     )
-    anywhere = st.integers(0, int((_TO - _FROM).total_seconds())).map(
-        lambda s: _FROM + timedelta(seconds=s)
+    begin, end = _span(zone)
+    anywhere = st.integers(0, int((end - begin).total_seconds())).map(
+        lambda s: begin + timedelta(seconds=s)
     )
     edges = transitions(zone)
     if not edges:

@@ -133,15 +133,27 @@ def test_known_day_starts() -> None:
     daily = Cap(limit=1, per=timedelta(days=1), window="calendar")
     noon = datetime(2026, 6, 1, 12, tzinfo=UTC)
     # +05:45: local midnight of 2026-06-01 is 18:15Z the day before.
-    assert window_start(noon, daily, zone="Asia/Kathmandu") == datetime(2026, 5, 31, 18, 15,
-                                                                       tzinfo=UTC)
+    assert window_start(noon, daily, zone="Asia/Kathmandu") == datetime(
+        2026, 5, 31, 18, 15, tzinfo=UTC
+    )
     # +13:00: at 12:00Z it is already 2026-06-02 01:00 in Tonga.
-    assert window_start(noon, daily, zone="Pacific/Tongatapu") == datetime(2026, 6, 1, 11,
-                                                                          tzinfo=UTC)
+    assert window_start(noon, daily, zone="Pacific/Tongatapu") == datetime(
+        2026, 6, 1, 11, tzinfo=UTC
+    )
     # Havana skips 00:00-01:00 on 2026-03-08: the day starts at 01:00 CDT (05:00Z).
     havana = datetime(2026, 3, 8, 12, tzinfo=UTC)
-    assert window_start(havana, daily, zone="America/Havana") == datetime(2026, 3, 8, 5,
-                                                                         tzinfo=UTC)
+    assert window_start(havana, daily, zone="America/Havana") == datetime(2026, 3, 8, 5, tzinfo=UTC)
+
+
+def test_a_date_that_begins_twice() -> None:
+    # St. John's 2008-11-02: 00:00 NDT (02:30Z), then at 00:01 back to 23:01 on Nov 1. The day
+    # of Nov 2 began at 02:30Z, so the repeated hour already belongs to it.
+    daily = Cap(limit=1, per=timedelta(days=1), window="calendar")
+    repeated = datetime(2008, 11, 2, 3, tzinfo=UTC)  # reads 23:30 Nov 1 for the second time
+    assert calendar_period(repeated, daily, zone="America/St_Johns") == (
+        datetime(2008, 11, 2, 2, 30, tzinfo=UTC),
+        datetime(2008, 11, 3, 3, 30, tzinfo=UTC),
+    )
 
 
 def test_iso_week_and_multi_day_periods() -> None:
@@ -196,10 +208,13 @@ def test_applicable_caps() -> None:
     push = Cap(channel="push", limit=1, per=timedelta(hours=4))
     sms_cart = Cap(channel="sms", limit=1, per=timedelta(days=1), journey="abandoned_cart")
     caps = [any_day, push, sms_cart]
-    kw = {"journey": "abandoned_cart", "transactional": False}
-    assert applicable_caps(caps, channel="push", **kw) == [any_day, push]
-    assert applicable_caps(caps, channel="sms", **kw) == [any_day, sms_cart]
+
+    def cart(channel: str) -> list[Cap]:
+        return applicable_caps(caps, channel=channel, journey="abandoned_cart", transactional=False)
+
+    assert cart("push") == [any_day, push]
+    assert cart("sms") == [any_day, sms_cart]
     assert applicable_caps(caps, channel="sms", journey="winback", transactional=False) == [any_day]
     assert applicable_caps(caps, channel="sms", journey=None, transactional=False) == [any_day]
-    assert applicable_caps(caps, channel="webpush", **kw) == [any_day]
+    assert cart("webpush") == [any_day]
     assert applicable_caps(caps, channel="sms", journey="abandoned_cart", transactional=True) == []

@@ -34,9 +34,7 @@ def in_window(t: datetime, window: QuietWindow, tz: ZoneInfo) -> bool:
 
 
 def quiet_at(t: datetime, quiet: QuietHours, channel: str, tz: ZoneInfo) -> bool:
-    return any(
-        in_window(t, w, tz) for w in quiet.all_windows() if w.channel in ("any", channel)
-    )
+    return any(in_window(t, w, tz) for w in quiet.all_windows() if w.channel in ("any", channel))
 
 
 windows = st.builds(
@@ -98,7 +96,8 @@ def test_transactional_messages_bypass_unless_configured(
 
 
 def at(zone: str, *args: int, fold: int = 0) -> datetime:
-    return datetime(*args, tzinfo=ZoneInfo(zone), fold=fold)  # type: ignore[misc]
+    year, month, day, hour, minute = args
+    return datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(zone), fold=fold)
 
 
 NIGHT = QuietHours(start=time(21), end=time(8))
@@ -114,33 +113,76 @@ NIGHT = QuietHours(start=time(21), end=time(8))
         (at("Asia/Tokyo", 2026, 3, 11, 8, 0), "Asia/Tokyo", NIGHT, None),
         (at("Asia/Tokyo", 2026, 3, 11, 20, 59), "Asia/Tokyo", NIGHT, None),
         # New York, spring forward (02:00 EST -> 03:00 EDT on 2026-03-08): 08:00 EDT is 12:00Z.
-        (at("America/New_York", 2026, 3, 8, 1, 30), "America/New_York", NIGHT,
-         "2026-03-08T12:00:00"),
+        (
+            at("America/New_York", 2026, 3, 8, 1, 30),
+            "America/New_York",
+            NIGHT,
+            "2026-03-08T12:00:00",
+        ),
         # A window ending in the gap (02:30) ends when the gap does: 03:00 EDT = 07:00Z.
-        (at("America/New_York", 2026, 3, 8, 1, 30), "America/New_York",
-         QuietHours(start=time(22), end=time(2, 30)), "2026-03-08T07:00:00"),
+        (
+            at("America/New_York", 2026, 3, 8, 1, 30),
+            "America/New_York",
+            QuietHours(start=time(22), end=time(2, 30)),
+            "2026-03-08T07:00:00",
+        ),
         # A window starting in the gap starts when the gap ends (03:00 EDT).
-        (at("America/New_York", 2026, 3, 8, 3, 10), "America/New_York",
-         QuietHours(start=time(2, 30), end=time(6)), "2026-03-08T10:00:00"),
-        (at("America/New_York", 2026, 3, 8, 1, 59), "America/New_York",
-         QuietHours(start=time(2, 30), end=time(6)), None),
+        (
+            at("America/New_York", 2026, 3, 8, 3, 10),
+            "America/New_York",
+            QuietHours(start=time(2, 30), end=time(6)),
+            "2026-03-08T10:00:00",
+        ),
+        (
+            at("America/New_York", 2026, 3, 8, 1, 59),
+            "America/New_York",
+            QuietHours(start=time(2, 30), end=time(6)),
+            None,
+        ),
         # Fall back (2026-11-01, 01:00-02:00 twice): the window ends at the first 01:30 ...
-        (at("America/New_York", 2026, 11, 1, 1, 10), "America/New_York",
-         QuietHours(start=time(22), end=time(1, 30)), "2026-11-01T05:30:00"),
+        (
+            at("America/New_York", 2026, 11, 1, 1, 10),
+            "America/New_York",
+            QuietHours(start=time(22), end=time(1, 30)),
+            "2026-11-01T05:30:00",
+        ),
         # ... so the second 01:10 is past the end.
-        (at("America/New_York", 2026, 11, 1, 1, 10, fold=1), "America/New_York",
-         QuietHours(start=time(22), end=time(1, 30)), None),
+        (
+            at("America/New_York", 2026, 11, 1, 1, 10, fold=1),
+            "America/New_York",
+            QuietHours(start=time(22), end=time(1, 30)),
+            None,
+        ),
+        # St. John's 2008-11-02: 00:01 fell back to 23:01 on Nov 1. A window starting 00:00 Nov 2
+        # began at 02:30Z and holds through the repeated hour, to 06:00 NST (09:30Z).
+        (
+            at("America/St_Johns", 2008, 11, 1, 23, 30, fold=1),
+            "America/St_Johns",
+            QuietHours(start=time(0), end=time(6)),
+            "2008-11-02T09:30:00",
+        ),
         # Berlin, fall back at 03:00 CEST -> 02:00 CET: 08:00 CET is 07:00Z.
-        (at("Europe/Berlin", 2026, 10, 25, 2, 30, fold=1), "Europe/Berlin", NIGHT,
-         "2026-10-25T07:00:00"),
+        (
+            at("Europe/Berlin", 2026, 10, 25, 2, 30, fold=1),
+            "Europe/Berlin",
+            NIGHT,
+            "2026-10-25T07:00:00",
+        ),
         # Lord Howe springs forward 30 minutes (02:00 -> 02:30, +10:30 -> +11:00).
-        (at("Australia/Lord_Howe", 2026, 10, 4, 1, 45), "Australia/Lord_Howe",
-         QuietHours(start=time(21), end=time(2, 15)), "2026-10-03T15:30:00"),
+        (
+            at("Australia/Lord_Howe", 2026, 10, 4, 1, 45),
+            "Australia/Lord_Howe",
+            QuietHours(start=time(21), end=time(2, 15)),
+            "2026-10-03T15:30:00",
+        ),
         # +05:45 and +13:00.
-        (at("Asia/Kathmandu", 2026, 6, 1, 22, 0), "Asia/Kathmandu", NIGHT,
-         "2026-06-02T02:15:00"),
-        (at("Pacific/Tongatapu", 2026, 6, 1, 23, 0), "Pacific/Tongatapu", NIGHT,
-         "2026-06-01T19:00:00"),
+        (at("Asia/Kathmandu", 2026, 6, 1, 22, 0), "Asia/Kathmandu", NIGHT, "2026-06-02T02:15:00"),
+        (
+            at("Pacific/Tongatapu", 2026, 6, 1, 23, 0),
+            "Pacific/Tongatapu",
+            NIGHT,
+            "2026-06-01T19:00:00",
+        ),
         (at("Pacific/Apia", 2026, 6, 2, 6, 0), "Pacific/Apia", NIGHT, "2026-06-01T19:00:00"),
     ],
 )
@@ -153,11 +195,15 @@ def test_days_restrict_the_start_day() -> None:
     # Friday 22:00 to Saturday 09:00, only for windows starting on Friday (2026-11-27 is a Fri).
     quiet = QuietHours(windows=[QuietWindow(start=time(22), end=time(9), days=["fri"])])
     nine_sat = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)  # Europe/London = UTC in winter
-    kw = {"zone": "Europe/London", "quiet": quiet, "channel": "push"}
-    assert quiet_until(datetime(2026, 11, 28, 1, tzinfo=UTC), **kw) == nine_sat + timedelta(hours=1)
-    assert quiet_until(datetime(2026, 11, 27, 22, tzinfo=UTC), **kw) == nine_sat + timedelta(hours=1)
-    assert quiet_until(datetime(2026, 11, 26, 23, tzinfo=UTC), **kw) is None  # Thursday night
-    assert quiet_until(datetime(2026, 11, 29, 1, tzinfo=UTC), **kw) is None  # Sunday 01:00
+
+    def until(year: int, month: int, day: int, hour: int) -> datetime | None:
+        now = datetime(year, month, day, hour, tzinfo=UTC)
+        return quiet_until(now, zone="Europe/London", quiet=quiet, channel="push")
+
+    assert until(2026, 11, 28, 1) == nine_sat + timedelta(hours=1)
+    assert until(2026, 11, 27, 22) == nine_sat + timedelta(hours=1)
+    assert until(2026, 11, 26, 23) is None  # Thursday night
+    assert until(2026, 11, 29, 1) is None  # Sunday 01:00
 
 
 def test_channel_windows_and_chains() -> None:
@@ -170,12 +216,15 @@ def test_channel_windows_and_chains() -> None:
         ]
     )
     day = datetime(2026, 6, 1, tzinfo=UTC)
-    kw = {"zone": "UTC", "quiet": quiet}
-    assert quiet_until(day + timedelta(hours=22), channel="sms", **kw) == day + timedelta(hours=33)
-    assert quiet_until(day + timedelta(hours=22), channel="push", **kw) is None
-    assert quiet_until(day + timedelta(hours=30), channel="push", **kw) == day + timedelta(hours=33)
-    assert quiet_until(day + timedelta(hours=12), channel="sms", **kw) is None
-    assert quiet_until(day + timedelta(hours=12), channel="push", **kw) == day + timedelta(hours=13)
+
+    def until(hours: int, channel: str) -> datetime | None:
+        return quiet_until(day + timedelta(hours=hours), zone="UTC", quiet=quiet, channel=channel)
+
+    assert until(22, "sms") == day + timedelta(hours=33)
+    assert until(22, "push") is None
+    assert until(30, "push") == day + timedelta(hours=33)
+    assert until(12, "sms") is None
+    assert until(12, "push") == day + timedelta(hours=13)
 
 
 def test_no_windows_and_empty_windows() -> None:
@@ -190,8 +239,9 @@ def test_quiet_all_week_is_refused() -> None:
         windows=[QuietWindow(start=time(0), end=time(12)), QuietWindow(start=time(12), end=time(0))]
     )
     with pytest.raises(QuietHoursNeverEnd):
-        quiet_until(datetime(2026, 6, 1, tzinfo=UTC), zone="Europe/Berlin", quiet=quiet,
-                    channel="sms")
+        quiet_until(
+            datetime(2026, 6, 1, tzinfo=UTC), zone="Europe/Berlin", quiet=quiet, channel="sms"
+        )
 
 
 def test_naive_now_is_refused() -> None:

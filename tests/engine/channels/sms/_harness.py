@@ -1,0 +1,67 @@
+"""Shared pieces of the SMPP tests: a recorder for the bridge's callbacks, message builders."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from engine.channels.base import Address, Content, OutboundMessage
+from engine.channels.sms.inbound import InboundSms, Receipt
+from engine.channels.sms.provider import SmppProvider
+from engine.config import SmsChannel
+from schemas.common import Channel
+
+PHONE = "+14155550123"
+
+
+@dataclass
+class Recorder:
+    """Stores what the bridge hands over; `fail_inbound` makes the next N callbacks raise."""
+
+    receipts: list[Receipt] = field(default_factory=list)
+    inbound: list[InboundSms] = field(default_factory=list)
+    fail_inbound: int = 0
+    inbound_delay: float = 0.0
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def on_receipt(self, receipt: Receipt) -> None:
+        self.receipts.append(receipt)
+        self._changed.set()
+
+    async def on_inbound(self, sms: InboundSms) -> None:
+        if self.inbound_delay:
+            await asyncio.sleep(self.inbound_delay)
+        if self.fail_inbound:
+            self.fail_inbound -= 1
+            raise RuntimeError("store unavailable")
+        self.inbound.append(sms)
+        self._changed.set()
+
+    async def wait(self, *, receipts: int = 0, inbound: int = 0, within: float = 5.0) -> None:
+        async with asyncio.timeout(within):
+            while len(self.receipts) < receipts or len(self.inbound) < inbound:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+def sms_settings(port: int, **overrides: Any) -> SmsChannel:
+    values: dict[str, Any] = {"provider": "smpp", "host": "127.0.0.1", "port": port,
+                              "tps": 1000, "submit_timeout": timedelta(seconds=5)}
+    values.update(overrides)
+    return SmsChannel(**values)
+
+
+def make_provider(port: int, recorder: Recorder, *, password: str = "pw",
+                  **overrides: Any) -> SmppProvider:
+    return SmppProvider(sms_settings(port, **overrides), password,
+                        on_receipt=recorder.on_receipt, on_inbound=recorder.on_inbound,
+                        throttle_backoff=0.02)
+
+
+def message(text: str, *, message_id: str = "msg-1", attempt: int = 1,
+            phone: str = PHONE) -> OutboundMessage:
+    return OutboundMessage(message_id=message_id, attempt=attempt,
+                           address=Address(channel=Channel.SMS, phone=phone),
+                           content=Content(sms=text))

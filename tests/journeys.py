@@ -1,0 +1,125 @@
+"""Journeys made for tests: each exercises one part of the contract, in seconds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+from engine import (
+    ALWAYS,
+    Channel,
+    Goal,
+    Journey,
+    JourneyEntry,
+    JourneyResult,
+    JourneySettings,
+    journey,
+)
+from engine.durations import Duration
+
+
+class SequenceSettings(JourneySettings):
+    wait: Duration = timedelta(seconds=8)
+    pause: Duration = timedelta(seconds=2)
+
+
+@journey(
+    trigger="Seq Start",
+    exit_on=("Seq Stop",),
+    goal=Goal("Seq Goal", within=timedelta(hours=1)),
+    reentry=ALWAYS,
+)
+class TSequence(Journey):
+    """wait_for (filtered) → send → sleep → wait_for → send."""
+
+    Settings = SequenceSettings
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        first = await self.wait_for("Ping", timeout=self.settings.wait, where={"n": 1})
+        one = await self.send("seq_one", channel=Channel.PUSH)
+        await self.sleep(self.settings.pause)
+        second = await self.wait_for("Ping", timeout=self.settings.wait)
+        two = await self.send("seq_two", channel=Channel.PUSH)
+        got = [e.properties.get("n") if e else None for e in (first, second)]
+        return self.finish(f"first={got[0]} second={got[1]} one={one.status} two={two.status}")
+
+
+@journey(trigger="Pair Start", reentry=ALWAYS, name="t_pair")
+class TPair(Journey):
+    """Two waits back to back: nothing in between them but the step boundary."""
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        ping = await self.wait_for("Ping", timeout=timedelta(seconds=8))
+        pong = await self.wait_for("Pong", timeout=timedelta(seconds=3))
+        return self.finish(f"ping={bool(ping)} pong={bool(pong)}")
+
+
+class QuickSettings(JourneySettings):
+    pause: Duration = timedelta(seconds=0)
+
+
+@journey(trigger="Once Start", reentry=None, name="t_once")
+class TOnce(Journey):
+    """Ends at once; enterable once per user ever."""
+
+    Settings = QuickSettings
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        await self.sleep(self.settings.pause)
+        return self.finish("done")
+
+
+@journey(trigger="Cool Start", reentry=timedelta(seconds=4), name="t_cool")
+class TCool(Journey):
+    """Ends at once; a new entry needs 4 s since the last one."""
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        return self.finish("done")
+
+
+class KeyedSettings(JourneySettings):
+    hold: Duration = timedelta(seconds=0)
+    channel: Channel = Channel.PUSH
+    transactional: bool = False
+
+
+@journey(trigger="Cart Touched", key="cart_id", reentry=ALWAYS, name="t_keyed")
+class TKeyed(Journey):
+    """One run per (user, cart): optionally holds, then sends once."""
+
+    Settings = KeyedSettings
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        await self.sleep(self.settings.hold)
+        result = await self.send(
+            "keyed", channel=self.settings.channel, transactional=self.settings.transactional
+        )
+        return self.finish(f"{result.status}:{result.reason}")
+
+
+@journey(
+    trigger="Split Start",
+    goal=Goal("Split Goal", within=timedelta(hours=1)),
+    reentry=ALWAYS,
+    name="t_split",
+)
+class TSplit(Journey):
+    """A/B split with a holdout; waits a little for the goal."""
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        variant = self.split("t_split_test", {"a": 1, "b": 1}, holdout=0.3)
+        result = await self.send("split_msg", channel=Channel.PUSH)
+        await self.wait_for("Split Goal", timeout=timedelta(seconds=3))
+        return self.finish(f"{variant}:{result.status}:{result.reason}")
+
+
+TEST_JOURNEYS: dict[str, type[Journey]] = {
+    cls.__journey__.name: cls for cls in (TSequence, TPair, TOnce, TCool, TKeyed, TSplit)
+}
