@@ -1,6 +1,6 @@
 """Nudge's platform. Journeys import only from here:
 
-    from engine import ALWAYS, Channel, Goal, Journey, JourneySettings, journey
+from engine import ALWAYS, Channel, Goal, Journey, JourneySettings, journey
 """
 
 from engine.journey import (

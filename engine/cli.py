@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +17,9 @@ from engine.config import ConfigError
 from engine.db.migrate import SchemaOutOfDate
 from engine.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Nudge: journeys over SMS and push.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Nudge: journeys over SMS and push."
+)
 users_app = typer.Typer(no_args_is_help=True, help="Inspect users.")
 keys_app = typer.Typer(no_args_is_help=True, help="Create keys.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -56,8 +57,15 @@ def dev(
     """Everything in one process tree: Temporal dev server, SQLite, console channel, API, worker."""
     from engine.dev import run_dev
 
-    run(lambda: run_dev(settings(), api_port=api_port, ui_port=ui_port,
-                        temporal_port=temporal_port, state_dir=state_dir))
+    run(
+        lambda: run_dev(
+            settings(),
+            api_port=api_port,
+            ui_port=ui_port,
+            temporal_port=temporal_port,
+            state_dir=state_dir,
+        )
+    )
 
 
 @app.command()
@@ -84,7 +92,9 @@ def worker() -> None:
 def emit(
     event: Annotated[str, typer.Argument(help='event name, e.g. "Cart Updated"')],
     user: Annotated[str, typer.Option("--user", help="the product's user id")],
-    prop: Annotated[list[str] | None, typer.Option("--prop", help="property k=v (repeatable)")] = None,
+    prop: Annotated[
+        list[str] | None, typer.Option("--prop", help="property k=v (repeatable)")
+    ] = None,
     message_id: Annotated[str | None, typer.Option(help="messageId, for idempotency")] = None,
 ) -> None:
     """Store an event as if it came through the API; the router routes it."""
@@ -143,9 +153,13 @@ def users_show(user_id: Annotated[str, typer.Argument(help="the product's user i
                     table.add_row("device", f"{device.id} {device.platform} {state}")
                 for channel in ("push", "webpush", "sms"):
                     states = await consent.states(db, user_id=user.id, channel=channel)
-                    table.add_row(f"consent {channel}", ", ".join(f"{t}={s}" for t, s in states.items()))
+                    table.add_row(
+                        f"consent {channel}", ", ".join(f"{t}={s}" for t, s in states.items())
+                    )
                 for run_row in await runs.runs_of_user(db, user_id=user.id):
-                    table.add_row("journey", f"{run_row.journey} {run_row.status} {run_row.outcome or ''}")
+                    table.add_row(
+                        "journey", f"{run_row.journey} {run_row.status} {run_row.outcome or ''}"
+                    )
                 out.print(table)
         finally:
             await context.close()
@@ -171,7 +185,9 @@ def timeline(user_id: Annotated[str, typer.Argument(help="the product's user id"
             for column in ("time (UTC)", "kind", "what", "status", "detail"):
                 table.add_column(column)
             for row in rows:
-                table.add_row(row.at.strftime("%Y-%m-%d %H:%M:%S"), row.kind, row.what, row.status, row.detail)
+                table.add_row(
+                    row.at.strftime("%Y-%m-%d %H:%M:%S"), row.kind, row.what, row.status, row.detail
+                )
             out.print(table)
         finally:
             await context.close()
@@ -193,14 +209,27 @@ def journeys() -> None:
                 counts = await journey_counts(db)
             steps = await _step_counts(context.settings)
             table = Table(title="journeys")
-            for column in ("journey", "trigger", "exit on", "open runs", "ended runs", "open by step"):
+            for column in (
+                "journey",
+                "trigger",
+                "exit on",
+                "open runs",
+                "ended runs",
+                "open by step",
+            ):
                 table.add_column(column)
             for name, cls in sorted(journey_classes().items()):
                 spec = cls.__journey__
                 opened, ended = counts.get(name, (0, 0))
                 by_step = ", ".join(f"{s}={n}" for s, n in sorted(steps.get(name, {}).items()))
-                table.add_row(name, spec.trigger, ", ".join(spec.exit_on) or "-",
-                              str(opened), str(ended), by_step or "-")
+                table.add_row(
+                    name,
+                    spec.trigger,
+                    ", ".join(spec.exit_on) or "-",
+                    str(opened),
+                    str(ended),
+                    by_step or "-",
+                )
             out.print(table)
         finally:
             await context.close()
@@ -214,7 +243,7 @@ async def _step_counts(config: Settings) -> dict[str, dict[str, int]]:
 
     try:
         return await asyncio.wait_for(step_counts(config), timeout=5)
-    except Exception:  # noqa: BLE001 - visibility is a nicety here; the table still prints
+    except Exception:
         return {}
 
 
@@ -274,4 +303,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -103,7 +103,9 @@ class SmsChannel(_Strict):
     enquire_link: Duration = timedelta(seconds=30)
     submit_timeout: Duration = timedelta(seconds=10)
     help_reply: str = "Reply STOP to unsubscribe. Msg&data rates may apply."
-    stop_reply: str = "You are unsubscribed and will receive no more messages. Reply START to resubscribe."
+    stop_reply: str = (
+        "You are unsubscribed and will receive no more messages. Reply START to resubscribe."
+    )
     start_reply: str = "You are subscribed again. Reply STOP to unsubscribe."
     keywords: dict[str, dict[str, list[str]]] = Field(
         default_factory=dict,
@@ -172,7 +174,7 @@ class ConfigError(ValueError):
 def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
     """Best-effort line number (1-based) of the TOML key at pydantic error location `loc`."""
     lines = text.splitlines()
-    pos, path = 0, []
+    pos, path = 0, list[str]()
     for i, part in enumerate(loc):
         if isinstance(part, int):
             header = re.compile(r"^\s*\[\[\s*" + re.escape(".".join(path)) + r"\s*\]\]")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,8 @@ from engine.channels.base import (
 from engine.channels.registry import Providers
 from engine.config import NudgeConfig
 from engine.db.models import Device, Message, MessageAttempt, User
+from engine.db.session import dialect_name
+from engine.metrics import DEVICE_DEACTIVATIONS, PROVIDER_LATENCY, SENDS, SUPPRESSIONS
 from engine.policy import consent
 from engine.policy.caps import applicable_caps, next_free_at, window_start
 from engine.policy.quiet_hours import quiet_until, release_time
@@ -155,8 +158,9 @@ class Deliverer:
                 if len(sent_at) < cap.limit:
                     continue
                 if cap.on_capped == "defer" and request.deferrals < cap.max_deferrals:
-                    until = next_free_at(now, cap, zone=zone, sent_at=sent_at)
-                    return DeliverOutcome(defer_until=until, defer_reason="capped")
+                    free = next_free_at(now, cap, zone=zone, sent_at=sent_at)
+                    if free is not None:
+                        return DeliverOutcome(defer_until=free, defer_reason="capped")
                 return await _suppress(session, request, now, "capped")
             try:
                 content = self._templates.render(
@@ -232,13 +236,18 @@ class Deliverer:
             content=Content.model_validate(row.body or {}),
         )
         outcome, error, retry = "sent", None, None
+        started = time.monotonic()
         try:
             result = await provider.send(outbound)
         except PermanentAddressError as exc:
             outcome, error = "permanent", exc.code
             _finish(row, MessageStatus.FAILED, exc.code, clock.now())
         except ThrottledError as exc:
-            outcome, error, retry = "throttled", exc.code, DeliveryRetry(exc.code, delay=exc.retry_after)
+            outcome, error, retry = (
+                "throttled",
+                exc.code,
+                DeliveryRetry(exc.code, delay=exc.retry_after),
+            )
         except RetryableError as exc:
             outcome, error, retry = "retryable", exc.code, DeliveryRetry(exc.code)
         except InvalidRequestError as exc:
@@ -249,6 +258,8 @@ class Deliverer:
             row.encoding, row.parts = result.encoding, result.parts
             _finish(row, MessageStatus.SENT, None, clock.now())
             row.sent_at = clock.now()
+        PROVIDER_LATENCY.labels(provider.name).observe(time.monotonic() - started)
+        SENDS.labels(row.channel, outcome).inc()
         async with self._sessions() as session, session.begin():
             stored = await session.get(MessageAttempt, attempt.id)
             if stored is not None:
@@ -260,6 +271,7 @@ class Deliverer:
                 device = await session.get(Device, row.device_id)
                 if device is not None:
                     await devices.deactivate(session, device=device, reason=error or "permanent")
+                    DEVICE_DEACTIVATIONS.labels(error or "permanent").inc()
             if outcome != "sent":
                 row.provider = provider.name
             await session.merge(row)
@@ -288,7 +300,7 @@ class Deliverer:
 
 async def _lock_user(session: AsyncSession, user_id: str) -> User | None:
     query = select(User).where(User.id == user_id)
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         query = query.with_for_update()
     return (await session.scalars(query)).first()
 
@@ -330,6 +342,8 @@ async def _suppress(
     row.status = MessageStatus.SUPPRESSED.value
     row.reason = reason
     session.add(row)
+    SUPPRESSIONS.labels(reason).inc()
+    SENDS.labels(request.channel.value, "suppressed").inc()
     return DeliverOutcome(
         result=SendResult(status=SendStatus.SUPPRESSED, reason=reason, message_ids=[row.id])
     )

@@ -8,8 +8,8 @@ all of it.
 from __future__ import annotations
 
 import asyncio
-import os
 import contextlib
+import os
 import signal
 from pathlib import Path
 
@@ -28,6 +28,12 @@ from engine.temporal import SEARCH_ATTRIBUTES, connect, temporal_binary
 from engine.worker import build_worker
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own Ctrl-C handling: ours stops every part together."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return contextlib.nullcontext()
+
 
 async def start_temporal(
     state_dir: Path, *, port: int, ui_port: int, extra: list[str] | None = None
@@ -35,19 +41,31 @@ async def start_temporal(
     """Start `temporal server start-dev` with Nudge's search attributes; logs to a file."""
     log = (state_dir / "temporal.log").open("ab")
     args = [
-        "server", "start-dev",
-        "--ip", "127.0.0.1",
-        "--port", str(port),
-        "--ui-port", str(ui_port),
-        "--db-filename", str(state_dir / "temporal.db"),
-        "--sqlite-pragma", "journal_mode=wal",
-        "--sqlite-pragma", "synchronous=normal",
-        "--log-level", "warn",
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(state_dir / "temporal.db"),
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
+        "--log-level",
+        "warn",
     ]
     for key in SEARCH_ATTRIBUTES:
         args += ["--search-attribute", f"{key.name}=Keyword"]
     return await asyncio.create_subprocess_exec(
-        temporal_binary(), *args, *(extra or []), stdout=log, stderr=log,
+        temporal_binary(),
+        *args,
+        *(extra or []),
+        stdout=log,
+        stderr=log,
         start_new_session=True,
     )
 
@@ -84,7 +102,7 @@ async def dev_key(context: Context, state_dir: Path) -> str:
 async def run_dev(
     settings: Settings, *, api_port: int, ui_port: int, temporal_port: int, state_dir: Path
 ) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start-up
     updates: dict[str, object] = {
         "temporal_address": f"127.0.0.1:{temporal_port}",
         "api_port": api_port,
@@ -110,11 +128,9 @@ async def run_dev(
         await providers.start()
         worker = build_worker(client, context, providers=providers)
         app = api_app(context, TemporalConnection(settings))
-        server = uvicorn.Server(
+        server = _Server(
             uvicorn.Config(app, host=settings.api_host, port=api_port, log_level="warning")
         )
-        # uvicorn would install its own Ctrl-C handler; ours stops everything together.
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         async with worker:
             serving = asyncio.create_task(server.serve())
             print(

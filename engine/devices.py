@@ -85,7 +85,9 @@ async def active_devices(
     session: AsyncSession, *, user_id: str, channel: Channel, newest_only: bool = False
 ) -> list[Device]:
     platforms = (
-        [Platform.WEB.value] if channel is Channel.WEBPUSH else [Platform.IOS.value, Platform.ANDROID.value]
+        [Platform.WEB.value]
+        if channel is Channel.WEBPUSH
+        else [Platform.IOS.value, Platform.ANDROID.value]
     )
     rows = list(
         await session.scalars(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine import ids
 from engine.db.models import Event
 from engine.db.upsert import insert_ignore
+from engine.metrics import EVENTS_ACCEPTED
 from engine.users import apply_profile, ensure_user, now
 from schemas.events import IdentifyCall, TrackCall
 
@@ -37,9 +38,7 @@ async def accept(session: AsyncSession, calls: list[Call]) -> Accepted:
     for call in calls:
         message_id = call.message_id or ids.new_message_id()
         accepted.message_ids.append(message_id)
-        user = await ensure_user(
-            session, external_id=call.user_id, anonymous_id=call.anonymous_id
-        )
+        user = await ensure_user(session, external_id=call.user_id, anonymous_id=call.anonymous_id)
         if isinstance(call, IdentifyCall):
             exists = await session.scalar(select(Event.id).where(Event.message_id == message_id))
             if exists is None:
@@ -65,6 +64,7 @@ async def accept(session: AsyncSession, calls: list[Call]) -> Accepted:
         )
         if inserted:
             accepted.stored += 1
+            EVENTS_ACCEPTED.labels(call.type).inc()
         else:
             accepted.duplicates += 1
     return accepted

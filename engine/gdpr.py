@@ -65,8 +65,11 @@ async def erase(session: AsyncSession, *, user: User, salt: str) -> None:
             entry.evidence = f"sha256:{digest}"
     for run in await runs.open_runs(session, user_id=user.id):
         await runs.mark_finished(
-            session, workflow_id=run.workflow_id, run_id=None,
-            status=RunStatus.TERMINATED, outcome="user_erased",
+            session,
+            workflow_id=run.workflow_id,
+            run_id=None,
+            status=RunStatus.TERMINATED,
+            outcome="user_erased",
         )
 
 

@@ -6,6 +6,7 @@ orchestrates: every I/O is an activity, called by name so no database code is im
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import re
@@ -45,10 +46,8 @@ SA_STEP = SearchAttributeKey.for_keyword("NudgeStep")
 
 # Bookkeeping is cheap and local; delivery is a regular activity so its retries back off
 # on the server and survive a worker crash.
-_BOOKKEEPING = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
-}
+_BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
+_BOOKKEEPING_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 _DELIVERY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -170,7 +169,8 @@ class Journey:
                     event=event,
                     last_message_id=self._last_message_id,
                 ),
-                **_BOOKKEEPING,  # type: ignore[arg-type]
+                start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+                retry_policy=_BOOKKEEPING_RETRY,
             )
         if event.name in spec.exit_on and self._exit is None:
             self._exit = event
@@ -232,12 +232,13 @@ class Journey:
         self._end_step()
 
     async def sleep_until_local(self, at: time) -> None:
-        """Sleep until the next `at` on the user's local wall clock (their IANA zone; DST-correct)."""
+        """Sleep until the next `at` on the user's local clock (their IANA zone, DST-correct)."""
         zone: UserZone = await workflow.execute_local_activity(
             "nudge.user_zone",
             UserZoneRequest(user_id=self.user_id),
             result_type=UserZone,
-            **_BOOKKEEPING,  # type: ignore[arg-type]
+            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+            retry_policy=_BOOKKEEPING_RETRY,
         )
         now = workflow.now()
         self._set_step(f"sleep_until:{at.isoformat('minutes')}")
@@ -364,12 +365,10 @@ class Journey:
             return
         if timeout is not None and timeout <= timedelta(0):
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: self._exit is not None or condition(), timeout=timeout
             )
-        except TimeoutError:
-            pass
         self._raise_if_exited()
 
     def _set_step(self, step: str) -> None:
@@ -452,7 +451,8 @@ def _wrap_run(
                 journey=type(self).__journey__.name,
                 user_id=self.user_id,
             ),
-            **_BOOKKEEPING,  # type: ignore[arg-type]
+            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+            retry_policy=_BOOKKEEPING_RETRY,
         )
         try:
             result = await run(self, entry)
@@ -476,7 +476,8 @@ def _wrap_run(
                 step=self._step,
                 variant=self._variant,
             ),
-            **_BOOKKEEPING,  # type: ignore[arg-type]
+            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+            retry_policy=_BOOKKEEPING_RETRY,
         )
         return result
 

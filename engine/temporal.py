@@ -22,13 +22,8 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
 
 def data_converter(settings: Settings) -> DataConverter:
     """Pydantic payloads, encrypted with the configured keys (AES-256-GCM) when set."""
-    try:
-        from engine.codec import codec_from_secret
-        from engine.codec import data_converter as build
-    except ImportError:  # TODO(lead): remove once engine/codec.py lands
-        from temporalio.contrib.pydantic import pydantic_data_converter
-
-        return pydantic_data_converter
+    from engine.codec import codec_from_secret
+    from engine.codec import data_converter as build
 
     secret = settings.encryption_keys.get_secret_value() if settings.encryption_keys else None
     return build(codec_from_secret(secret))

@@ -30,16 +30,36 @@ async def timeline_rows(session: AsyncSession, *, external_id: str) -> list[Time
         return None
     rows: list[TimelineRow] = []
     for event in await session.scalars(select(Event).where(Event.user_id == user.id)):
-        rows.append(TimelineRow(event.timestamp, "event", event.name, "routed" if event.routed_at else "queued", event.message_id))
+        rows.append(
+            TimelineRow(
+                event.timestamp,
+                "event",
+                event.name,
+                "routed" if event.routed_at else "queued",
+                event.message_id,
+            )
+        )
     for run in await session.scalars(select(JourneyRun).where(JourneyRun.user_id == user.id)):
         rows.append(TimelineRow(run.started_at, "entry", run.journey, "entered", run.workflow_id))
         if run.converted_at:
-            rows.append(TimelineRow(run.converted_at, "goal", run.journey, "converted", run.conversion_message_id or "-"))
+            rows.append(
+                TimelineRow(
+                    run.converted_at,
+                    "goal",
+                    run.journey,
+                    "converted",
+                    run.conversion_message_id or "-",
+                )
+            )
         if run.ended_at:
-            rows.append(TimelineRow(run.ended_at, "exit", run.journey, run.status, run.outcome or "-"))
+            rows.append(
+                TimelineRow(run.ended_at, "exit", run.journey, run.status, run.outcome or "-")
+            )
     for message in await session.scalars(select(Message).where(Message.user_id == user.id)):
         at = message.sent_at or message.created_at
-        what = f"{message.journey or '-'}/{message.step or '-'} {message.channel} ({message.template})"
+        what = (
+            f"{message.journey or '-'}/{message.step or '-'} {message.channel} ({message.template})"
+        )
         detail = message.reason or (f"attempts={message.attempts}" if message.attempts else "-")
         rows.append(TimelineRow(at, "message", what, message.status, detail))
     order = {"event": 0, "entry": 1, "message": 2, "goal": 3, "exit": 4}
@@ -50,8 +70,9 @@ async def timeline_rows(session: AsyncSession, *, external_id: str) -> list[Time
 async def journey_counts(session: AsyncSession) -> dict[str, tuple[int, int]]:
     """(open, ended) runs per journey."""
     result = await session.execute(
-        select(JourneyRun.journey, JourneyRun.status == RunStatus.OPEN, func.count())
-        .group_by(JourneyRun.journey, JourneyRun.status == RunStatus.OPEN)
+        select(JourneyRun.journey, JourneyRun.status == RunStatus.OPEN, func.count()).group_by(
+            JourneyRun.journey, JourneyRun.status == RunStatus.OPEN
+        )
     )
     counts: dict[str, tuple[int, int]] = {}
     for journey, is_open, count in result:
@@ -71,6 +92,6 @@ async def step_counts(settings: Settings) -> dict[str, dict[str, int]]:
     )
     for group in result.groups:
         values = [str(v) for v in group.group_values]
-        journey, step = (values + ["-", "-"])[:2]
+        journey, step = ([*values, "-", "-"])[:2]
         counts.setdefault(journey, {})[step] = group.count
     return counts

@@ -81,7 +81,9 @@ def normalise_phone(value: str) -> str:
     try:
         parsed = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException as exc:
-        raise ProfileError("phone", "phone must be in international format, e.g. +14155550123") from exc
+        raise ProfileError(
+            "phone", "phone must be in international format, e.g. +14155550123"
+        ) from exc
     if not phonenumbers.is_valid_number(parsed):
         raise ProfileError("phone", "phone is not a valid number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

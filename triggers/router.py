@@ -10,6 +10,7 @@ event whose `message_id` they have already seen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
@@ -27,8 +28,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from engine import ids, runs
 from engine.config import NudgeConfig
 from engine.db.models import Event, JourneyRun
+from engine.db.session import dialect_name
 from engine.db.upsert import insert_ignore
 from engine.journey import ALWAYS, EVENT_SIGNAL, SA_JOURNEY, SA_USER, Journey, JourneySpec
+from engine.metrics import EVENTS_ROUTED, ROUTING_LAG
 from engine.users import now
 from schemas.common import RunStatus
 from schemas.events import JourneyEvent
@@ -92,20 +95,27 @@ class Router:
                 backoff = self._poll
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - the router must outlive any one failure
-                level = logging.WARNING if isinstance(exc, RPCError | RuntimeError | OSError) else logging.ERROR
-                log.log(level, "routing paused: %s; retrying in %.1fs", exc, backoff,
-                        exc_info=level == logging.ERROR)
+            except Exception as exc:
+                level = (
+                    logging.WARNING
+                    if isinstance(exc, RPCError | RuntimeError | OSError)
+                    else logging.ERROR
+                )
+                log.log(
+                    level,
+                    "routing paused: %s; retrying in %.1fs",
+                    exc,
+                    backoff,
+                    exc_info=level == logging.ERROR,
+                )
                 routed = 0
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             if routed == 0:
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
-                except TimeoutError:
-                    pass
 
     async def route_pending(self, *, limit: int = 100) -> int:
         """Route up to `limit` events, oldest first; returns how many were routed.
@@ -118,7 +128,7 @@ class Router:
         while count < limit:
             async with self._sessions() as session, session.begin():
                 query = select(Event).where(Event.routed_at.is_(None)).order_by(Event.id).limit(1)
-                if session.bind.dialect.name == "postgresql":
+                if dialect_name(session) == "postgresql":
                     query = query.with_for_update(skip_locked=True)
                 event = (await session.scalars(query)).first()
                 if event is None:
@@ -126,6 +136,8 @@ class Router:
                 event.route_attempts += 1
                 await self._route(session, client, event)
                 event.routed_at = now()
+            EVENTS_ROUTED.inc()
+            ROUTING_LAG.observe((event.routed_at - event.received_at).total_seconds())
             count += 1
             if self._on_routed is not None:
                 self._on_routed(event)
@@ -153,9 +165,7 @@ class Router:
             workflow_id = ids.journey_workflow_id(spec.name, event.user_id, key)
             if any(run.workflow_id == workflow_id for run in open_runs):
                 continue  # delivered below, as an ordinary event
-            last = await runs.last_entry(
-                session, journey=spec.name, user_id=event.user_id, key=key
-            )
+            last = await runs.last_entry(session, journey=spec.name, user_id=event.user_id, key=key)
             if last is not None and last.entry_event_id == event.id:
                 pass  # a retry of this very entry: start again (idempotent on Temporal's side)
             elif not reentry_allows(spec, last, event.received_at):

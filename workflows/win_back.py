@@ -26,8 +26,9 @@ class WinBack(Journey):
     @workflow.run
     async def run(self, entry: JourneyEntry) -> JourneyResult:
         variant = self.split("win_back_offer", ("discount", "content"), holdout=0.1)
-        await self.send(f"offer_{variant}" if variant != "holdout" else "offer_discount",
-                        channel=Channel.PUSH)
+        await self.send(
+            f"offer_{variant}" if variant != "holdout" else "offer_discount", channel=Channel.PUSH
+        )
         if await self.wait_for("App Opened", timeout=self.settings.second_offer_after):
             return self.finish("returned")
         await self.send("last_offer", channel=Channel.SMS)

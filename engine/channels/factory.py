@@ -35,8 +35,9 @@ def build_providers(context: Context) -> Providers:
     if channels.sms.provider == "console":
         routes[(Channel.SMS, None)] = console
     else:
-        from engine.channels.sms.provider import SmppProvider
         from triggers.smpp import InboundHandler
+
+        from engine.channels.sms.provider import SmppProvider
 
         password = os.environ.get(channels.sms.password_env)
         if password is None:

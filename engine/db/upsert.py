@@ -8,13 +8,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.db.models import Base
+from engine.db.session import dialect_name
 
 
 async def insert_ignore(
     session: AsyncSession, model: type[Base], values: dict[str, Any], *, conflict: list[str]
 ) -> bool:
     """Insert a row unless one with the same `conflict` columns exists; True if inserted."""
-    dialect = session.bind.dialect.name
+    dialect = dialect_name(session)
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict)
     result = await session.execute(stmt)

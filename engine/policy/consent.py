@@ -78,9 +78,7 @@ async def current(session: AsyncSession, *, user_id: str, channel: str, topic: s
     return ConsentState(newest) if newest else ConsentState.UNKNOWN
 
 
-async def allows(
-    session: AsyncSession, *, user_id: str, channel: str, transactional: bool
-) -> bool:
+async def allows(session: AsyncSession, *, user_id: str, channel: str, transactional: bool) -> bool:
     """Whether the consent log allows a send now."""
     if transactional:
         state = await current(session, user_id=user_id, channel=channel, topic=TRANSACTIONAL)

@@ -59,6 +59,9 @@ class KeyChecker:
 
 def _unauthorized(detail: str) -> Problem:
     return Problem(
-        401, "unauthorized", "Authentication required", detail,
+        401,
+        "unauthorized",
+        "Authentication required",
+        detail,
         headers={"WWW-Authenticate": 'Basic realm="nudge", Bearer'},
     )

@@ -28,15 +28,25 @@ def _parse_cursor(cursor: str) -> tuple[datetime, str]:
         stamp, _, message_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
         return datetime.fromisoformat(stamp), message_id
     except (ValueError, UnicodeDecodeError):
-        raise Problem(400, "invalid-cursor", "The cursor is not valid",
-                      errors=[{"field": "cursor", "message": "use the `next` value as given"}]) from None
+        raise Problem(
+            400,
+            "invalid-cursor",
+            "The cursor is not valid",
+            errors=[{"field": "cursor", "message": "use the `next` value as given"}],
+        ) from None
 
 
-async def message_json(db: AsyncSession, message: Message, external: dict[str, str | None]) -> dict[str, Any]:
+async def message_json(
+    db: AsyncSession, message: Message, external: dict[str, str | None]
+) -> dict[str, Any]:
     if message.user_id not in external:
         user = await db.get(User, message.user_id)
         external[message.user_id] = user.external_id if user else None
-    return {**messages.public(message), "user_id": external[message.user_id], "uid": message.user_id}
+    return {
+        **messages.public(message),
+        "user_id": external[message.user_id],
+        "uid": message.user_id,
+    }
 
 
 @router.get("")
@@ -69,8 +79,14 @@ async def get_message(message_id: str, db: AsyncSession = Depends(session)) -> d
     attempts = await messages.attempts(db, message_id=message_id)
     body = await message_json(db, message, {})
     body["attempt_log"] = [
-        {"attempt": a.attempt, "started_at": a.started_at, "finished_at": a.finished_at,
-         "outcome": a.outcome, "provider_id": a.provider_id, "error": a.error}
+        {
+            "attempt": a.attempt,
+            "started_at": a.started_at,
+            "finished_at": a.finished_at,
+            "outcome": a.outcome,
+            "provider_id": a.provider_id,
+            "error": a.error,
+        }
         for a in attempts
     ]
     return body

@@ -9,9 +9,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from engine.metrics import EVENTS_REJECTED
 from engine.users import ProfileError
 
 PROBLEM_JSON = "application/problem+json"
+TRACKING_PATHS = frozenset({"/v1/track", "/v1/identify", "/v1/batch"})
 
 
 class Problem(Exception):
@@ -44,8 +46,9 @@ def problem_response(problem: Problem, instance: str | None = None) -> JSONRespo
         body["instance"] = instance
     if problem.errors is not None:
         body["errors"] = problem.errors
-    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON,
-                        headers=problem.headers)
+    return JSONResponse(
+        body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+    )
 
 
 def field_errors(errors: Any, *, prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
@@ -63,23 +66,33 @@ def field_errors(errors: Any, *, prefix: tuple[Any, ...] = ()) -> list[dict[str,
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        if request.url.path in TRACKING_PATHS:
+            EVENTS_REJECTED.labels(exc.slug).inc()
         return problem_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if request.url.path in TRACKING_PATHS:
+            EVENTS_REJECTED.labels("invalid").inc()
         errors = field_errors(exc.errors())
         fields = ", ".join(e["field"] for e in errors)
         return problem_response(
-            Problem(422, "invalid-body", "The request is not valid", f"check: {fields}",
-                    errors=errors),
+            Problem(
+                422, "invalid-body", "The request is not valid", f"check: {fields}", errors=errors
+            ),
             request.url.path,
         )
 
     @app.exception_handler(ProfileError)
     async def _profile(request: Request, exc: ProfileError) -> JSONResponse:
         return problem_response(
-            Problem(422, "invalid-profile", "A profile field is not valid", str(exc),
-                    errors=[{"field": exc.field, "message": str(exc)}]),
+            Problem(
+                422,
+                "invalid-profile",
+                "A profile field is not valid",
+                str(exc),
+                errors=[{"field": exc.field, "message": str(exc)}],
+            ),
             request.url.path,
         )
 

@@ -60,8 +60,9 @@ async def batch(
         kind = item.get("type")
         adapter = _CALLS.get(kind) if isinstance(kind, str) else None
         if adapter is None:
-            errors.append({"field": f"batch[{index}].type",
-                           "message": "type must be 'track' or 'identify'"})
+            errors.append(
+                {"field": f"batch[{index}].type", "message": "type must be 'track' or 'identify'"}
+            )
             continue
         merged = {**item, "context": {**body.context, **(item.get("context") or {})}}
         try:
@@ -71,7 +72,10 @@ async def batch(
     if errors:
         rejected = sorted({e["field"].split("]")[0] + "]" for e in errors})
         raise Problem(
-            422, "invalid-batch", "Some batch items are not valid; nothing was stored",
-            f"rejected items: {', '.join(rejected)}", errors=errors,
+            422,
+            "invalid-batch",
+            "Some batch items are not valid; nothing was stored",
+            f"rejected items: {', '.join(rejected)}",
+            errors=errors,
         )
     return await _store(request, db, calls)

@@ -76,12 +76,19 @@ def _channel(channel: str) -> Channel:
 
 
 @router.put("/{user_id}")
-async def put_user(user_id: str, body: ProfileIn, db: AsyncSession = Depends(session)) -> dict[str, Any]:
+async def put_user(
+    user_id: str, body: ProfileIn, db: AsyncSession = Depends(session)
+) -> dict[str, Any]:
     """Create or update a profile: timezone (IANA), locale, phone (E.164), attributes."""
     user = await ensure_user(db, external_id=user_id)
     fields: dict[str, Any] = dict(body.attributes)
-    fields.update({k: v for k, v in body.model_dump(exclude={"attributes"}).items()
-                   if k in body.model_fields_set})
+    fields.update(
+        {
+            k: v
+            for k, v in body.model_dump(exclude={"attributes"}).items()
+            if k in body.model_fields_set
+        }
+    )
     apply_profile(user, fields)
     await db.commit()
     return user_json(user)
@@ -113,7 +120,9 @@ async def export_user(user_id: str, db: AsyncSession = Depends(session)) -> dict
 
 
 @router.post("/{user_id}/devices", status_code=201)
-async def add_device(user_id: str, body: DeviceIn, db: AsyncSession = Depends(session)) -> dict[str, Any]:
+async def add_device(
+    user_id: str, body: DeviceIn, db: AsyncSession = Depends(session)
+) -> dict[str, Any]:
     """Register a device; a token already known moves to this user."""
     user = await ensure_user(db, external_id=user_id)
     token = str(body.subscription.endpoint) if body.subscription else (body.token or "").strip()
@@ -134,12 +143,16 @@ async def add_device(user_id: str, body: DeviceIn, db: AsyncSession = Depends(se
 @router.get("/{user_id}/devices")
 async def list_devices(user_id: str, db: AsyncSession = Depends(session)) -> dict[str, Any]:
     user = await existing_user(db, user_id)
-    return {"items": [device_json(d) for d in await devices.list_devices(db, user_id=user.id)],
-            "next": None}
+    return {
+        "items": [device_json(d) for d in await devices.list_devices(db, user_id=user.id)],
+        "next": None,
+    }
 
 
 @router.delete("/{user_id}/devices/{device_id}", status_code=204)
-async def remove_device(user_id: str, device_id: str, db: AsyncSession = Depends(session)) -> Response:
+async def remove_device(
+    user_id: str, device_id: str, db: AsyncSession = Depends(session)
+) -> Response:
     user = await existing_user(db, user_id)
     if not await devices.unregister(db, user=user, device_id=device_id):
         raise Problem(404, "device-not-found", "No such device for this user")
@@ -151,8 +164,10 @@ async def remove_device(user_id: str, device_id: str, db: AsyncSession = Depends
 async def list_journeys(user_id: str, db: AsyncSession = Depends(session)) -> dict[str, Any]:
     """The user's journey runs, open and ended, oldest first."""
     user = await existing_user(db, user_id)
-    return {"items": [run_json(r) for r in await runs.runs_of_user(db, user_id=user.id)],
-            "next": None}
+    return {
+        "items": [run_json(r) for r in await runs.runs_of_user(db, user_id=user.id)],
+        "next": None,
+    }
 
 
 def consent_json(entry: Any) -> dict[str, Any]:
@@ -170,7 +185,10 @@ def consent_json(entry: Any) -> dict[str, Any]:
 @router.get("/{user_id}/consent/log")
 async def consent_log_all(user_id: str, db: AsyncSession = Depends(session)) -> dict[str, Any]:
     user = await existing_user(db, user_id)
-    return {"items": [consent_json(e) for e in await consent.log(db, user_id=user.id)], "next": None}
+    return {
+        "items": [consent_json(e) for e in await consent.log(db, user_id=user.id)],
+        "next": None,
+    }
 
 
 @router.put("/{user_id}/consent/{channel}")
@@ -195,7 +213,9 @@ async def put_consent(
 
 
 @router.get("/{user_id}/consent/{channel}")
-async def get_consent(user_id: str, channel: str, db: AsyncSession = Depends(session)) -> dict[str, Any]:
+async def get_consent(
+    user_id: str, channel: str, db: AsyncSession = Depends(session)
+) -> dict[str, Any]:
     kind = _channel(channel)
     user = await existing_user(db, user_id)
     current = await consent.states(db, user_id=user.id, channel=kind.value)
@@ -203,7 +223,9 @@ async def get_consent(user_id: str, channel: str, db: AsyncSession = Depends(ses
 
 
 @router.get("/{user_id}/consent/{channel}/log")
-async def consent_log(user_id: str, channel: str, db: AsyncSession = Depends(session)) -> dict[str, Any]:
+async def consent_log(
+    user_id: str, channel: str, db: AsyncSession = Depends(session)
+) -> dict[str, Any]:
     kind = _channel(channel)
     user = await existing_user(db, user_id)
     entries = await consent.log(db, user_id=user.id, channel=kind.value)

@@ -54,10 +54,11 @@ def sms_settings(port: int, **overrides: Any) -> SmsChannel:
 
 
 def make_provider(port: int, recorder: Recorder, *, password: str = "pw",
-                  **overrides: Any) -> SmppProvider:
+                  throttle_retries: int = 3, **overrides: Any) -> SmppProvider:
+    """A provider on 127.0.0.1:`port`; `overrides` are `SmsChannel` fields."""
     return SmppProvider(sms_settings(port, **overrides), password,
                         on_receipt=recorder.on_receipt, on_inbound=recorder.on_inbound,
-                        throttle_backoff=0.02)
+                        throttle_retries=throttle_retries, throttle_backoff=0.02)
 
 
 def message(text: str, *, message_id: str = "msg-1", attempt: int = 1,

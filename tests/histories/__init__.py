@@ -1,0 +1,1 @@
+"""The replay corpus (see README.md) and the script that records it."""
