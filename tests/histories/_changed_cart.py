@@ -1,0 +1,46 @@
+"""AbandonedCart with a step added WITHOUT `workflow.patched`: what replay tests must catch.
+
+Declared under the same journey name, `abandoned_cart`, as the real one. `@journey` also
+registers it in `engine.journey.JOURNEYS`; the real class is put back at once so the rest of
+the session (and this module's re-import inside the workflow sandbox) sees the real one.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+from engine import Channel, Goal, Journey, JourneyEntry, JourneyResult, journey
+from engine.journey import JOURNEYS
+from workflows.abandoned_cart import AbandonedCart, AbandonedCartSettings
+
+_REAL = JOURNEYS["abandoned_cart"]
+
+
+@journey(
+    trigger="Cart Updated",
+    exit_on=("Order Completed",),
+    goal=Goal("Order Completed", within=timedelta(days=3)),
+    reentry=timedelta(days=7),
+    name="abandoned_cart",
+)
+class UnpatchedCart(Journey):
+    """The growth team's idea, shipped wrong: hold the push reminder five more minutes."""
+
+    Settings = AbandonedCartSettings
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        if await self.wait_for("Checkout Started", timeout=self.settings.nudge_after):
+            return self.finish("checked_out")
+        # New step, no `workflow.patched(...)`: old histories have no timer here.
+        await self.sleep(timedelta(minutes=5))
+        await self.send("cart_reminder", channel=Channel.PUSH)
+        await self.sleep_until_local(self.settings.last_call_at)
+        await self.send("cart_last_call", channel=Channel.SMS)
+        return self.finish("reminded")
+
+
+JOURNEYS["abandoned_cart"] = _REAL
+assert JOURNEYS["abandoned_cart"] is AbandonedCart or JOURNEYS["abandoned_cart"] is _REAL
