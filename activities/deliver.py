@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import activity
@@ -9,6 +10,9 @@ from temporalio.exceptions import ApplicationError
 
 from engine.delivery import Deliverer, DeliveryRetry
 from schemas.journeys import DeliverOutcome, DeliverRequest
+
+
+HEARTBEAT_EVERY = 2.0  # seconds; the workflow sets a heartbeat timeout of a few of these
 
 
 class DeliveryActivities:
@@ -21,6 +25,7 @@ class DeliveryActivities:
     async def deliver(self, request: DeliverRequest) -> DeliverOutcome:
         """Gate and deliver one send. Transient and throttled provider answers raise a
         retryable error; throttled ones carry the provider's delay when it gave one."""
+        beating = asyncio.create_task(_heartbeat())
         try:
             return await self._deliverer.deliver(request)
         except DeliveryRetry as retry:
@@ -29,3 +34,13 @@ class DeliveryActivities:
                 type="Throttled" if retry.delay is not None else "Retryable",
                 next_retry_delay=timedelta(seconds=retry.delay) if retry.delay else None,
             ) from None
+        finally:
+            beating.cancel()
+
+
+async def _heartbeat() -> None:
+    """Heartbeat while a send runs, so a crashed worker's send is retried after the
+    heartbeat timeout rather than the whole start-to-close timeout."""
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(HEARTBEAT_EVERY)

@@ -33,7 +33,7 @@ from engine.channels.base import (
     RetryableError,
     ThrottledError,
 )
-from engine.channels.registry import Providers
+from engine.channels.registry import NoProvider, Providers
 from engine.config import NudgeConfig
 from engine.db.models import Device, Message, MessageAttempt, User
 from engine.db.session import dialect_name
@@ -217,8 +217,15 @@ class Deliverer:
     async def _deliver_row(self, row: Message, clock: _Clock) -> None:
         async with self._sessions() as session, session.begin():
             address = await self._row_address(session, row)
-            if address is None:
-                _finish(row, MessageStatus.FAILED, "no_address", clock.now())
+            provider = None
+            if address is not None:
+                try:
+                    provider = self._providers.for_address(address)
+                except NoProvider:
+                    provider = None
+            if address is None or provider is None:
+                reason = "no_address" if address is None else "no_provider"
+                _finish(row, MessageStatus.FAILED, reason, clock.now())
                 await session.merge(row)
                 return
             row.attempts += 1
@@ -227,7 +234,6 @@ class Deliverer:
             )
             session.add(attempt)
             await session.merge(row)
-        provider = self._providers.for_address(address)
         await self._providers.limiter(provider).acquire()
         outbound = OutboundMessage(
             message_id=row.id,

@@ -48,20 +48,21 @@ async def register(
     device.deactivated_reason = None
     device.updated_at = stamp
     await session.flush()
-    channel = channel_of(platform)
-    state = await consent.current(
-        session, user_id=user.id, channel=channel, topic=consent.MARKETING
-    )
-    if state is consent.ConsentState.UNKNOWN:
-        await consent.record(
-            session,
-            user_id=user.id,
-            channel=channel,
-            topic=consent.MARKETING,
-            state=consent.ConsentState.SUBSCRIBED,
-            source=consent.ConsentSource.DEVICE,
-            evidence=f"device {device.id} registered ({platform.value})",
+    channels = {Channel.PUSH, channel_of(platform)}
+    for channel in sorted(channels):
+        state = await consent.current(
+            session, user_id=user.id, channel=channel, topic=consent.MARKETING
         )
+        if state is consent.ConsentState.UNKNOWN:
+            await consent.record(
+                session,
+                user_id=user.id,
+                channel=channel,
+                topic=consent.MARKETING,
+                state=consent.ConsentState.SUBSCRIBED,
+                source=consent.ConsentSource.DEVICE,
+                evidence=f"device {device.id} registered ({platform.value})",
+            )
     return device
 
 
@@ -84,11 +85,10 @@ async def deactivate(session: AsyncSession, *, device: Device, reason: str) -> N
 async def active_devices(
     session: AsyncSession, *, user_id: str, channel: Channel, newest_only: bool = False
 ) -> list[Device]:
-    platforms = (
-        [Platform.WEB.value]
-        if channel is Channel.WEBPUSH
-        else [Platform.IOS.value, Platform.ANDROID.value]
-    )
+    # PUSH reaches every push address the user has (apps and browsers); WEBPUSH, browsers.
+    platforms = [Platform.WEB.value]
+    if channel is Channel.PUSH:
+        platforms += [Platform.IOS.value, Platform.ANDROID.value]
     rows = list(
         await session.scalars(
             select(Device)

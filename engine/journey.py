@@ -292,6 +292,8 @@ class Journey:
                 request,
                 result_type=DeliverOutcome,
                 start_to_close_timeout=timedelta(minutes=2),
+                # A send heartbeats; a crashed worker's send is retried within seconds.
+                heartbeat_timeout=timedelta(seconds=10),
                 retry_policy=_DELIVERY_RETRY,
             )
             if outcome.result is not None:

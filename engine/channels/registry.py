@@ -38,6 +38,7 @@ class Providers:
             {
                 (Channel.PUSH, Platform.IOS): console,
                 (Channel.PUSH, Platform.ANDROID): console,
+                (Channel.PUSH, Platform.WEB): console,
                 (Channel.WEBPUSH, Platform.WEB): console,
                 (Channel.SMS, None): console,
             }

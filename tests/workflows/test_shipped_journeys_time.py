@@ -9,9 +9,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.client import Client
 
+from engine import testing_pytest
 from engine.config import NudgeConfig
-from engine.testing_pytest import EnvFactory, journey_env  # noqa: F401 - fixture
+from engine.testing_pytest import EnvFactory
 from workflows import AbandonedCart, Onboarding
+
+journey_env = testing_pytest.journey_env  # the kit's fixture (or: pytest_plugins in conftest)
 
 
 @pytest.fixture(scope="session")

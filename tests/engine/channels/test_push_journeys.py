@@ -1,0 +1,222 @@
+"""Push delivery end to end: journeys through the API, the worker and the real clients,
+against the APNs (TLS HTTP/2), FCM v1 and Web Push peers."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from engine.channels.apns import ApnsProvider, apns_id_for
+from engine.channels.fcm import FcmProvider
+from engine.channels.registry import Providers
+from engine.channels.webpush import WebPushProvider, generate_vapid_keypair
+from engine.config import NudgeConfig, WebPushSettings, load_config
+from schemas.common import Channel, Platform
+from tests.harness import Stack, eventually
+from tests.journeys import TEST_JOURNEYS
+from tests.peers.apns import ApnsPeer
+from tests.peers.fcm import FcmPeer
+from tests.peers.webpush import WebPushPeer
+from tests.triggers.test_resilience import start_worker, worker_env
+
+VAPID_PRIVATE, VAPID_PUBLIC = generate_vapid_keypair()
+
+
+@pytest.fixture(scope="module")
+def peers() -> Iterator[tuple[ApnsPeer, FcmPeer, WebPushPeer]]:
+    with (
+        ApnsPeer(slow_delay=4.0) as apns,
+        FcmPeer() as fcm,
+        WebPushPeer(application_server_key=VAPID_PUBLIC) as web,
+    ):
+        yield apns, fcm, web
+
+
+def providers(apns: ApnsPeer, fcm: FcmPeer, web: WebPushPeer) -> Providers:
+    web_provider = WebPushProvider(
+        WebPushSettings(vapid_subject="mailto:ops@nudge.test"), private_key=VAPID_PRIVATE
+    )
+    return Providers(
+        {
+            (Channel.PUSH, Platform.IOS): ApnsProvider(apns.settings(timeout="3s")),
+            (Channel.PUSH, Platform.ANDROID): FcmProvider(
+                fcm.settings(), credentials=fcm.credentials()
+            ),
+            (Channel.PUSH, Platform.WEB): web_provider,
+            (Channel.WEBPUSH, Platform.WEB): web_provider,
+        }
+    )
+
+
+def stack(url: str, client: Client, queue: str, peers: Any, **journeys: Any) -> Stack:
+    return Stack(
+        database_url=url,
+        client=client,
+        task_queue=queue,
+        config=NudgeConfig.model_validate({"journeys": journeys}),
+        journeys={**TEST_JOURNEYS, **_shipped()},
+        providers=providers(*peers),
+    )
+
+
+def _shipped() -> dict[str, Any]:
+    from engine.worker import journey_classes
+
+    return journey_classes()
+
+
+async def register_all(s: Stack, user: str, web: WebPushPeer, tag: str) -> None:
+    await s.call("POST", f"/v1/users/{user}/devices", {"platform": "ios", "token": f"ok-{tag}-ios"})
+    await s.call(
+        "POST", f"/v1/users/{user}/devices", {"platform": "android", "token": f"ok-{tag}-android"}
+    )
+    await s.call(
+        "POST",
+        f"/v1/users/{user}/devices",
+        {"platform": "web", "subscription": web.make_subscription(f"ok{tag}")},
+    )
+
+
+async def test_abandoned_cart_reaches_every_device_with_rendered_copy(
+    postgres_url: str, temporal_client: Client, task_queue: str, peers: Any
+) -> None:
+    apns, fcm, web = peers
+    async with stack(
+        postgres_url, temporal_client, task_queue, peers,
+        abandoned_cart={"nudge_after": "1s", "last_call_at": "03:00"},
+    ) as s:
+        await s.profile("ada", attributes={"first_name": "Ada"})
+        await register_all(s, "ada", web, "ada")
+        await s.track("ada", "Cart Updated", {"item_count": 2})
+        sent = await eventually(lambda: _sent(s, "ada", 3), timeout=30)
+        assert {m["provider"] for m in sent} == {"apns", "fcm", "webpush"}
+        title, body = "Still thinking it over, Ada?", "Your cart with 2 items is waiting for you."
+        ios = next(r for r in apns.delivered if r.token == "ok-ada-ios")
+        assert ios.payload["aps"]["alert"] == {"title": title, "body": body}
+        assert ios.headers["apns-id"] == apns_id_for(
+            next(m["id"] for m in sent if m["provider"] == "apns")
+        )
+        android = next(r for r in fcm.received if r.message.get("token") == "ok-ada-android")
+        assert android.message["notification"] == {"title": title, "body": body}
+        browser = next(r for r in web.received if r.name == "okada")
+        assert browser.payload is not None and browser.payload["title"] == title
+        assert browser.vapid_claims["sub"] == "mailto:ops@nudge.test"
+
+
+async def test_gone_token_is_deactivated_and_never_tried_again(
+    postgres_url: str, temporal_client: Client, task_queue: str, peers: Any
+) -> None:
+    apns, fcm, _ = peers
+    async with stack(postgres_url, temporal_client, task_queue, peers) as s:
+        await s.device("gil", "ios", "gone-gil-ios")
+        await s.device("gil", "android", "gone-gil-android")
+        await s.device("gil", "ios", "ok-gil-2")
+        await s.track("gil", "Cart Touched", {"cart_id": "1"})
+        await s.wait_closed("gil")
+        first = await s.messages("gil")
+        assert sorted((m["status"], m["reason"]) for m in first) == [
+            ("failed", "UNREGISTERED"), ("failed", "Unregistered"), ("sent", None),
+        ]
+        devices = (await s.call("GET", "/v1/users/gil/devices"))["items"]
+        assert sorted(d["deactivated_reason"] or "" for d in devices) == [
+            "", "UNREGISTERED", "Unregistered",
+        ]
+        await s.track("gil", "Cart Touched", {"cart_id": "2"})
+        await s.wait_closed("gil", count=2)
+        assert len(await s.messages("gil")) == 4  # only the live device got the second one
+        assert sum(r.token == "gone-gil-ios" for r in apns.received) == 1
+        assert sum(r.message.get("token") == "gone-gil-android" for r in fcm.received) == 1
+
+
+async def test_throttled_send_is_retried_as_one_message_with_two_attempts(
+    postgres_url: str, temporal_client: Client, task_queue: str, peers: Any
+) -> None:
+    async with stack(postgres_url, temporal_client, task_queue, peers) as s:
+        await s.device("tim", "ios", "throttle-tim")
+        await s.track("tim", "Cart Touched", {"cart_id": "1"})
+        await s.wait_closed("tim", timeout=30)
+        [message] = await s.messages("tim")
+        assert message["status"] == "sent" and message["attempts"] == 2
+        detail = await s.call("GET", f"/v1/messages/{message['id']}")
+        assert [a["outcome"] for a in detail["attempt_log"]] == ["throttled", "sent"]
+        assert detail["attempt_log"][0]["error"] == "TooManyRequests"
+
+
+async def test_bad_device_registrations_are_refused(
+    postgres_url: str, temporal_client: Client, task_queue: str, peers: Any
+) -> None:
+    async with stack(postgres_url, temporal_client, task_queue, peers) as s:
+        for body in (
+            {"platform": "blackberry", "token": "x"},
+            {"platform": "ios", "token": ""},
+            {"platform": "ios", "token": "   "},
+            {"platform": "android"},
+            {"platform": "web", "subscription": {"endpoint": "not a url", "keys": {}}},
+            {"platform": "web", "token": "abc"},
+        ):
+            response = await s.http.post("/v1/users/bad/devices", json=body)
+            assert response.status_code == 422, body
+            assert response.json()["type"] == "urn:nudge:problem:invalid-body"
+        # Re-registering a token moves it to the new user.
+        await s.device("old", "ios", "ok-moving")
+        moved = await s.device("new", "ios", "ok-moving")
+        assert (await s.call("GET", "/v1/users/old/devices"))["items"] == []
+        assert (await s.call("GET", "/v1/users/new/devices"))["items"][0]["id"] == moved["id"]
+        await s.call("DELETE", f"/v1/users/new/devices/{moved['id']}")
+        assert not (await s.call("GET", "/v1/users/new/devices"))["items"][0]["active"]
+
+
+async def test_worker_killed_during_a_send_never_makes_a_second_message(
+    postgres_url: str, temporal_client: Client, task_queue: str, peers: Any, tmp_path: Path
+) -> None:
+    apns, _, _ = peers
+    config = tmp_path / "nudge.toml"
+    config.write_text(
+        "[channels.push]\nprovider = \"native\"\n"
+        f"apns = {{ key_file = \"{apns.key_file}\", key_id = \"{apns.key_id}\", "
+        f"team_id = \"{apns.team_id}\", topic = \"{apns.topic}\", "
+        f"endpoint = \"{apns.endpoint}\", ca_file = \"{apns.ca_file}\", timeout = \"8s\" }}\n"
+        "[journeys.abandoned_cart]\nnudge_after = \"1s\"\n"
+    )
+    env = worker_env(postgres_url, temporal_client, task_queue, config)
+    log = tmp_path / "worker.log"
+    async with Stack(
+        database_url=postgres_url, client=temporal_client, task_queue=task_queue,
+        config=load_config(config), run_worker=False,
+    ) as s:
+        await s.device("kit", "ios", "slow-kit")  # the peer answers after 4 s
+        first = await start_worker(env, log)
+        try:
+            await s.track("kit", "Cart Updated")
+            await eventually(lambda: _received(apns, "slow-kit", 1), timeout=30)
+            first.send_signal(signal.SIGKILL)  # the send's outcome is now unknown
+            await first.wait()
+            second = await start_worker(env, log)
+            try:
+                await eventually(lambda: _sent(s, "kit", 1), timeout=60)
+            finally:
+                second.terminate()
+                await second.wait()
+        finally:
+            if first.returncode is None:
+                first.kill()
+        [message] = await s.messages("kit")
+        assert message["status"] == "sent" and message["attempts"] == 2
+        ids = {r.headers["apns-id"] for r in apns.received if r.token == "slow-kit"}
+        assert ids == {apns_id_for(message["id"])}  # a retry of the same notification
+
+
+async def _received(peer: ApnsPeer, token: str, count: int) -> bool:
+    await asyncio.sleep(0)
+    return sum(r.token == token for r in peer.received) >= count
+
+
+async def _sent(s: Stack, user: str, count: int) -> list[dict[str, Any]] | None:
+    sent = [m for m in await s.messages(user) if m["status"] == "sent"]
+    return sent if len(sent) >= count else None
