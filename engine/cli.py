@@ -298,6 +298,23 @@ def _json_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
+def _register_more() -> None:
+    """Commands that live in their own modules (they import only what they need)."""
+    from engine import cli_ops
+    from engine.cli_simulate import simulate
+
+    app.add_typer(cli_ops.history_app, name="history")
+    app.add_typer(cli_ops.temporal_app, name="temporal")
+    app.command("replay")(cli_ops.replay)
+    app.command("codec-server")(cli_ops.codec_server)
+    app.command("simulate")(simulate)
+    keys_app.command("codec")(cli_ops.keys_codec)
+    keys_app.command("vapid")(cli_ops.keys_vapid)
+
+
+_register_more()
+
+
 def main() -> None:
     app()
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -30,21 +28,19 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client, WorkflowHistory
-from temporalio.converter import DataConverter, DefaultFailureConverter
+from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from engine import replay as replay_lib
 from engine.journey import Journey
 from engine.replay import ReplayReport
 from engine.settings import Settings
+from engine.worker import workflow_runner
 
 history_app = typer.Typer(no_args_is_help=True, help="Journey run histories.")
 temporal_app = typer.Typer(no_args_is_help=True, help="Set up a Temporal cluster for Nudge.")
 
-CODEC_CORS_ENV = "NUDGE_CODEC_CORS_ORIGINS"
 """Comma-separated Temporal UI origins allowed to call the codec server (until in Settings)."""
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for the Temporal frontend before giving up."""
@@ -141,18 +137,12 @@ def history_export(
 # -- nudge replay ------------------------------------------------------------------------
 
 
-def worker_runner() -> SandboxedWorkflowRunner:
-    """The workflow runner the worker uses, so replays import modules exactly as it does."""
-    from engine.worker import PASSTHROUGH
-
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-    )
-
-
 def _unreadable(label: str, reason: str) -> ReplayReport:
     return ReplayReport(
-        workflow_id=label, run_id="", journey="?", ok=False,
+        workflow_id=label,
+        run_id="",
+        journey="?",
+        ok=False,
         error=f"not a history file: {reason}",
         hint="give `nudge history export` / `temporal workflow show --output json` output",
     )
@@ -178,45 +168,13 @@ async def _replay_batch(
     runtime: Runtime,
     workflows: Sequence[type[Journey]],
 ) -> list[ReplayReport]:
-    if "workflow_runner" in inspect.signature(replay_lib.replay_histories).parameters:
-        return await replay_lib.replay_histories(
-            histories, workflows=workflows, data_converter=converter, runtime=runtime,
-            workflow_runner=worker_runner(),  # type: ignore[call-arg, unused-ignore]
-        )
-    # TODO(lead): drop this branch once `replay_histories` takes `workflow_runner`: its
-    # default runner re-imports `engine` inside the sandbox, where `ZoneInfo` is a proxy,
-    # so every history that reaches `sleep_until_local` fails to replay.
-    known = {wf.__journey__.name for wf in workflows}
-    reports: dict[tuple[str, str], ReplayReport] = {}
-    playable = []
-    for history in histories:
-        name = replay_lib._journey_of(history)
-        if name in known:
-            playable.append(history)
-            continue
-        reports[(history.workflow_id, history.run_id)] = ReplayReport(
-            workflow_id=history.workflow_id, run_id=history.run_id, journey=name, ok=False,
-            error=f"workflow type {name!r} is not registered",
-            hint=replay_lib.HINT_UNKNOWN_JOURNEY.format(journey=name),
-        )
-    replayer = Replayer(
+    return await replay_lib.replay_histories(
+        histories,
         workflows=workflows,
-        data_converter=dataclasses.replace(
-            converter, failure_converter_class=DefaultFailureConverter
-        ),
+        data_converter=converter,
         runtime=runtime,
-        workflow_runner=worker_runner(),
+        workflow_runner=workflow_runner(),
     )
-
-    async def source() -> AsyncIterator[WorkflowHistory]:
-        for history in playable:
-            yield history
-
-    async with replayer.workflow_replay_iterator(source()) as results:
-        async for result in results:
-            key = (result.history.workflow_id, result.history.run_id)
-            reports[key] = replay_lib._report(result)
-    return [reports[(h.workflow_id, h.run_id)] for h in histories]
 
 
 async def replay_all(
@@ -339,7 +297,8 @@ def replay(
                 (f"{h.workflow_id} ({h.run_id})", h) for h in histories
             ]
             return await replay_all(
-                sources, data_converter=client.data_converter,
+                sources,
+                data_converter=client.data_converter,
                 progress=len(sources) >= PROGRESS_FROM,
             )
         paths = history_files(directory) if directory is not None else list(files or [])
@@ -420,12 +379,6 @@ def temporal_setup() -> None:
 # -- nudge codec-server ------------------------------------------------------------------
 
 
-def cors_origins() -> list[str]:
-    """`NUDGE_CODEC_CORS_ORIGINS`, e.g. "http://localhost:8233,https://temporal.example"."""
-    raw = os.environ.get(CODEC_CORS_ENV, "")
-    return [origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip()]
-
-
 def codec_server(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8081,
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
@@ -451,12 +404,16 @@ def codec_server(
         raise typer.Exit(1)
     token = settings.codec_token.get_secret_value() if settings.codec_token else None
     if token is None:
-        err.print("[yellow]warning:[/] NUDGE_CODEC_TOKEN is not set: anyone who can reach "
-                  "this port can decrypt payloads")
-    origins = cors_origins()
+        err.print(
+            "[yellow]warning:[/] NUDGE_CODEC_TOKEN is not set: anyone who can reach "
+            "this port can decrypt payloads"
+        )
+    origins = settings.cors_origins()
     app = create_codec_app(codec, token=token, cors_origins=origins)
-    err.print(f"codec server on http://{host}:{port} (keys {', '.join(codec.key_ids)}; "
-              f"UI origins: {', '.join(origins) or 'none'})")
+    err.print(
+        f"codec server on http://{host}:{port} (keys {', '.join(codec.key_ids)}; "
+        f"UI origins: {', '.join(origins) or 'none'})"
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -471,8 +428,10 @@ def keys_codec(
 
     kid = key_id or datetime.now(UTC).strftime("k%Y%m%d")
     typer.echo(f"{kid}:{generate_key()}")
-    err.print("put it first in NUDGE_ENCRYPTION_KEYS; keep older keys after it until no "
-              "retained history uses them")
+    err.print(
+        "put it first in NUDGE_ENCRYPTION_KEYS; keep older keys after it until no "
+        "retained history uses them"
+    )
 
 
 def keys_vapid() -> None:
@@ -482,6 +441,8 @@ def keys_vapid() -> None:
     private_pem, public = generate_vapid_keypair()
     typer.echo(private_pem, nl=not private_pem.endswith("\n"))
     typer.echo(public)
-    err.print("private key (PEM): store it in the file or variable named by "
-              "\\[channels.push.webpush] vapid_private_key_file / vapid_private_key_env")
+    err.print(
+        "private key (PEM): store it in the file or variable named by "
+        "\\[channels.push.webpush] vapid_private_key_file / vapid_private_key_env"
+    )
     err.print("public key (last line): the browser's applicationServerKey")

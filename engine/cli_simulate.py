@@ -11,16 +11,15 @@ import asyncio
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine import simulate as sim
-from engine.config import ConfigError, load_config
-from engine.testing import JourneyEnv, TimeSkippingUnavailable
-from engine.worker import journey_classes
+if TYPE_CHECKING:
+    from engine.simulate import Outcome
 
 _STYLES = {"event": "cyan", "entry": "blue", "wait": "dim", "deferred": "yellow",
            "sent": "green", "suppressed": "red", "failed": "bold red", "exit": "magenta"}
@@ -45,6 +44,12 @@ def simulate(
     Exits 1 when an `expect:` of the script fails, 2 when the script, the config or the
     journey name is wrong.
     """
+    # Imported here so that `nudge --help` does not load the worker and the test kit.
+    from engine import simulate as sim
+    from engine.config import ConfigError, load_config
+    from engine.testing import JourneyEnv, TimeSkippingUnavailable
+    from engine.worker import journey_classes
+
     out, err = Console(), Console(stderr=True)
     try:
         plan = sim.load_script(script)
@@ -64,7 +69,7 @@ def simulate(
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
 
-    async def go() -> sim.Outcome:
+    async def go() -> Outcome:
         async with JourneyEnv.start(
             journeys={journey: classes[journey]}, config=settings, start_at=begin, quiet=True
         ) as env:
@@ -90,10 +95,8 @@ def simulate(
         raise typer.Exit(1)
 
 
-def render(out: Console, journey: str, outcome: sim.Outcome, *, wall: float) -> None:
+def render(out: Console, journey: str, outcome: Outcome, *, wall: float) -> None:
     """The timeline (virtual times: offset from start, user local, UTC) and the checks."""
-    from zoneinfo import ZoneInfo
-
     zone = ZoneInfo(outcome.zone)
     table = Table(title=f"{journey} for a user in {outcome.zone}, in virtual time")
     for column in ("+time", "local", "UTC", "kind", "what", "detail"):

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from engine import devices, ids
+from engine import devices, ids, sms
 from engine import messages as message_rows
 from engine.channels.base import (
     Address,
@@ -281,6 +281,10 @@ class Deliverer:
             if outcome != "sent":
                 row.provider = provider.name
             await session.merge(row)
+            part_ids = getattr(result, "part_ids", None) if outcome == "sent" else None
+            if part_ids:
+                await session.flush()
+                await sms.record_parts(session, message_id=row.id, part_ids=list(part_ids))
         if retry is not None:
             raise retry
 

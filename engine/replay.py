@@ -28,7 +28,8 @@ from temporalio.api.history.v1 import History
 from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadCodec
 from temporalio.runtime import Runtime
-from temporalio.worker import Replayer, WorkflowReplayResult
+from temporalio.worker import Replayer, WorkflowReplayResult, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from temporalio.workflow import NondeterminismError, _Definition
 
 from engine.codec import CodecError
@@ -132,6 +133,7 @@ async def replay_histories(
     workflows: Sequence[type],
     data_converter: DataConverter,
     runtime: Runtime | None = None,
+    workflow_runner: WorkflowRunner | None = None,
 ) -> list[ReplayReport]:
     """Replay every history against `workflows`; one report per history, in input order.
 
@@ -139,6 +141,8 @@ async def replay_histories(
     is not among `workflows` is reported without replaying. Activities are not executed.
     `data_converter` must carry the keys that wrote encrypted histories. `runtime`: e.g. one
     with core logging off, so the SDK's own "Failing workflow task" warnings stay quiet.
+    `workflow_runner`: the worker's (`engine.worker.workflow_runner()`), so modules are
+    imported in the sandbox exactly as on a worker.
     """
     known = {_Definition.must_from_class(cls).name for cls in workflows}
     pending = list(histories)
@@ -168,7 +172,12 @@ async def replay_histories(
         converter = dataclasses.replace(
             data_converter, failure_converter_class=DefaultFailureConverter
         )
-        replayer = Replayer(workflows=workflows, data_converter=converter, runtime=runtime)
+        replayer = Replayer(
+            workflows=workflows,
+            data_converter=converter,
+            runtime=runtime,
+            workflow_runner=workflow_runner or SandboxedWorkflowRunner(),
+        )
         async with replayer.workflow_replay_iterator(source()) as results:
             async for result in results:
                 by_run[(result.history.workflow_id, result.history.run_id)] = _report(result)

@@ -6,13 +6,16 @@ import asyncio
 import logging
 import signal
 
+import prometheus_client
 import uvicorn
 from fastapi import FastAPI
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from engine.channels.factory import build_providers
 from engine.context import Context
+from engine.metrics import REGISTRY, temporal_runtime_with_prometheus
 from engine.settings import Settings
 from engine.temporal import connect
 from engine.worker import build_worker, journey_classes
@@ -20,6 +23,17 @@ from triggers.api.app import create_app
 from triggers.router import Router
 
 log = logging.getLogger(__name__)
+
+
+_RUNTIME: Runtime | None = None
+
+
+def sdk_runtime(settings: Settings) -> Runtime:
+    """The process's Temporal runtime; exports SDK metrics when `temporal_metrics_bind` is set."""
+    global _RUNTIME
+    if _RUNTIME is None:
+        _RUNTIME = temporal_runtime_with_prometheus(settings.temporal_metrics_bind)
+    return _RUNTIME
 
 
 class TemporalConnection:
@@ -37,7 +51,9 @@ class TemporalConnection:
         async with self._lock:
             if self._client is None:
                 try:
-                    self._client = await connect(self._settings)
+                    self._client = await connect(
+                        self._settings, runtime=sdk_runtime(self._settings)
+                    )
                 except RPCError as exc:
                     raise RuntimeError(f"Temporal unreachable: {exc.message}") from exc
             return self._client
@@ -80,8 +96,11 @@ async def run_worker(
             loop.add_signal_handler(signum, stop.set)
     context = await Context.open(settings)
     providers = build_providers(context)
+    if settings.worker_metrics_bind:
+        host, _, port = settings.worker_metrics_bind.rpartition(":")
+        prometheus_client.start_http_server(int(port), host or "0.0.0.0", registry=REGISTRY)
     try:
-        client = await connect(settings)
+        client = await connect(settings, runtime=sdk_runtime(settings))
         await providers.start()
         worker = build_worker(client, context, providers=providers)
         async with worker:

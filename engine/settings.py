@@ -40,6 +40,17 @@ class Settings(BaseSettings):
     # Codec keys: "kid:base64key,kid2:base64key"; the first one encrypts.
     encryption_keys: SecretStr | None = None
     codec_token: SecretStr | None = None
+    # Browser origins allowed to call the codec endpoint (the Temporal Web UI), comma list.
+    codec_cors_origins: str = "http://localhost:8080,http://localhost:8233"
+    # Where the worker serves /metrics (Nudge's and the Temporal SDK's), "host:port".
+    worker_metrics_bind: str | None = None
+    # Where the Temporal SDK serves its own Prometheus metrics, "host:port" (off when unset).
+    temporal_metrics_bind: str | None = None
+
+    def cors_origins(self) -> list[str]:
+        """`codec_cors_origins` as a list, without trailing slashes."""
+        raw = self.codec_cors_origins.split(",")
+        return [origin.strip().rstrip("/") for origin in raw if origin.strip()]
     log_json: bool = True
     # Salt of the hashes kept after GDPR erasure. Set it in production and keep it stable.
     erasure_salt: SecretStr | None = None

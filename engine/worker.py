@@ -21,6 +21,13 @@ from engine.templates import TemplateStore
 PASSTHROUGH = ("engine", "schemas", "activities", "liquid", "yaml")
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox every journey runs in, on workers and in replays alike."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
+
+
 def journey_classes() -> dict[str, type[Journey]]:
     """Every shipped journey (importing `workflows` registers them)."""
     import workflows  # noqa: F401
@@ -62,9 +69,7 @@ def build_worker(
             bookkeeping.goal_reached,
             bookkeeping.user_zone,
         ],
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-        ),
+        workflow_runner=workflow_runner(),
         max_cached_workflows=max_cached_workflows,
         max_concurrent_workflow_task_polls=10,
         nonsticky_to_sticky_poll_ratio=0.5,

@@ -203,3 +203,31 @@ class Link(Base):
     url: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MessagePart(Base):
+    """One submitted SMS part: the SMSC's id for it, so receipts (per part) find the message."""
+
+    __tablename__ = "message_parts"
+
+    smsc_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"), index=True)
+    part: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str | None] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+
+
+class SmsReceipt(Base):
+    """A delivery receipt as the SMSC sent it, stored before it is acknowledged. Applied to
+    its message once the part is known (a receipt can beat its own `submit_sm_resp`)."""
+
+    __tablename__ = "sms_receipts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    smsc_id: Mapped[str] = mapped_column(String(128), index=True)
+    stat: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    final: Mapped[bool] = mapped_column(Boolean)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -11,10 +11,12 @@ from fastapi.responses import Response
 from sqlalchemy import text
 from temporalio.client import Client
 
+from engine.codec import codec_from_secret
 from engine.context import Context
 from triggers.api import messages, problems, tracking, users
 from triggers.api.auth import KeyChecker
 from triggers.api.deps import ApiState, state
+from triggers.codec_server import create_codec_app
 from triggers.router import Router
 
 
@@ -50,6 +52,19 @@ def create_app(
     app.include_router(tracking.router, dependencies=secured)
     app.include_router(users.router, dependencies=secured)
     app.include_router(messages.router, dependencies=secured)
+
+    codec = codec_from_secret(context.settings.encryption_keys)
+    if codec is not None:
+        # The remote codec endpoint for the Temporal Web UI (`/codec/decode`, `/codec/encode`).
+        token = context.settings.codec_token
+        app.mount(
+            "/codec",
+            create_codec_app(
+                codec,
+                token=token.get_secret_value() if token else None,
+                cors_origins=context.settings.cors_origins(),
+            ),
+        )
 
     @app.get("/healthz", tags=["ops"])
     async def healthz(request: Request) -> dict[str, str]:
