@@ -43,6 +43,7 @@ class RunActivities:
                 outcome=finished.outcome,
                 step=finished.step,
                 variant=finished.variant,
+                at=finished.at,
             )
 
     @activity.defn(name="nudge.goal_reached")
@@ -54,6 +55,7 @@ class RunActivities:
                 workflow_id=goal.workflow_id,
                 run_id=goal.run_id,
                 message_id=goal.last_message_id,
+                at=goal.at,
             )
 
     @activity.defn(name="nudge.user_zone")

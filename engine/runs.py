@@ -72,7 +72,12 @@ async def mark_finished(
 
 
 async def mark_converted(
-    session: AsyncSession, *, workflow_id: str, run_id: str, message_id: str | None
+    session: AsyncSession,
+    *,
+    workflow_id: str,
+    run_id: str,
+    message_id: str | None,
+    at: datetime | None = None,
 ) -> None:
     await session.execute(
         update(JourneyRun)
@@ -81,7 +86,7 @@ async def mark_converted(
             (JourneyRun.run_id == run_id) | JourneyRun.run_id.is_(None),
             JourneyRun.converted_at.is_(None),
         )
-        .values(converted_at=now(), conversion_message_id=message_id)
+        .values(converted_at=at or now(), conversion_message_id=message_id)
     )
 
 

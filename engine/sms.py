@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.channels.sms.inbound import Receipt
 from engine.db.models import Event, Message, MessagePart, SmsReceipt
+from engine.db.session import dialect_name
 from engine.db.upsert import insert_ignore
 from schemas.common import MessageStatus
 
@@ -31,6 +32,7 @@ _FAILED_STATES = {
 
 async def record_parts(session: AsyncSession, *, message_id: str, part_ids: list[str]) -> None:
     """Remember the SMSC id of every part of a sent message, then apply waiting receipts."""
+    await _lock(session, part_ids)
     for index, smsc_id in enumerate(part_ids):
         await insert_ignore(
             session,
@@ -44,6 +46,7 @@ async def record_parts(session: AsyncSession, *, message_id: str, part_ids: list
 
 async def store_receipt(session: AsyncSession, receipt: Receipt) -> None:
     """Store a receipt as the SMSC sent it, and apply it if its part is known."""
+    await _lock(session, [receipt.smsc_id])
     session.add(
         SmsReceipt(
             smsc_id=receipt.smsc_id,
@@ -56,6 +59,18 @@ async def store_receipt(session: AsyncSession, receipt: Receipt) -> None:
     )
     await session.flush()
     await apply_pending(session, smsc_ids=[receipt.smsc_id])
+
+
+async def _lock(session: AsyncSession, smsc_ids: list[str]) -> None:
+    """Serialise a part's recording with its receipt's arrival, so neither transaction
+    misses the other's row (Postgres: transaction advisory locks; SQLite already
+    serialises writers)."""
+    if dialect_name(session) != "postgresql":
+        return
+    for smsc_id in sorted(set(smsc_ids)):
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"sms:{smsc_id}"}
+        )
 
 
 async def apply_pending(session: AsyncSession, *, smsc_ids: list[str]) -> int:

@@ -259,7 +259,7 @@ class JourneyEnv:
             context = await Context.open(settings, config=config or NudgeConfig())
             stack.push_async_callback(context.close)
             outbox = ConsoleProvider(stream=io.StringIO())
-            providers = Providers({route: outbox for route in Providers.console()._routes})
+            providers = Providers({route: outbox for route in Providers.console().routes()})
             worker = build_worker(
                 client, context, providers=providers, journeys=classes, templates=templates
             )
@@ -377,14 +377,8 @@ class JourneyEnv:
                 update(Event).where(Event.message_id == message_id).values(received_at=at)
             )
             await session.commit()
+        # The router stamps an entry with its trigger's `received_at`: virtual time here.
         await self.router.route_pending()
-        async with self.context.sessions() as session:
-            # The router stamps entries with the wall clock; re-entry rules need virtual time.
-            entry = select(Event.id).where(Event.message_id == message_id).scalar_subquery()
-            await session.execute(
-                update(JourneyRun).where(JourneyRun.entry_event_id == entry).values(started_at=at)
-            )
-            await session.commit()
         await self._align_new_runs()
         await self._settle()
         return message_id

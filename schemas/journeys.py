@@ -103,6 +103,8 @@ class RunFinished(BaseModel):
     outcome: str
     step: str | None = None
     variant: str | None = None
+    # The run's clock (workflow time) when it ended.
+    at: datetime | None = None
 
 
 class GoalReached(BaseModel):
@@ -112,6 +114,7 @@ class GoalReached(BaseModel):
     user_id: str
     event: JourneyEvent
     last_message_id: str | None = None
+    at: datetime | None = None
 
 
 class StepChanged(BaseModel):

@@ -42,6 +42,7 @@ class Stack:
         config: NudgeConfig | None = None,
         journeys: Mapping[str, type[Journey]] | None = None,
         providers: Providers | None = None,
+        providers_factory: Callable[[Context], Providers] | None = None,
         run_worker: bool = True,
     ) -> None:
         url, _, schema = database_url.partition("#schema=")
@@ -56,8 +57,9 @@ class Stack:
         self.journeys = dict(journeys or journey_classes())
         self.console = ConsoleProvider(stream=io.StringIO())
         self.providers = providers or Providers(
-            {route: self.console for route in Providers.console()._routes}
+            {route: self.console for route in Providers.console().routes()}
         )
+        self._providers_factory = providers_factory
         self._run_worker = run_worker
         self._stack = contextlib.AsyncExitStack()
 
@@ -93,7 +95,10 @@ class Stack:
         return self
 
     async def start_worker(self) -> None:
+        if self._providers_factory is not None:
+            self.providers = self._providers_factory(self.context)
         await self.providers.start()
+        self._stack.push_async_callback(self.providers.close)
         self.worker = build_worker(
             self.client,
             self.context,

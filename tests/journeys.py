@@ -120,6 +120,27 @@ class TSplit(Journey):
         return self.finish(f"{variant}:{result.status}:{result.reason}")
 
 
+class SmsSettings(JourneySettings):
+    wait_reply: Duration = timedelta(seconds=0)
+
+
+@journey(trigger="Sms Start", reentry=ALWAYS, name="t_sms")
+class TSms(Journey):
+    """Two-way SMS: a text, a wait for the reply, a follow-up."""
+
+    Settings = SmsSettings
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        first = await self.send("text", channel=Channel.SMS)
+        reply = await self.wait_for("SMS Received", timeout=self.settings.wait_reply)
+        second = await self.send("followup", channel=Channel.SMS)
+        keyword = reply.properties.get("keyword") if reply else None
+        return self.finish(
+            f"first={first.status} reply={keyword} second={second.status}:{second.reason}"
+        )
+
+
 TEST_JOURNEYS: dict[str, type[Journey]] = {
-    cls.__journey__.name: cls for cls in (TSequence, TPair, TOnce, TCool, TKeyed, TSplit)
+    cls.__journey__.name: cls for cls in (TSequence, TPair, TSms, TOnce, TCool, TKeyed, TSplit)
 }

@@ -180,7 +180,8 @@ class Router:
                     "workflow_id": workflow_id,
                     "entry_event_id": event.id,
                     "status": RunStatus.OPEN.value,
-                    "started_at": now(),
+                    # Entered when its trigger arrived (also what re-entry cool-downs compare).
+                    "started_at": event.received_at,
                 },
                 conflict=["journey", "entry_event_id"],
             )

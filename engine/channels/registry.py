@@ -44,6 +44,10 @@ class Providers:
             }
         )
 
+    def routes(self) -> list[Route]:
+        """Every (channel, platform) this set of providers can deliver to."""
+        return list(self._routes)
+
     def for_address(self, address: Address) -> ChannelProvider:
         platform = None if address.channel is Channel.SMS else address.platform
         provider = self._routes.get((address.channel, platform))
