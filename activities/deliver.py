@@ -11,7 +11,6 @@ from temporalio.exceptions import ApplicationError
 from engine.delivery import Deliverer, DeliveryRetry
 from schemas.journeys import DeliverOutcome, DeliverRequest
 
-
 HEARTBEAT_EVERY = 2.0  # seconds; the workflow sets a heartbeat timeout of a few of these
 
 

@@ -28,7 +28,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 
@@ -102,16 +102,7 @@ def emit(
     from engine.context import Context
     from schemas.events import TrackCall
 
-    properties: dict[str, Any] = {}
-    for item in prop or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            err.print(f"[red]error:[/] --prop expects k=v, got {item!r}")
-            raise typer.Exit(2)
-        try:
-            properties[key] = json.loads(value)
-        except json.JSONDecodeError:
-            properties[key] = value
+    properties = _props(prop)
 
     async def go() -> None:
         context = await Context.open(settings())
@@ -245,6 +236,90 @@ async def _step_counts(config: Settings) -> dict[str, dict[str, int]]:
         return await asyncio.wait_for(step_counts(config), timeout=5)
     except Exception:
         return {}
+
+
+@app.command()
+def preview(
+    template: Annotated[
+        str, typer.Argument(help="JOURNEY/TEMPLATE, e.g. abandoned_cart/cart_last_call")
+    ],
+    user: Annotated[str, typer.Option("--user", help="the product's user id")],
+    prop: Annotated[
+        list[str] | None, typer.Option("--prop", help="entry event property k=v")
+    ] = None,
+) -> None:
+    """Render a template for a user: every part, and the SMS encoding and part count."""
+    from engine.channels.sms.encoding import TooLong, encode_sms
+    from engine.context import Context
+    from engine.templates import TemplateError, TemplateStore
+    from engine.users import find_user, profile_context
+
+    journey, _, name = template.partition("/")
+    if not name:
+        err.print("[red]error:[/] give the template as JOURNEY/TEMPLATE")
+        raise typer.Exit(2)
+    properties = _props(prop)
+
+    async def go() -> None:
+        context = await Context.open(settings())
+        try:
+            async with context.sessions() as db:
+                found = await find_user(db, external_id=user)
+            if found is None:
+                err.print(f"[red]error:[/] no user {user!r}")
+                raise typer.Exit(1)
+            try:
+                content = TemplateStore().render(
+                    journey,
+                    name,
+                    locale=found.locale,
+                    context={
+                        "user": profile_context(found),
+                        "event": {"name": "preview", "properties": properties},
+                        "settings": {},
+                        "variant": None,
+                    },
+                )
+            except TemplateError as exc:
+                err.print(f"[red]render_failed:[/] {exc}")
+                raise typer.Exit(1) from None
+            table = Table(title=f"{template} for {user} (locale {found.locale or 'default'})")
+            table.add_column("part")
+            table.add_column("text")
+            for part in ("title", "body", "url", "sms"):
+                value = getattr(content, part)
+                if value:
+                    table.add_row(part, value)
+            if content.data:
+                table.add_row("data", json.dumps(content.data, ensure_ascii=False))
+            if content.sms:
+                limit = context.config.channels.sms.max_parts
+                try:
+                    encoded = encode_sms(content.sms, max_parts=limit, reference=0)
+                    table.add_row(
+                        "sms encoding", f"{encoded.encoding}, {encoded.part_count} part(s)"
+                    )
+                except TooLong:
+                    table.add_row("sms encoding", f"too_long (more than {limit} parts)")
+            out.print(table)
+        finally:
+            await context.close()
+
+    run(go)
+
+
+def _props(items: list[str] | None) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            err.print(f"[red]error:[/] --prop expects k=v, got {item!r}")
+            raise typer.Exit(2)
+        try:
+            properties[key] = json.loads(value)
+        except json.JSONDecodeError:
+            properties[key] = value
+    return properties
 
 
 @keys_app.command("create")

@@ -21,23 +21,39 @@ from rich.table import Table
 if TYPE_CHECKING:
     from engine.simulate import Outcome
 
-_STYLES = {"event": "cyan", "entry": "blue", "wait": "dim", "deferred": "yellow",
-           "sent": "green", "suppressed": "red", "failed": "bold red", "exit": "magenta"}
+_STYLES = {
+    "event": "cyan",
+    "entry": "blue",
+    "wait": "dim",
+    "deferred": "yellow",
+    "sent": "green",
+    "suppressed": "red",
+    "failed": "bold red",
+    "exit": "magenta",
+}
 
 
 def simulate(
     journey: Annotated[str, typer.Argument(help="journey name, e.g. abandoned_cart")],
-    script: Annotated[Path, typer.Option("--script", help="steps: a YAML or TOML file",
-                                         exists=True, dir_okay=False)],
+    script: Annotated[
+        Path,
+        typer.Option("--script", help="steps: a YAML or TOML file", exists=True, dir_okay=False),
+    ],
     user_zone: Annotated[str | None, typer.Option(help="the user's IANA zone")] = None,
     user_locale: Annotated[str | None, typer.Option(help="the user's locale, e.g. fr")] = None,
     phone: Annotated[str | None, typer.Option(help="the user's phone (E.164)")] = None,
-    device: Annotated[list[str] | None, typer.Option(
-        help="a device platform (repeatable: ios, android, web); default: one ios")] = None,
-    config: Annotated[Path | None, typer.Option(
-        "--config", help="nudge.toml: quiet hours, caps, journey overrides")] = None,
-    start: Annotated[str | None, typer.Option(
-        help='virtual start: "HH:MM" (next, user local) or an ISO date-time')] = None,
+    device: Annotated[
+        list[str] | None,
+        typer.Option(help="a device platform (repeatable: ios, android, web); default: one ios"),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="nudge.toml: quiet hours, caps, journey overrides"),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(help='virtual start: "HH:MM" (next, user local) or an ISO date-time'),
+    ] = None,
 ) -> None:
     """Run JOURNEY for one user over a script in virtual time; print the timeline.
 

@@ -181,3 +181,5 @@ def configure_logging(*, json: bool, level: str = "INFO") -> None:
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Alembic narrates every schema check at INFO; only its warnings are news in a service.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

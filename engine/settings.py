@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = "nudge"
+    # Temporal Cloud / a TLS cluster: mTLS client certificate and key (PEM files), an
+    # optional CA for the server, or an API key instead of a certificate.
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_api_key: SecretStr | None = None
     config: Path | None = Field(default=None, description="path to nudge.toml")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -51,6 +57,7 @@ class Settings(BaseSettings):
         """`codec_cors_origins` as a list, without trailing slashes."""
         raw = self.codec_cors_origins.split(",")
         return [origin.strip().rstrip("/") for origin in raw if origin.strip()]
+
     log_json: bool = True
     # Salt of the hashes kept after GDPR erasure. Set it in production and keep it stable.
     erasure_salt: SecretStr | None = None

@@ -215,10 +215,27 @@ async def timeline(env: JourneyEnv, user: TestUser) -> list[Row]:
         kind = {"sent": "sent", "delivered": "sent", "suppressed": "suppressed"}.get(
             message.status, "failed" if message.status == "failed" else "sent"
         )
-        rows.append(Row(message.at, kind, f"{message.template} ({message.channel})",
-                        message.reason or "", message.template, message.channel, message.reason))
-    order = {"event": 0, "entry": 1, "deferred": 2, "sent": 3, "suppressed": 3, "failed": 3,
-             "wait": 4, "exit": 5}
+        rows.append(
+            Row(
+                message.at,
+                kind,
+                f"{message.template} ({message.channel})",
+                message.reason or "",
+                message.template,
+                message.channel,
+                message.reason,
+            )
+        )
+    order = {
+        "event": 0,
+        "entry": 1,
+        "deferred": 2,
+        "sent": 3,
+        "suppressed": 3,
+        "failed": 3,
+        "wait": 4,
+        "exit": 5,
+    }
     rows.sort(key=lambda r: (r.at, order[r.kind]))
     return rows
 
@@ -263,9 +280,17 @@ async def _history_rows(client: Client, run: JourneyRun, zone: ZoneInfo) -> list
                 list(done.result.payloads), [DeliverOutcome]
             )
             if result.defer_until is not None:
-                rows.append(Row(at, "deferred", f"{request.template} ({request.channel})",
-                                f"{result.defer_reason} until {local(result.defer_until)}",
-                                request.template, request.channel, result.defer_reason))
+                rows.append(
+                    Row(
+                        at,
+                        "deferred",
+                        f"{request.template} ({request.channel})",
+                        f"{result.defer_reason} until {local(result.defer_until)}",
+                        request.template,
+                        request.channel,
+                        result.defer_reason,
+                    )
+                )
         elif event.HasField("workflow_execution_completed_event_attributes"):
             payloads = event.workflow_execution_completed_event_attributes.result.payloads
             [final] = await client.data_converter.decode(list(payloads), [JourneyResult])
@@ -297,8 +322,9 @@ async def check(
         messages: list[SentMessage] = await env.messages(user)
         wanted = "suppressed" if expect.suppressed is not None else "sent"
         statuses = {"sent": ("sent", "delivered"), "suppressed": ("suppressed",)}[wanted]
-        candidates = [(m.template, m.channel, m.reason, m.at) for m in messages
-                      if m.status in statuses]
+        candidates = [
+            (m.template, m.channel, m.reason, m.at) for m in messages if m.status in statuses
+        ]
         template = expect.sent or expect.suppressed or expect.not_sent or ""
 
     def matches(c: tuple[str | None, str | None, str | None, datetime]) -> bool:
@@ -313,9 +339,13 @@ async def check(
         )
 
     hits = [c for c in candidates if matches(c)]
-    seen = "; ".join(
-        f"{n} {ch or ''} {r or ''} {a.astimezone(zone):%H:%M}".strip() for n, ch, r, a in candidates
-    ) or "nothing"
+    seen = (
+        "; ".join(
+            f"{n} {ch or ''} {r or ''} {a.astimezone(zone):%H:%M}".strip()
+            for n, ch, r, a in candidates
+        )
+        or "nothing"
+    )
     return (not hits if expect.not_sent is not None else bool(hits)), seen
 
 

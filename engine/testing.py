@@ -346,13 +346,19 @@ class JourneyEnv:
             apply_profile(row, profile)
             for n, platform in enumerate(devices):
                 await device_registry.register(
-                    session, user=row, platform=Platform(platform),
+                    session,
+                    user=row,
+                    platform=Platform(platform),
                     token=f"kit-{row.id}-{platform}-{n}",
                 )
             for channel, state in (DEFAULT_CONSENT if consent is None else consent).items():
                 await consent_log.record(
-                    session, user_id=row.id, channel=channel, topic=consent_log.MARKETING,
-                    state=consent_log.ConsentState(state), source=consent_log.ConsentSource.API,
+                    session,
+                    user_id=row.id,
+                    channel=channel,
+                    topic=consent_log.MARKETING,
+                    state=consent_log.ConsentState(state),
+                    source=consent_log.ConsentSource.API,
                     evidence="test kit",
                 )
             await session.commit()
@@ -368,8 +374,11 @@ class JourneyEnv:
         at = self.now()
         message_id = f"kit-{uuid.uuid4().hex}"
         call = TrackCall(
-            userId=user.external_id, event=event, properties=dict(properties or {}),
-            messageId=message_id, timestamp=at,
+            userId=user.external_id,
+            event=event,
+            properties=dict(properties or {}),
+            messageId=message_id,
+            timestamp=at,
         )
         async with self.context.sessions() as session:
             await events.accept(session, [call])
@@ -393,8 +402,13 @@ class JourneyEnv:
             rows = await session.scalars(select(Message).where(Message.user_id == user.id))
             found = [
                 SentMessage(
-                    message_id=r.id, journey=r.journey, step=r.step, template=r.template,
-                    channel=r.channel, status=r.status, reason=r.reason,
+                    message_id=r.id,
+                    journey=r.journey,
+                    step=r.step,
+                    template=r.template,
+                    channel=r.channel,
+                    status=r.status,
+                    reason=r.reason,
                     at=r.sent_at or r.created_at,
                     local=(r.sent_at or r.created_at).astimezone(zone),
                     content=contents.get(r.id),

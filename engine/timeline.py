@@ -81,17 +81,22 @@ async def journey_counts(session: AsyncSession) -> dict[str, tuple[int, int]]:
     return counts
 
 
-async def step_counts(settings: Settings) -> dict[str, dict[str, int]]:
-    """Open runs per journey and step (`NudgeStep`), from Temporal visibility."""
+async def step_counts(settings: Settings, *, limit: int = 10_000) -> dict[str, dict[str, int]]:
+    """Open runs per journey and step (`NudgeStep`), from Temporal visibility.
+
+    Visibility can only group by a single field, so this lists the open runs (up to `limit`)
+    and counts their search attributes.
+    """
+    from engine.journey import SA_JOURNEY, SA_STEP
     from engine.temporal import connect
 
     client = await connect(settings)
     counts: dict[str, dict[str, int]] = {}
-    result = await client.count_workflows(
-        "ExecutionStatus = 'Running' AND NudgeJourney IS NOT NULL GROUP BY NudgeJourney, NudgeStep"
-    )
-    for group in result.groups:
-        values = [str(v) for v in group.group_values]
-        journey, step = ([*values, "-", "-"])[:2]
-        counts.setdefault(journey, {})[step] = group.count
+    query = "ExecutionStatus = 'Running' AND NudgeJourney IS NOT NULL"
+    async for run in client.list_workflows(query, limit=limit):
+        attributes = run.typed_search_attributes
+        journey = attributes.get(SA_JOURNEY) or run.workflow_type
+        step = attributes.get(SA_STEP) or "entered"
+        per_step = counts.setdefault(journey, {})
+        per_step[step] = per_step.get(step, 0) + 1
     return counts

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import ids
+from engine.channels.sms import numbers
 from engine.db.models import User
 from engine.db.upsert import insert_ignore
 
@@ -76,17 +77,10 @@ def validate_timezone(value: str) -> str:
 
 def normalise_phone(value: str) -> str:
     """E.164 with `phonenumbers`; raises `ProfileError` naming the field."""
-    import phonenumbers
-
     try:
-        parsed = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException as exc:
-        raise ProfileError(
-            "phone", "phone must be in international format, e.g. +14155550123"
-        ) from exc
-    if not phonenumbers.is_valid_number(parsed):
-        raise ProfileError("phone", "phone is not a valid number")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        return numbers.normalise_phone(value)
+    except ValueError as exc:
+        raise ProfileError("phone", str(exc)) from exc
 
 
 def apply_profile(user: User, fields: dict[str, Any]) -> None:

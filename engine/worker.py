@@ -29,11 +29,10 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 def journey_classes() -> dict[str, type[Journey]]:
-    """Every shipped journey (importing `workflows` registers them)."""
-    import workflows  # noqa: F401
-    from engine.journey import JOURNEYS
+    """Every shipped journey: the ones `workflows/__init__.py` lists in `ALL`."""
+    import workflows
 
-    return dict(JOURNEYS)
+    return {cls.__journey__.name: cls for cls in workflows.ALL}
 
 
 def build_worker(

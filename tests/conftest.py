@@ -27,7 +27,8 @@ POSTGRES_URL = os.environ.get(
     "NUDGE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 TABLES = (
-    "sms_receipts, message_parts, message_attempts, links, messages, journey_runs, events, consents, devices, write_keys, users"
+    "sms_receipts, message_parts, message_attempts, links, messages, journey_runs, events, "
+    "consents, devices, write_keys, users"
 )
 
 

@@ -69,8 +69,9 @@ def _found(history_json: str, needle: str) -> bool:
 
 async def _run_cart(stack: Stack) -> tuple[dict[str, Any], str]:
     """One abandoned cart to its end (push, then last-call SMS): (run row, internal id)."""
-    profile = await stack.profile(EMAIL, timezone="UTC", phone=PHONE, email=EMAIL,
-                        attributes={"first_name": FIRST_NAME})
+    profile = await stack.profile(
+        EMAIL, timezone="UTC", phone=PHONE, email=EMAIL, attributes={"first_name": FIRST_NAME}
+    )
     await stack.device(EMAIL, "ios", TOKEN)
     for channel in ("push", "sms"):
         await stack.consent(EMAIL, channel, "subscribed")
@@ -95,11 +96,15 @@ async def test_histories_hold_no_personal_data(
     )
     last_call = (datetime.now(UTC) + timedelta(seconds=4)).time().replace(microsecond=0)
     config = NudgeConfig.model_validate(
-        {"journeys": {"abandoned_cart": {"nudge_after": "1s",
-                                         "last_call_at": last_call.isoformat()}}}
+        {
+            "journeys": {
+                "abandoned_cart": {"nudge_after": "1s", "last_call_at": last_call.isoformat()}
+            }
+        }
     )
-    async with Stack(database_url=url, client=encrypted, task_queue=task_queue,
-                     config=config) as stack:
+    async with Stack(
+        database_url=url, client=encrypted, task_queue=task_queue, config=config
+    ) as stack:
         run, uid = await _run_cart(stack)
         handle = encrypted.get_workflow_handle(run["workflow_id"], run_id=run["run_id"])
         await handle.result()
@@ -108,13 +113,21 @@ async def test_histories_hold_no_personal_data(
     sms_body, push_title = sent["sms"].sms, sent["push"].title
     assert sms_body and FIRST_NAME in sms_body and push_title and FIRST_NAME in push_title
     needles = {
-        "email": EMAIL, "phone": PHONE, "national phone": PHONE[2:], "device token": TOKEN,
-        "first name": FIRST_NAME, "sms body": sms_body, "push title": push_title,
+        "email": EMAIL,
+        "phone": PHONE,
+        "national phone": PHONE[2:],
+        "device token": TOKEN,
+        "first name": FIRST_NAME,
+        "sms body": sms_body,
+        "push title": push_title,
     }
 
     # The history as the server holds it, read by a client that has no codec.
-    plain = Client(temporal_env.client.service_client, namespace=namespace,
-                   data_converter=pydantic_data_converter)
+    plain = Client(
+        temporal_env.client.service_client,
+        namespace=namespace,
+        data_converter=pydantic_data_converter,
+    )
     raw = await export_history(plain, run["workflow_id"], run["run_id"])
     leaks = [name for name, needle in needles.items() if _found(raw, needle)]
     assert not leaks, f"personal data in the raw history: {leaks}"
@@ -123,8 +136,9 @@ async def test_histories_hold_no_personal_data(
     workflow_id = run["workflow_id"]
     assert uid.startswith("u_") and workflow_id == f"journey/abandoned_cart/{uid}"
     description = await plain.get_workflow_handle(workflow_id, run_id=run["run_id"]).describe()
-    attributes = {key.name: description.typed_search_attributes.get(key)
-                  for key in SEARCH_ATTRIBUTES}
+    attributes = {
+        key.name: description.typed_search_attributes.get(key) for key in SEARCH_ATTRIBUTES
+    }
     assert attributes["NudgeJourney"] == "abandoned_cart"
     assert attributes["NudgeUserId"] == uid
     for name, value in attributes.items():
@@ -146,7 +160,8 @@ async def _codec_server_decodes(raw_history: str) -> None:
         refused = await http.post("/decode", content=body)
         assert refused.status_code == 401
         answer = await http.post(
-            "/decode", content=body,
+            "/decode",
+            content=body,
             headers={"Authorization": "Bearer ui-token", "X-Namespace": "default"},
         )
     assert answer.status_code == 200, answer.text

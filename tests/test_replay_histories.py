@@ -109,8 +109,14 @@ def test_replay_command_exit_codes(tmp_path: Path) -> None:
     bad = tmp_path / "notes.json"
     bad.write_text('{"hello": 1}')
     failed = runner.invoke(
-        _app(), ["replay", str(bad), str(tmp_path / "missing.json"),
-                 str(HISTORIES / "onboarding" / "full.json")], env=env,
+        _app(),
+        [
+            "replay",
+            str(bad),
+            str(tmp_path / "missing.json"),
+            str(HISTORIES / "onboarding" / "full.json"),
+        ],
+        env=env,
     )
     assert failed.exit_code == 1
     assert "not a history file" in failed.output and "no such file" in failed.output
@@ -155,8 +161,11 @@ async def test_temporal_setup_registers_search_attributes_once(
 def test_commands_fail_clearly_when_temporal_is_unreachable() -> None:
     runner = CliRunner()
     env = {"NUDGE_TEMPORAL_ADDRESS": "127.0.0.1:9", "NUDGE_ENCRYPTION_KEYS": ""}
-    for args in (["temporal", "setup"], ["history", "export", "journey/x/u_1"],
-                 ["replay", "--journey", "abandoned_cart"]):
+    for args in (
+        ["temporal", "setup"],
+        ["history", "export", "journey/x/u_1"],
+        ["replay", "--journey", "abandoned_cart"],
+    ):
         result = runner.invoke(_app(), args, env=env)
         assert result.exit_code == 1, (args, result.output)
         assert "cannot reach Temporal at 127.0.0.1:9" in result.output, args

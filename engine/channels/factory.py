@@ -37,9 +37,8 @@ def build_providers(context: Context) -> Providers:
     if channels.sms.provider == "console":
         routes[(Channel.SMS, None)] = console
     else:
-        from triggers.smpp import InboundHandler
-
         from engine.channels.sms.provider import SmppProvider
+        from triggers.smpp import InboundHandler
 
         password = os.environ.get(channels.sms.password_env)
         if password is None:

@@ -32,7 +32,11 @@ def test_undefined_variables_fail_unless_defaulted(tmp_path: Path) -> None:
 
 def test_locale_falls_back_to_language_then_default(tmp_path: Path) -> None:
     (tmp_path / "j").mkdir()
-    for name, text in {"m.liquid": "Hello", "m.fr.liquid": "Bonjour", "m.fr-CA.liquid": "Allo"}.items():
+    for name, text in {
+        "m.liquid": "Hello",
+        "m.fr.liquid": "Bonjour",
+        "m.fr-CA.liquid": "Allo",
+    }.items():
         (tmp_path / "j" / name).write_text(f"--- body ---\n{text}\n")
     store = TemplateStore(tmp_path)
     assert store.render("j", "m", locale="fr-CA", context=BARE).body == "Allo"
@@ -45,7 +49,7 @@ def test_one_file_holds_every_part(tmp_path: Path) -> None:
     (tmp_path / "j").mkdir()
     (tmp_path / "j" / "m.liquid").write_text(
         "--- title ---\nT {{ event.name }}\n--- body ---\nB\n--- sms ---\nS\n"
-        "--- push ---\nbadge: 2\nsound: default\n--- data ---\ncart: \"{{ event.name }}\"\n"
+        '--- push ---\nbadge: 2\nsound: default\n--- data ---\ncart: "{{ event.name }}"\n'
     )
     content = TemplateStore(tmp_path).render("j", "m", locale=None, context=BARE)
     assert (content.title, content.body, content.sms) == ("T X", "B", "S")

@@ -92,11 +92,19 @@ def cli() -> typer.Typer:
 
 
 def test_simulate_the_tokyo_example() -> None:
-    result = CliRunner().invoke(cli(), [
-        "abandoned_cart", "--user-zone", "Asia/Tokyo",
-        "--script", str(EXAMPLES / "abandoned_cart_tokyo.yaml"),
-        "--config", str(EXAMPLES / "nudge.toml"),
-    ], env={"COLUMNS": "160"})
+    result = CliRunner().invoke(
+        cli(),
+        [
+            "abandoned_cart",
+            "--user-zone",
+            "Asia/Tokyo",
+            "--script",
+            str(EXAMPLES / "abandoned_cart_tokyo.yaml"),
+            "--config",
+            str(EXAMPLES / "nudge.toml"),
+        ],
+        env={"COLUMNS": "160"},
+    )
     assert result.exit_code == 0, result.output
     assert "quiet_hours until" in result.output
     assert "FAILED" not in result.output and "all good" in result.output
@@ -104,8 +112,7 @@ def test_simulate_the_tokyo_example() -> None:
 
 def test_simulate_exits_non_zero_when_an_expectation_fails(tmp_path: Path) -> None:
     (tmp_path / "nudge.toml").write_text(
-        '[[caps]]\nchannel = "push"\nlimit = 1\nper = "4h"\n\n'
-        '[journeys.onboarding]\nday = "1h"\n'
+        '[[caps]]\nchannel = "push"\nlimit = 1\nper = "4h"\n\n[journeys.onboarding]\nday = "1h"\n'
     )
     (tmp_path / "script.toml").write_text(
         'until = "+3h"\n[user]\ntraits = {first_name = "Ann"}\n\n'
@@ -114,10 +121,19 @@ def test_simulate_exits_non_zero_when_an_expectation_fails(tmp_path: Path) -> No
         '  {suppressed = "complete_profile", reason = "capped"},\n'
         '  {sent = "welcome", local_time = "03:07"},\n]\n'
     )
-    result = CliRunner().invoke(cli(), [
-        "onboarding", "--start", "2:00", "--script", str(tmp_path / "script.toml"),
-        "--config", str(tmp_path / "nudge.toml"),
-    ], env={"COLUMNS": "160"})
+    result = CliRunner().invoke(
+        cli(),
+        [
+            "onboarding",
+            "--start",
+            "2:00",
+            "--script",
+            str(tmp_path / "script.toml"),
+            "--config",
+            str(tmp_path / "nudge.toml"),
+        ],
+        env={"COLUMNS": "160"},
+    )
     assert result.exit_code == 1, result.output
     assert result.output.count("FAILED") == 1
     assert "1 expectation(s) failed" in result.output

@@ -94,8 +94,9 @@ class Recording:
 
 async def reachable_user(stack: Stack, user: str) -> dict[str, Any]:
     """A UTC user with an iOS device and SMS, both subscribed to marketing."""
-    profile: dict[str, Any] = await stack.profile(user, timezone="UTC", phone="+12015550100",
-                                              attributes={"first_name": "Sam"})
+    profile: dict[str, Any] = await stack.profile(
+        user, timezone="UTC", phone="+12015550100", attributes={"first_name": "Sam"}
+    )
     await stack.device(user)
     for channel in ("push", "sms"):
         await stack.consent(user, channel, "subscribed")
@@ -167,14 +168,19 @@ def inactive(*, returns: bool, holdout: bool = False) -> Drive:
 CASES = [
     Recording("abandoned_cart", "checked_out", "checked_out", cart(HIGH_VALUE, "Checkout Started")),
     Recording("abandoned_cart", "reminded", "reminded", cart(HIGH_VALUE)),
-    Recording("abandoned_cart", "exited_mid_delay", "exited:Order Completed",
-              cart(HIGH_VALUE, after_first_send="Order Completed")),
+    Recording(
+        "abandoned_cart",
+        "exited_mid_delay",
+        "exited:Order Completed",
+        cart(HIGH_VALUE, after_first_send="Order Completed"),
+    ),
     # Recorded after the `last-call-min-value` patch (workflows/abandoned_cart.py).
     Recording("abandoned_cart", "reminded_v2", "reminded", cart(HIGH_VALUE)),
     Recording("abandoned_cart", "push_only_v2", "push_only", cart(LOW_VALUE)),
     Recording("onboarding", "full", "onboarded", signed_up()),
-    Recording("onboarding", "completed_early", "exited:Profile Completed",
-              signed_up("Profile Completed")),
+    Recording(
+        "onboarding", "completed_early", "exited:Profile Completed", signed_up("Profile Completed")
+    ),
     Recording("win_back", "returned", "returned", inactive(returns=True)),
     Recording("win_back", "offered", "offered", inactive(returns=False)),
     Recording("win_back", "holdout_offered", "offered", inactive(returns=False, holdout=True)),

@@ -30,8 +30,15 @@ async def ensure_node_modules() -> None:
     if npm is None:
         raise RuntimeError("npm is not installed: the node SMPP peer needs node and npm")
     proc = await asyncio.create_subprocess_exec(
-        npm, "install", "--no-audit", "--no-fund", "--no-package-lock", cwd=NODE_DIR,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        npm,
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--no-package-lock",
+        cwd=NODE_DIR,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 180)
     if proc.returncode != 0:
         raise RuntimeError(f"npm install failed in {NODE_DIR}:\n{out.decode(errors='replace')}")
@@ -57,9 +64,15 @@ class NodeSmscPeer:
             raise RuntimeError("node is not installed")
         # exec node directly, so the PID we hold (and kill) is node's own.
         self._proc = await asyncio.create_subprocess_exec(
-            node, "smsc.js", str(self.port), self.password, cwd=NODE_DIR,
+            node,
+            "smsc.js",
+            str(self.port),
+            self.password,
+            cwd=NODE_DIR,
             env={**os.environ, "ENQUIRE_MS": str(self.enquire_ms)},
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
         self._reader = asyncio.create_task(self._read(self._proc))
         try:
             ready = await self.wait_for("listening", within=10)
@@ -89,8 +102,13 @@ class NodeSmscPeer:
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("event") == kind]
 
-    async def wait_for(self, kind: str, count: int = 1, *, within: float = 5.0,
-                       ) -> dict[str, Any]:
+    async def wait_for(
+        self,
+        kind: str,
+        count: int = 1,
+        *,
+        within: float = 5.0,
+    ) -> dict[str, Any]:
         """The `count`-th event of this kind (waiting for it up to `within` seconds)."""
         async with asyncio.timeout(within):
             while len(self.of(kind)) < count:

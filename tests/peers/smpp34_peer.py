@@ -131,8 +131,12 @@ class Smpp34Peer:
         esme = await self._bound_esme()
         sms = encode_sms(text, max_parts=1, reference=0)
         resp = await esme.deliver_sm(
-            to, sms.parts[0], source_addr=from_number.lstrip("+"), source_addr_ton=1,
-            source_addr_npi=1, data_coding=sms.data_coding,
+            to,
+            sms.parts[0],
+            source_addr=from_number.lstrip("+"),
+            source_addr_ton=1,
+            source_addr_npi=1,
+            data_coding=sms.data_coding,
         )
         if not resp.is_success:
             raise RuntimeError(f"deliver_sm rejected: status {resp.command_status:#x}")
@@ -213,14 +217,23 @@ class Smpp34Peer:
             await asyncio.sleep(self.accept_delay)
         message_id = f"m{next(self._ids)}"
         udh, body = split_udh(event.short_message, event.esm_class)
-        self.submits.append(RecordedSubmit(
-            message_id=message_id, source=event.source_addr,
-            destination=event.destination_addr, dest_addr_ton=event.dest_addr_ton,
-            dest_addr_npi=event.dest_addr_npi, data_coding=event.data_coding,
-            esm_class=event.esm_class, registered_delivery=event.registered_delivery,
-            short_message=event.short_message, udh=udh, body=body,
-            text=decode_body(body, event.data_coding), concat=concat_info(udh),
-        ))
+        self.submits.append(
+            RecordedSubmit(
+                message_id=message_id,
+                source=event.source_addr,
+                destination=event.destination_addr,
+                dest_addr_ton=event.dest_addr_ton,
+                dest_addr_npi=event.dest_addr_npi,
+                data_coding=event.data_coding,
+                esm_class=event.esm_class,
+                registered_delivery=event.registered_delivery,
+                short_message=event.short_message,
+                udh=udh,
+                body=body,
+                text=decode_body(body, event.data_coding),
+                concat=concat_info(udh),
+            )
+        )
         wants_receipt = bool(event.registered_delivery & 1)
         if self.receipt_first and wants_receipt:
             await self._receipt(event, message_id)
@@ -236,12 +249,20 @@ class Smpp34Peer:
             return
         stat = self.receipt_stat
         state = {"DELIVRD": 2, "EXPIRED": 3, "UNDELIV": 5, "REJECTD": 8}.get(stat, 7)
-        text = (f"id:{message_id} sub:001 dlvrd:{'001' if state == 2 else '000'} "
-                f"submit date:2611280900 done date:2611280900 stat:{stat} err:000 text:")
+        text = (
+            f"id:{message_id} sub:001 dlvrd:{'001' if state == 2 else '000'} "
+            f"submit date:2611280900 done date:2611280900 stat:{stat} err:000 text:"
+        )
         with contextlib.suppress(Exception):  # the session may be gone (peer stopped)
             await esme.deliver_sm(
-                event.source_addr, text.encode("ascii"), source_addr=event.destination_addr,
-                source_addr_ton=1, source_addr_npi=1, esm_class=0x04,
-                tlvs=[smpp34.Tlv(TLV_RECEIPTED_MESSAGE_ID, message_id.encode() + b"\0"),
-                      smpp34.Tlv(TLV_MESSAGE_STATE, bytes((state,)))],
+                event.source_addr,
+                text.encode("ascii"),
+                source_addr=event.destination_addr,
+                source_addr_ton=1,
+                source_addr_npi=1,
+                esm_class=0x04,
+                tlvs=[
+                    smpp34.Tlv(TLV_RECEIPTED_MESSAGE_ID, message_id.encode() + b"\0"),
+                    smpp34.Tlv(TLV_MESSAGE_STATE, bytes((state,))),
+                ],
             )

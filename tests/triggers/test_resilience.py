@@ -128,9 +128,7 @@ async def test_events_accepted_while_temporal_is_down_reach_their_journeys(
         own_temporal["proc"].send_signal(signal.SIGKILL)
         await own_temporal["proc"].wait()
         for user in ("a2", "a3"):
-            response = await s.http.post(
-                "/v1/track", json={"userId": user, "event": "Signed Up"}
-            )
+            response = await s.http.post("/v1/track", json={"userId": user, "event": "Signed Up"})
             assert response.status_code == 200
         await s.track("a1", "Profile Completed")
         await asyncio.sleep(1)

@@ -39,7 +39,9 @@ async def test_onboarding_three_days(journey_env: EnvFactory) -> None:
     await env.advance(days=3)
     sent = await env.sent(ann)
     assert [(m.template, m.channel) for m in sent] == [
-        ("welcome", "push"), ("complete_profile", "push"), ("tips", "sms"),
+        ("welcome", "push"),
+        ("complete_profile", "push"),
+        ("tips", "sms"),
     ]
     for m, days in zip(sent, (0, 1, 2), strict=True):
         assert abs(m.at - (start + timedelta(days=days))) < timedelta(minutes=1), (m, days)
@@ -65,17 +67,21 @@ async def test_abandoned_cart_tokyo_night_defers_to_the_end_of_quiet_hours(
     assert reminder.local.date() == start.date() + timedelta(days=1)
     assert reminder.local_time == "08:00"
     assert (last_call.template, last_call.channel, last_call.local_time) == (
-        "cart_last_call", "sms", "10:00",
+        "cart_last_call",
+        "sms",
+        "10:00",
     )
     assert last_call.at.astimezone(UTC).hour == 1  # 10:00 JST = 01:00 UTC
     assert (await env.run(kei, "abandoned_cart")).outcome == "reminded"
 
 
 async def test_push_cap_defers_the_second_push(journey_env: EnvFactory) -> None:
-    config = NudgeConfig.model_validate({
-        "caps": [{"channel": "push", "limit": 1, "per": "4h", "on_capped": "defer"}],
-        "journeys": {"onboarding": {"day": "1h"}},
-    })
+    config = NudgeConfig.model_validate(
+        {
+            "caps": [{"channel": "push", "limit": 1, "per": "4h", "on_capped": "defer"}],
+            "journeys": {"onboarding": {"day": "1h"}},
+        }
+    )
     start = next_local("UTC", time(9, 0))
     env = await journey_env(Onboarding, config=config, start_at=start)
     bo = await env.user("bo", traits={"first_name": "Bo"})

@@ -9,7 +9,18 @@ from engine.channels.sms.provider import SmppProvider, SmsProviderResult
 from engine.channels.sms.ratelimit import PartRateLimiter, TokenBucket
 
 __all__ = [
-    "BindError", "EncodedSms", "InboundSms", "PartRateLimiter", "Receipt", "SmppBridge",
-    "SmppProvider", "SmppStatusError", "SmsProviderResult", "TokenBucket", "TooLong",
-    "classify", "encode_sms", "normalise_phone",
+    "BindError",
+    "EncodedSms",
+    "InboundSms",
+    "PartRateLimiter",
+    "Receipt",
+    "SmppBridge",
+    "SmppProvider",
+    "SmppStatusError",
+    "SmsProviderResult",
+    "TokenBucket",
+    "TooLong",
+    "classify",
+    "encode_sms",
+    "normalise_phone",
 ]

@@ -74,9 +74,16 @@ class SmppBridge:
 
     _loop: asyncio.AbstractEventLoop
 
-    def __init__(self, settings: SmsChannel, password: str, *, on_receipt: ReceiptHandler,
-                 on_inbound: InboundHandler, limiter: PartRateLimiter | None = None,
-                 backoff: tuple[float, float] = (0.1, 30.0)) -> None:
+    def __init__(
+        self,
+        settings: SmsChannel,
+        password: str,
+        *,
+        on_receipt: ReceiptHandler,
+        on_inbound: InboundHandler,
+        limiter: PartRateLimiter | None = None,
+        backoff: tuple[float, float] = (0.1, 30.0),
+    ) -> None:
         self.settings = settings
         self._password = password
         self._on_receipt = on_receipt
@@ -143,8 +150,16 @@ class SmppBridge:
             await asyncio.to_thread(self._reader.join, 5.0)
         self._writer.shutdown(wait=False)
 
-    async def submit(self, *, destination: str, short_message: bytes, data_coding: int,
-                     esm_class: int, dest_addr_ton: int = 1, dest_addr_npi: int = 1) -> str:
+    async def submit(
+        self,
+        *,
+        destination: str,
+        short_message: bytes,
+        data_coding: int,
+        esm_class: int,
+        dest_addr_ton: int = 1,
+        dest_addr_npi: int = 1,
+    ) -> str:
         """Submit one part; returns the SMSC's message id. Raises `SmppStatusError` for an
         error status and `RetryableError` ("smsc_unavailable", "submit_timeout") when no
         answer came within `submit_timeout` seconds of the call (rate-limit wait excluded)."""
@@ -157,16 +172,22 @@ class SmppBridge:
             source_addr=s.source_addr,
             source_addr_ton=src_ton if s.source_addr_ton is None else s.source_addr_ton,
             source_addr_npi=src_npi if s.source_addr_npi is None else s.source_addr_npi,
-            destination_addr=destination, dest_addr_ton=dest_addr_ton,
-            dest_addr_npi=dest_addr_npi, esm_class=esm_class, data_coding=data_coding,
-            registered_delivery=1 if s.registered_delivery else 0, short_message=short_message)
+            destination_addr=destination,
+            dest_addr_ton=dest_addr_ton,
+            dest_addr_npi=dest_addr_npi,
+            esm_class=esm_class,
+            data_coding=data_coding,
+            registered_delivery=1 if s.registered_delivery else 0,
+            short_message=short_message,
+        )
         async with self._window:
             while True:
                 try:
                     await asyncio.wait_for(self._bound.wait(), deadline - loop.time())
                 except TimeoutError:
-                    raise RetryableError("smsc_unavailable", "no bind within submit_timeout") \
-                        from None
+                    raise RetryableError(
+                        "smsc_unavailable", "no bind within submit_timeout"
+                    ) from None
                 client = self._client
                 if client is None:
                     continue
@@ -182,8 +203,7 @@ class SmppBridge:
                     self._link_down(client)
                     continue
                 except TimeoutError:
-                    raise RetryableError("submit_timeout", "no submit_sm_resp in time") \
-                        from None
+                    raise RetryableError("submit_timeout", "no submit_sm_resp in time") from None
                 finally:
                     self._pending.pop(pdu.sequence, None)
                 if status != ESME_ROK:
@@ -205,20 +225,32 @@ class SmppBridge:
             except _LINK_ERRORS as exc:
                 if self._first is not None and not self._first.done():
                     self._first.set_result(None)  # unreachable is not fatal: keep trying
-                log.warning("SMPP connect to %s:%s failed (%s); retrying in %.1fs",
-                            self.settings.host, self.settings.port, exc, delay)
+                log.warning(
+                    "SMPP connect to %s:%s failed (%s); retrying in %.1fs",
+                    self.settings.host,
+                    self.settings.port,
+                    exc,
+                    delay,
+                )
             else:
                 delay = self._backoff[0]
                 self._down.clear()
                 self._client = client
                 self.binds += 1
                 self._reader = threading.Thread(
-                    target=self._read_loop, args=(client,), daemon=True,
-                    name=f"smpp-reader-{self.settings.system_id}")
+                    target=self._read_loop,
+                    args=(client,),
+                    daemon=True,
+                    name=f"smpp-reader-{self.settings.system_id}",
+                )
                 self._reader.start()
                 self._bound.set()
-                log.info("SMPP bound to %s:%s as %s", self.settings.host, self.settings.port,
-                         self.settings.system_id)
+                log.info(
+                    "SMPP bound to %s:%s as %s",
+                    self.settings.host,
+                    self.settings.port,
+                    self.settings.system_id,
+                )
                 if self._first is not None and not self._first.done():
                     self._first.set_result(None)
                 await self._down.wait()
@@ -230,17 +262,24 @@ class SmppBridge:
     def _open(self) -> ThreadSafeClient:
         """Connect and bind_transceiver (blocking, in a worker thread)."""
         s = self.settings
-        client = ThreadSafeClient(s.host, s.port, timeout=min(self._submit_timeout, 10.0),
-                                  sequence_generator=self._sequences)
+        client = ThreadSafeClient(
+            s.host,
+            s.port,
+            timeout=min(self._submit_timeout, 10.0),
+            sequence_generator=self._sequences,
+        )
         try:
             client.connect()
-            client.bind_transceiver(system_id=s.system_id, password=self._password,
-                                    system_type=s.system_type)
+            client.bind_transceiver(
+                system_id=s.system_id, password=self._password, system_type=s.system_type
+            )
         except smpplib.exceptions.PDUError as exc:
             client.disconnect()
             status = exc.args[1] if len(exc.args) > 1 else 0
-            raise BindError(f"{status_name(status)}: the SMSC refused system_id "
-                            f"{s.system_id!r} (check the password in ${s.password_env})") from exc
+            raise BindError(
+                f"{status_name(status)}: the SMSC refused system_id "
+                f"{s.system_id!r} (check the password in ${s.password_env})"
+            ) from exc
         except BaseException:
             client.disconnect()
             raise
@@ -327,14 +366,16 @@ class SmppBridge:
         if future is not None and not future.done():
             future.set_result((status, message_id))
 
-    def _spawn_delivery(self, client: ThreadSafeClient, sequence: int,
-                        item: Receipt | InboundSms) -> None:
+    def _spawn_delivery(
+        self, client: ThreadSafeClient, sequence: int, item: Receipt | InboundSms
+    ) -> None:
         task = self._loop.create_task(self._deliver(client, sequence, item))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, client: ThreadSafeClient, sequence: int,
-                       item: Receipt | InboundSms) -> None:
+    async def _deliver(
+        self, client: ThreadSafeClient, sequence: int, item: Receipt | InboundSms
+    ) -> None:
         try:
             if isinstance(item, Receipt):
                 await self._on_receipt(item)
@@ -342,11 +383,14 @@ class SmppBridge:
                 await self._on_inbound(item)
             status = ESME_ROK
         except Exception:
-            log.exception("SMPP %s handler failed; asking the SMSC to redeliver",
-                          "receipt" if isinstance(item, Receipt) else "inbound")
+            log.exception(
+                "SMPP %s handler failed; asking the SMSC to redeliver",
+                "receipt" if isinstance(item, Receipt) else "inbound",
+            )
             status = ESME_RX_T_APPN
         try:
             await self._loop.run_in_executor(
-                self._writer, client.respond, "deliver_sm_resp", sequence, status)
+                self._writer, client.respond, "deliver_sm_resp", sequence, status
+            )
         except (*_LINK_ERRORS, RuntimeError) as exc:
             log.info("SMPP deliver_sm_resp not sent (%s); the SMSC will redeliver", exc)

@@ -80,10 +80,17 @@ class ThreadSafeClient(smpplib.client.Client):  # type: ignore[misc]
     """`smpplib.client.Client` whose writes hold a lock and whose reads survive a timeout
     in the middle of a PDU (smpplib drops the partial bytes and desynchronises)."""
 
-    def __init__(self, host: str, port: int, *, timeout: float,
-                 sequence_generator: LockedSequenceGenerator) -> None:
-        super().__init__(host, port, timeout=timeout, sequence_generator=sequence_generator,
-                         logger_name=WIRE_LOGGER, allow_unknown_opt_params=True)
+    def __init__(
+        self, host: str, port: int, *, timeout: float, sequence_generator: LockedSequenceGenerator
+    ) -> None:
+        super().__init__(
+            host,
+            port,
+            timeout=timeout,
+            sequence_generator=sequence_generator,
+            logger_name=WIRE_LOGGER,
+            allow_unknown_opt_params=True,
+        )
         self._write_lock = threading.Lock()
         # The library's default raises out of listen() and kills a reader thread on the first
         # throttled response; we dispatch responses ourselves, this is belt and braces.

@@ -26,8 +26,18 @@ _BASIC = (
 )
 ESC = 0x1B
 # The extension table: each of these costs two septets (ESC + code).
-_EXTENSION = {"\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0x3C, "~": 0x3D,
-              "]": 0x3E, "|": 0x40, "€": 0x65}
+_EXTENSION = {
+    "\f": 0x0A,
+    "^": 0x14,
+    "{": 0x28,
+    "}": 0x29,
+    "\\": 0x2F,
+    "[": 0x3C,
+    "~": 0x3D,
+    "]": 0x3E,
+    "|": 0x40,
+    "€": 0x65,
+}
 
 GSM_BASIC: dict[str, int] = {ch: i for i, ch in enumerate(_BASIC) if i != ESC}
 GSM_EXTENSION: dict[str, int] = dict(_EXTENSION)
@@ -129,8 +139,9 @@ def encode_sms(text: str, *, max_parts: int = 10, reference: int) -> EncodedSms:
     if len(chunks) > min(max_parts, 255):
         raise TooLong(len(chunks), max_parts)
     count = len(chunks)
-    parts = [bytes((5, 0, 3, reference, count, seq)) + chunk
-             for seq, chunk in enumerate(chunks, start=1)]
+    parts = [
+        bytes((5, 0, 3, reference, count, seq)) + chunk for seq, chunk in enumerate(chunks, start=1)
+    ]
     return EncodedSms(encoding, data_coding, ESM_CLASS_UDHI, parts)
 
 
@@ -187,8 +198,7 @@ def decode_body(body: bytes, data_coding: int) -> str:
 
 def decode_parts(sms: EncodedSms) -> str:
     """Join the parts back into text (the inverse of `encode_sms`, for checks and tests)."""
-    return "".join(decode_body(split_udh(p, sms.esm_class)[1], sms.data_coding)
-                   for p in sms.parts)
+    return "".join(decode_body(split_udh(p, sms.esm_class)[1], sms.data_coding) for p in sms.parts)
 
 
 def air_octets(part: bytes, encoding: Encoding, *, has_udh: bool) -> int:

@@ -15,18 +15,37 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.channels.sms.encoding import concat_info, decode_body, split_udh
 
 ReceiptState = Literal[
-    "enroute", "delivered", "expired", "deleted", "undeliverable", "accepted", "unknown",
+    "enroute",
+    "delivered",
+    "expired",
+    "deleted",
+    "undeliverable",
+    "accepted",
+    "unknown",
     "rejected",
 ]
 
 # SMPP 3.4 appendix B `stat:` words, and the message_state TLV values (5.3.2.35).
 _STAT_STATE: dict[str, ReceiptState] = {
-    "ENROUTE": "enroute", "DELIVRD": "delivered", "EXPIRED": "expired", "DELETED": "deleted",
-    "UNDELIV": "undeliverable", "ACCEPTD": "accepted", "UNKNOWN": "unknown",
+    "ENROUTE": "enroute",
+    "DELIVRD": "delivered",
+    "EXPIRED": "expired",
+    "DELETED": "deleted",
+    "UNDELIV": "undeliverable",
+    "ACCEPTD": "accepted",
+    "UNKNOWN": "unknown",
     "REJECTD": "rejected",
 }
-_TLV_STATE: dict[int, str] = {1: "ENROUTE", 2: "DELIVRD", 3: "EXPIRED", 4: "DELETED",
-                              5: "UNDELIV", 6: "ACCEPTD", 7: "UNKNOWN", 8: "REJECTD"}
+_TLV_STATE: dict[int, str] = {
+    1: "ENROUTE",
+    2: "DELIVRD",
+    3: "EXPIRED",
+    4: "DELETED",
+    5: "UNDELIV",
+    6: "ACCEPTD",
+    7: "UNKNOWN",
+    8: "REJECTD",
+}
 _NOT_FINAL = {"enroute", "accepted"}
 
 _ID = re.compile(r"\bid:(\S+)", re.IGNORECASE)
@@ -98,26 +117,44 @@ def parse_deliver(
         if not smsc_id:
             raise ValueError("delivery receipt without a message id")
         stat_match = _STAT.search(text)
-        stat = stat_match.group(1).upper() if stat_match else _TLV_STATE.get(
-            message_state or 0, "UNKNOWN")
+        stat = (
+            stat_match.group(1).upper()
+            if stat_match
+            else _TLV_STATE.get(message_state or 0, "UNKNOWN")
+        )
         state = _STAT_STATE.get(stat, "unknown")
         err = _ERR.search(text)
-        return Receipt(smsc_id=smsc_id, stat=stat, state=state, final=state not in _NOT_FINAL,
-                       error_code=err.group(1) if err else None, received_at=when)
+        return Receipt(
+            smsc_id=smsc_id,
+            stat=stat,
+            state=state,
+            final=state not in _NOT_FINAL,
+            error_code=err.group(1) if err else None,
+            received_at=when,
+        )
     udh, body = split_udh(payload, esm_class)
     sender = _clean(source_addr)
     if source_addr_ton == 1 and sender.isdigit():
         sender = "+" + sender
-    return InboundSms(sender=sender, destination=_clean(destination_addr),
-                      text=decode_body(body, data_coding), data_coding=data_coding,
-                      concat=concat_info(udh) if udh else None, received_at=when)
+    return InboundSms(
+        sender=sender,
+        destination=_clean(destination_addr),
+        text=decode_body(body, data_coding),
+        data_coding=data_coding,
+        concat=concat_info(udh) if udh else None,
+        received_at=when,
+    )
 
 
 def parse_deliver_pdu(pdu: Any) -> Receipt | InboundSms:
     """`parse_deliver` on a `smpplib.command.DeliverSM` (TLVs are attributes there)."""
     return parse_deliver(
-        esm_class=int(pdu.esm_class or 0), source_addr=pdu.source_addr,
-        source_addr_ton=int(pdu.source_addr_ton or 0), destination_addr=pdu.destination_addr,
-        data_coding=int(pdu.data_coding or 0), short_message=pdu.short_message,
+        esm_class=int(pdu.esm_class or 0),
+        source_addr=pdu.source_addr,
+        source_addr_ton=int(pdu.source_addr_ton or 0),
+        destination_addr=pdu.destination_addr,
+        data_coding=int(pdu.data_coding or 0),
+        short_message=pdu.short_message,
         receipted_message_id=getattr(pdu, "receipted_message_id", None),
-        message_state=getattr(pdu, "message_state", None))
+        message_state=getattr(pdu, "message_state", None),
+    )

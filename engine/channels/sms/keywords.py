@@ -49,8 +49,9 @@ def keyword_table(
         for name, words in kinds.items():
             kind = _KIND_BY_NAME.get(name.casefold())
             if kind is None:
-                raise ValueError(f"keywords.{language}: unknown kind {name!r} "
-                                 "(expected stop, start or help)")
+                raise ValueError(
+                    f"keywords.{language}: unknown kind {name!r} (expected stop, start or help)"
+                )
             table[kind].update(w for w in map(_words, words) if w)
     return table
 

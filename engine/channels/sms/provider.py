@@ -55,12 +55,21 @@ class SmppProvider(ChannelProvider):
 
     name = "smpp"
 
-    def __init__(self, settings: SmsChannel, password: str, *, on_receipt: ReceiptHandler,
-                 on_inbound: InboundHandler, limiter: PartRateLimiter | None = None,
-                 throttle_retries: int = 3, throttle_backoff: float = 0.2) -> None:
+    def __init__(
+        self,
+        settings: SmsChannel,
+        password: str,
+        *,
+        on_receipt: ReceiptHandler,
+        on_inbound: InboundHandler,
+        limiter: PartRateLimiter | None = None,
+        throttle_retries: int = 3,
+        throttle_backoff: float = 0.2,
+    ) -> None:
         self.settings = settings
-        self.bridge = SmppBridge(settings, password, on_receipt=on_receipt,
-                                 on_inbound=on_inbound, limiter=limiter)
+        self.bridge = SmppBridge(
+            settings, password, on_receipt=on_receipt, on_inbound=on_inbound, limiter=limiter
+        )
         self._throttle_retries = throttle_retries
         self._throttle_backoff = throttle_backoff
         self._acked: OrderedDict[tuple[str, int], str] = OrderedDict()
@@ -77,8 +86,7 @@ class SmppProvider(ChannelProvider):
             raise InvalidRequestError("empty_sms", "the template rendered no SMS text")
         if not message.address.phone:
             raise InvalidRequestError("no_phone", "the address has no phone number")
-        return await self._send(message.address.phone, message.content.sms,
-                                key=message.message_id)
+        return await self._send(message.address.phone, message.content.sms, key=message.message_id)
 
     async def send_text(self, phone: str, text: str) -> SmsProviderResult:
         """Send a one-off text (keyword auto-replies); no retry memory."""
@@ -100,29 +108,42 @@ class SmppProvider(ChannelProvider):
                 if key:
                     self._remember((key, index), known)
             part_ids.append(known)
-        log.info("SMPP message %s accepted: %d %s part(s), smsc ids %s",
-                 key or "(reply)", sms.part_count, sms.encoding, part_ids)
-        return SmsProviderResult(provider=self.name, provider_id=part_ids[0],
-                                 encoding=sms.encoding, parts=sms.part_count, part_ids=part_ids)
+        log.info(
+            "SMPP message %s accepted: %d %s part(s), smsc ids %s",
+            key or "(reply)",
+            sms.part_count,
+            sms.encoding,
+            part_ids,
+        )
+        return SmsProviderResult(
+            provider=self.name,
+            provider_id=part_ids[0],
+            encoding=sms.encoding,
+            parts=sms.part_count,
+            part_ids=part_ids,
+        )
 
     async def _submit_part(self, destination: str, part: bytes, sms: EncodedSms) -> str:
         delay = self._throttle_backoff
         for attempt in range(self._throttle_retries + 1):
             try:
                 return await self.bridge.submit(
-                    destination=destination, short_message=part,
-                    data_coding=sms.data_coding, esm_class=sms.esm_class)
+                    destination=destination,
+                    short_message=part,
+                    data_coding=sms.data_coding,
+                    esm_class=sms.esm_class,
+                )
             except SmppStatusError as exc:
                 if exc.status in THROTTLING:
                     if attempt == self._throttle_retries:
-                        raise ThrottledError(exc.name, "SMSC still throttling",
-                                             retry_after=delay) from exc
+                        raise ThrottledError(
+                            exc.name, "SMSC still throttling", retry_after=delay
+                        ) from exc
                     await asyncio.sleep(delay * random.uniform(1.0, 1.5))
                     delay *= 2
                     continue
                 if exc.status in ADDRESS_DEAD:
-                    raise PermanentAddressError(exc.name, "the SMSC rejected the number") \
-                        from exc
+                    raise PermanentAddressError(exc.name, "the SMSC rejected the number") from exc
                 if exc.status in TRANSIENT:
                     raise RetryableError(exc.name, "SMSC error") from exc
                 raise InvalidRequestError(exc.name, "the SMSC refused the message") from exc

@@ -88,7 +88,10 @@ async def test_abandoned_cart_reaches_every_device_with_rendered_copy(
 ) -> None:
     apns, fcm, web = peers
     async with stack(
-        postgres_url, temporal_client, task_queue, peers,
+        postgres_url,
+        temporal_client,
+        task_queue,
+        peers,
         abandoned_cart={"nudge_after": "1s", "last_call_at": "03:00"},
     ) as s:
         await s.profile("ada", attributes={"first_name": "Ada"})
@@ -121,11 +124,15 @@ async def test_gone_token_is_deactivated_and_never_tried_again(
         await s.wait_closed("gil")
         first = await s.messages("gil")
         assert sorted((m["status"], m["reason"]) for m in first) == [
-            ("failed", "UNREGISTERED"), ("failed", "Unregistered"), ("sent", None),
+            ("failed", "UNREGISTERED"),
+            ("failed", "Unregistered"),
+            ("sent", None),
         ]
         devices = (await s.call("GET", "/v1/users/gil/devices"))["items"]
         assert sorted(d["deactivated_reason"] or "" for d in devices) == [
-            "", "UNREGISTERED", "Unregistered",
+            "",
+            "UNREGISTERED",
+            "Unregistered",
         ]
         await s.track("gil", "Cart Touched", {"cart_id": "2"})
         await s.wait_closed("gil", count=2)
@@ -178,17 +185,20 @@ async def test_worker_killed_during_a_send_never_makes_a_second_message(
     apns, _, _ = peers
     config = tmp_path / "nudge.toml"
     config.write_text(
-        "[channels.push]\nprovider = \"native\"\n"
-        f"apns = {{ key_file = \"{apns.key_file}\", key_id = \"{apns.key_id}\", "
-        f"team_id = \"{apns.team_id}\", topic = \"{apns.topic}\", "
-        f"endpoint = \"{apns.endpoint}\", ca_file = \"{apns.ca_file}\", timeout = \"8s\" }}\n"
-        "[journeys.abandoned_cart]\nnudge_after = \"1s\"\n"
+        '[channels.push]\nprovider = "native"\n'
+        f'apns = {{ key_file = "{apns.key_file}", key_id = "{apns.key_id}", '
+        f'team_id = "{apns.team_id}", topic = "{apns.topic}", '
+        f'endpoint = "{apns.endpoint}", ca_file = "{apns.ca_file}", timeout = "8s" }}\n'
+        '[journeys.abandoned_cart]\nnudge_after = "1s"\n'
     )
     env = worker_env(postgres_url, temporal_client, task_queue, config)
     log = tmp_path / "worker.log"
     async with Stack(
-        database_url=postgres_url, client=temporal_client, task_queue=task_queue,
-        config=load_config(config), run_worker=False,
+        database_url=postgres_url,
+        client=temporal_client,
+        task_queue=task_queue,
+        config=load_config(config),
+        run_worker=False,
     ) as s:
         await s.device("kit", "ios", "slow-kit")  # the peer answers after 4 s
         first = await start_worker(env, log)

@@ -100,8 +100,12 @@ async def test_concurrent_journeys_never_exceed_a_cap(
     async with stack(postgres_url, temporal_client, task_queue, config) as s:
         await s.device("max")
         batch = [
-            {"type": "track", "userId": "max", "event": "Cart Touched",
-             "properties": {"cart_id": f"cart-{i}"}}
+            {
+                "type": "track",
+                "userId": "max",
+                "event": "Cart Touched",
+                "properties": {"cart_id": f"cart-{i}"},
+            }
             for i in range(50)
         ]
         await s.call("POST", "/v1/batch", {"batch": batch})
@@ -167,9 +171,11 @@ async def test_consent_api_validates_and_keeps_an_append_only_log(
         assert bad.json()["errors"][0]["field"] == "state"
         unknown = await s.http.put("/v1/users/ida/consent/fax", json={"state": "subscribed"})
         assert unknown.status_code == 404
-        await s.call("PUT", "/v1/users/ida/consent/sms",
-                     {"topic": "all", "state": "unsubscribed", "source": "sms_keyword",
-                      "evidence": "STOP"})
+        await s.call(
+            "PUT",
+            "/v1/users/ida/consent/sms",
+            {"topic": "all", "state": "unsubscribed", "source": "sms_keyword", "evidence": "STOP"},
+        )
         current = await s.call("GET", "/v1/users/ida/consent/sms")
         assert current["topics"]["marketing"] == "unsubscribed"
         log = (await s.call("GET", "/v1/users/ida/consent/sms/log"))["items"]

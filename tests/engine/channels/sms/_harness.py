@@ -47,22 +47,42 @@ class Recorder:
 
 
 def sms_settings(port: int, **overrides: Any) -> SmsChannel:
-    values: dict[str, Any] = {"provider": "smpp", "host": "127.0.0.1", "port": port,
-                              "tps": 1000, "submit_timeout": timedelta(seconds=5)}
+    values: dict[str, Any] = {
+        "provider": "smpp",
+        "host": "127.0.0.1",
+        "port": port,
+        "tps": 1000,
+        "submit_timeout": timedelta(seconds=5),
+    }
     values.update(overrides)
     return SmsChannel(**values)
 
 
-def make_provider(port: int, recorder: Recorder, *, password: str = "pw",
-                  throttle_retries: int = 3, **overrides: Any) -> SmppProvider:
+def make_provider(
+    port: int,
+    recorder: Recorder,
+    *,
+    password: str = "pw",
+    throttle_retries: int = 3,
+    **overrides: Any,
+) -> SmppProvider:
     """A provider on 127.0.0.1:`port`; `overrides` are `SmsChannel` fields."""
-    return SmppProvider(sms_settings(port, **overrides), password,
-                        on_receipt=recorder.on_receipt, on_inbound=recorder.on_inbound,
-                        throttle_retries=throttle_retries, throttle_backoff=0.02)
+    return SmppProvider(
+        sms_settings(port, **overrides),
+        password,
+        on_receipt=recorder.on_receipt,
+        on_inbound=recorder.on_inbound,
+        throttle_retries=throttle_retries,
+        throttle_backoff=0.02,
+    )
 
 
-def message(text: str, *, message_id: str = "msg-1", attempt: int = 1,
-            phone: str = PHONE) -> OutboundMessage:
-    return OutboundMessage(message_id=message_id, attempt=attempt,
-                           address=Address(channel=Channel.SMS, phone=phone),
-                           content=Content(sms=text))
+def message(
+    text: str, *, message_id: str = "msg-1", attempt: int = 1, phone: str = PHONE
+) -> OutboundMessage:
+    return OutboundMessage(
+        message_id=message_id,
+        attempt=attempt,
+        address=Address(channel=Channel.SMS, phone=phone),
+        content=Content(sms=text),
+    )

@@ -62,12 +62,23 @@ def test_plain_gsm_single_part_is_unpacked_septets() -> None:
     assert sms.parts[0] == b"Hello \x00 \x015 \x1b(ok\x1b)"
 
 
-@pytest.mark.parametrize(("text", "parts"), [
-    ("a" * 160, 1), ("a" * 161, 2), ("a" * 306, 2), ("a" * 307, 3),
-    ("€" * 80, 1), ("€" * 81, 2),
-    ("Ж" * 70, 1), ("Ж" * 71, 2), ("Ж" * 134, 2), ("Ж" * 135, 3),
-    ("😀" * 35, 1), ("😀" * 36, 2),
-])
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("a" * 160, 1),
+        ("a" * 161, 2),
+        ("a" * 306, 2),
+        ("a" * 307, 3),
+        ("€" * 80, 1),
+        ("€" * 81, 2),
+        ("Ж" * 70, 1),
+        ("Ж" * 71, 2),
+        ("Ж" * 134, 2),
+        ("Ж" * 135, 3),
+        ("😀" * 35, 1),
+        ("😀" * 36, 2),
+    ],
+)
 def test_part_count_limits(text: str, parts: int) -> None:
     assert encode_sms(text, reference=0).part_count == parts
 
@@ -91,7 +102,10 @@ def test_udh_and_flags_of_multipart() -> None:
     assert sms.esm_class == 0x40
     assert [p[:6] for p in sms.parts] == [bytes((5, 0, 3, 0xAB, 3, i)) for i in (1, 2, 3)]
     assert [concat_info(split_udh(p, 0x40)[0]) for p in sms.parts] == [
-        (0xAB, 3, 1), (0xAB, 3, 2), (0xAB, 3, 3)]
+        (0xAB, 3, 1),
+        (0xAB, 3, 2),
+        (0xAB, 3, 3),
+    ]
 
 
 def test_too_long() -> None:

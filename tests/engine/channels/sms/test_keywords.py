@@ -7,23 +7,48 @@ import pytest
 from engine.channels.sms.keywords import classify, keyword_table
 
 
-@pytest.mark.parametrize(("text", "kind"), [
-    ("stop", "stop"), ("STOP", "stop"), ("Stop please", "stop"), ("  stop. ", "stop"),
-    ("please STOP texting me", "stop"), ("StopAll", "stop"), ("unsubscribe", "stop"),
-    ("cancel", "stop"), ("End", "stop"), ("quit!", "stop"), ("opt out", "stop"),
-    ("start", "start"), ("UNSTOP", "start"), ("Yes", "start"), ("yes please", "start"),
-    ("help", "help"), ("Info?", "help"), ("HELP me", "help"),
-    ("stopwatch", None), ("restart", None), ("helpful", None), ("yesterday", None),
-    ("I said yes", None), ("can you help", None), ("", None), ("😀", None),
-    ("yes but stop", "stop"), ("help stop", "stop"),
-])
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("stop", "stop"),
+        ("STOP", "stop"),
+        ("Stop please", "stop"),
+        ("  stop. ", "stop"),
+        ("please STOP texting me", "stop"),
+        ("StopAll", "stop"),
+        ("unsubscribe", "stop"),
+        ("cancel", "stop"),
+        ("End", "stop"),
+        ("quit!", "stop"),
+        ("opt out", "stop"),
+        ("start", "start"),
+        ("UNSTOP", "start"),
+        ("Yes", "start"),
+        ("yes please", "start"),
+        ("help", "help"),
+        ("Info?", "help"),
+        ("HELP me", "help"),
+        ("stopwatch", None),
+        ("restart", None),
+        ("helpful", None),
+        ("yesterday", None),
+        ("I said yes", None),
+        ("can you help", None),
+        ("", None),
+        ("😀", None),
+        ("yes but stop", "stop"),
+        ("help stop", "stop"),
+    ],
+)
 def test_defaults(text: str, kind: str | None) -> None:
     assert classify(text, None) == kind
 
 
 def test_extra_keywords_per_language_are_merged() -> None:
-    extra = {"fr": {"stop": ["ARRÊT", "désabonner"], "start": ["OUI"], "help": ["AIDE"]},
-             "es": {"stop": ["BAJA"]}}
+    extra = {
+        "fr": {"stop": ["ARRÊT", "désabonner"], "start": ["OUI"], "help": ["AIDE"]},
+        "es": {"stop": ["BAJA"]},
+    }
     assert classify("arrêt", extra) == "stop"
     assert classify("Désabonner svp", extra) == "stop"
     assert classify("baja", extra) == "stop"

@@ -39,16 +39,16 @@ async def provider(node: NodeSmscPeer, recorder: Recorder) -> AsyncIterator[Smpp
     await p.close()
 
 
-async def test_wrong_password_is_a_clear_bind_error(node: NodeSmscPeer,
-                                                    recorder: Recorder) -> None:
+async def test_wrong_password_is_a_clear_bind_error(node: NodeSmscPeer, recorder: Recorder) -> None:
     provider = make_provider(node.port, recorder, password="wrong")
     with pytest.raises(BindError, match=r"ESME_RBINDFAIL.*password.*NUDGE_SMPP_PASSWORD"):
         await provider.start()
     assert (await node.wait_for("bind"))["ok"] is False
 
 
-async def test_node_decodes_gsm_ucs2_and_udh(node: NodeSmscPeer, provider: SmppProvider,
-                                             recorder: Recorder) -> None:
+async def test_node_decodes_gsm_ucs2_and_udh(
+    node: NodeSmscPeer, provider: SmppProvider, recorder: Recorder
+) -> None:
     assert (await node.wait_for("bind"))["ok"] is True
     cases = [
         ("Hi Ana, 20% off: £5 {today} [only] ~ ^ | \\ €", "gsm7", 1),
@@ -67,14 +67,16 @@ async def test_node_decodes_gsm_ucs2_and_udh(node: NodeSmscPeer, provider: SmppP
         assert all((s["dest_addr_ton"], s["dest_addr_npi"]) == (1, 1) for s in submits)
         if parts > 1:
             assert [tuple(s["concat"][1:]) for s in submits] == [
-                (parts, seq) for seq in range(1, parts + 1)]
+                (parts, seq) for seq in range(1, parts + 1)
+            ]
             assert all(s["esm_class"] & 0x40 for s in submits)
         else:
             assert submits[0]["udh"] == [] and submits[0]["concat"] is None
         assert result.part_ids == [s["id"] for s in submits]
     await recorder.wait(receipts=seen)
-    assert sorted(r.smsc_id for r in recorder.receipts) == sorted(f"n{i}" for i in
-                                                                  range(1, seen + 1))
+    assert sorted(r.smsc_id for r in recorder.receipts) == sorted(
+        f"n{i}" for i in range(1, seen + 1)
+    )
     await node.wait_for("receipt_resp", seen)
     assert {e["status"] for e in node.of("receipt_resp")} == {0}
 
@@ -88,8 +90,9 @@ async def test_node_enquire_link_is_answered(node: NodeSmscPeer, provider: SmppP
 async def test_we_send_enquire_link_when_idle(recorder: Recorder) -> None:
     node = NodeSmscPeer(password=PASSWORD, enquire_ms=0)
     await node.start()
-    provider = make_provider(node.port, recorder, password=PASSWORD,
-                             enquire_link=timedelta(seconds=0.2))
+    provider = make_provider(
+        node.port, recorder, password=PASSWORD, enquire_link=timedelta(seconds=0.2)
+    )
     try:
         await provider.start()
         await node.wait_for("enquire_link", 2, within=2)
@@ -99,8 +102,9 @@ async def test_we_send_enquire_link_when_idle(recorder: Recorder) -> None:
         await node.stop()
 
 
-async def test_mo_from_node_reaches_on_inbound(node: NodeSmscPeer, provider: SmppProvider,
-                                               recorder: Recorder) -> None:
+async def test_mo_from_node_reaches_on_inbound(
+    node: NodeSmscPeer, provider: SmppProvider, recorder: Recorder
+) -> None:
     await node.wait_for("bind")
     await node.send_mo(PHONE, "NUDGE", "STOP")
     await recorder.wait(inbound=1)

@@ -44,24 +44,33 @@ async def provider(peer: Smpp34Peer, recorder: Recorder) -> AsyncIterator[SmppPr
     await p.close()
 
 
-async def test_plain_gsm_and_its_receipt(peer: Smpp34Peer, provider: SmppProvider,
-                                         recorder: Recorder) -> None:
+async def test_plain_gsm_and_its_receipt(
+    peer: Smpp34Peer, provider: SmppProvider, recorder: Recorder
+) -> None:
     result = await provider.send(message("Hello from Nudge @ £5"))
     assert (result.provider, result.encoding, result.parts) == ("smpp", "gsm7", 1)
     [sub] = await peer.wait_for_submits(1)
     assert (sub.destination, sub.dest_addr_ton, sub.dest_addr_npi) == ("14155550123", 1, 1)
     assert (sub.source, sub.data_coding, sub.esm_class, sub.registered_delivery) == (
-        "NUDGE", 0, 0, 1)
+        "NUDGE",
+        0,
+        0,
+        1,
+    )
     assert sub.short_message == b"Hello from Nudge \x00 \x015"
     assert result.provider_id == sub.message_id
     await recorder.wait(receipts=1)
     [receipt] = recorder.receipts
-    assert (receipt.smsc_id, receipt.stat, receipt.state) == (sub.message_id, "DELIVRD",
-                                                              "delivered")
+    assert (receipt.smsc_id, receipt.stat, receipt.state) == (
+        sub.message_id,
+        "DELIVRD",
+        "delivered",
+    )
 
 
-async def test_extension_chars_at_a_part_boundary(peer: Smpp34Peer, provider: SmppProvider,
-                                                  recorder: Recorder) -> None:
+async def test_extension_chars_at_a_part_boundary(
+    peer: Smpp34Peer, provider: SmppProvider, recorder: Recorder
+) -> None:
     text = "a" * 152 + "€{}" + "b" * 20
     result = await provider.send(message(text))
     subs = await peer.wait_for_submits(2)
@@ -83,8 +92,7 @@ async def test_emoji_in_three_ucs2_parts(peer: Smpp34Peer, provider: SmppProvide
     assert (result.encoding, result.parts) == ("ucs2", 3)
     assert {s.data_coding for s in subs} == {8}
     refs = {s.concat[0] for s in subs if s.concat}
-    assert len(refs) == 1 and [s.concat[1:] for s in subs if s.concat] == [
-        (3, 1), (3, 2), (3, 3)]
+    assert len(refs) == 1 and [s.concat[1:] for s in subs if s.concat] == [(3, 1), (3, 2), (3, 3)]
     for sub in subs:
         sub.body.decode("utf-16-be")  # strict: every part stands alone
         assert len(sub.short_message) <= 140
@@ -92,8 +100,9 @@ async def test_emoji_in_three_ucs2_parts(peer: Smpp34Peer, provider: SmppProvide
     assert "".join(s.text for s in subs) == text
 
 
-async def test_mo_stop_reaches_on_inbound(peer: Smpp34Peer, provider: SmppProvider,
-                                          recorder: Recorder) -> None:
+async def test_mo_stop_reaches_on_inbound(
+    peer: Smpp34Peer, provider: SmppProvider, recorder: Recorder
+) -> None:
     await peer.send_mo(PHONE, "NUDGE", "Stop please")
     await recorder.wait(inbound=1)
     [mo] = recorder.inbound
@@ -101,9 +110,9 @@ async def test_mo_stop_reaches_on_inbound(peer: Smpp34Peer, provider: SmppProvid
     assert classify(mo.text, None) == "stop"
 
 
-async def test_deliver_sm_resp_waits_for_the_callback(peer: Smpp34Peer,
-                                                      provider: SmppProvider,
-                                                      recorder: Recorder) -> None:
+async def test_deliver_sm_resp_waits_for_the_callback(
+    peer: Smpp34Peer, provider: SmppProvider, recorder: Recorder
+) -> None:
     recorder.inbound_delay = 0.2
     started = time.monotonic()
     await peer.send_mo(PHONE, "NUDGE", "HELP")
@@ -111,8 +120,9 @@ async def test_deliver_sm_resp_waits_for_the_callback(peer: Smpp34Peer,
     assert [m.text for m in recorder.inbound] == ["HELP"]
 
 
-async def test_failed_callback_asks_for_redelivery(peer: Smpp34Peer, provider: SmppProvider,
-                                                   recorder: Recorder) -> None:
+async def test_failed_callback_asks_for_redelivery(
+    peer: Smpp34Peer, provider: SmppProvider, recorder: Recorder
+) -> None:
     recorder.fail_inbound = 1
     with pytest.raises(RuntimeError, match="0x64"):  # ESME_RX_T_APPN: SMSC retries later
         await peer.send_mo(PHONE, "NUDGE", "STOP")
@@ -143,7 +153,8 @@ async def test_throttled_every_fifth_submit_each_message_once(recorder: Recorder
         await provider.start()
         texts = [f"message {i}" for i in range(20)]
         results = await asyncio.gather(
-            *(provider.send(message(t, message_id=f"id-{i}")) for i, t in enumerate(texts)))
+            *(provider.send(message(t, message_id=f"id-{i}")) for i, t in enumerate(texts))
+        )
         assert peer.throttled >= 4
         assert Counter(s.text for s in peer.submits) == Counter(texts)
         assert len({r.provider_id for r in results}) == 20
@@ -193,8 +204,9 @@ async def test_window_bounds_submits_in_flight(recorder: Recorder) -> None:
     provider = make_provider(peer.port, recorder, window=3)
     try:
         await provider.start()
-        await asyncio.gather(*(provider.send(message(f"w{i}", message_id=f"w{i}"))
-                               for i in range(9)))
+        await asyncio.gather(
+            *(provider.send(message(f"w{i}", message_id=f"w{i}")) for i in range(9))
+        )
         assert peer.max_in_flight == 3
     finally:
         await provider.close()
@@ -212,23 +224,28 @@ async def test_tps_limit_counts_parts(peer: Smpp34Peer, recorder: Recorder) -> N
         await provider.close()
 
 
-async def test_reconnects_and_sends_pending_messages(peer: Smpp34Peer, provider: SmppProvider,
-                                                     recorder: Recorder) -> None:
+async def test_reconnects_and_sends_pending_messages(
+    peer: Smpp34Peer, provider: SmppProvider, recorder: Recorder
+) -> None:
     await provider.send(message("before", message_id="b"))
     await peer.stop()  # the SMSC vanishes mid-session
-    sends = [asyncio.create_task(provider.send(message(f"during {i}", message_id=f"d{i}")))
-             for i in range(3)]
+    sends = [
+        asyncio.create_task(provider.send(message(f"during {i}", message_id=f"d{i}")))
+        for i in range(3)
+    ]
     await asyncio.sleep(0.3)
     assert not any(t.done() for t in sends) and not provider.bridge.bound
     await peer.start()  # same port
     await asyncio.wait_for(asyncio.gather(*sends), 5)
     assert provider.bridge.binds == 2 and peer.binds == 2
     assert Counter(s.text for s in peer.submits) == Counter(
-        ["before", "during 0", "during 1", "during 2"])
+        ["before", "during 0", "during 1", "during 2"]
+    )
 
 
 async def test_unbind_from_the_smsc_is_answered_and_rebound(
-        peer: Smpp34Peer, provider: SmppProvider) -> None:
+    peer: Smpp34Peer, provider: SmppProvider
+) -> None:
     await peer.unbind()
     await peer.wait_for_binds(2, within=3)
     await provider.send(message("after unbind"))
@@ -247,8 +264,10 @@ async def test_unreachable_smsc_gives_retryable(recorder: Recorder) -> None:
         await provider.close()
 
 
-async def test_request_errors_before_any_submit(peer: Smpp34Peer, provider: SmppProvider,
-                                                ) -> None:
+async def test_request_errors_before_any_submit(
+    peer: Smpp34Peer,
+    provider: SmppProvider,
+) -> None:
     with pytest.raises(InvalidRequestError) as too_long:
         await provider.send(message("a" * 2000))
     assert too_long.value.code == "too_long"

@@ -31,16 +31,23 @@ def stack(url: str, client: Client, queue: str, smsc: Smpp34Peer, **journeys: An
         {
             "channels": {
                 "sms": {
-                    "provider": "smpp", "port": smsc.port, "tps": 200,
-                    "submit_timeout": "10s", "source_addr": "NUDGE",
+                    "provider": "smpp",
+                    "port": smsc.port,
+                    "tps": 200,
+                    "submit_timeout": "10s",
+                    "source_addr": "NUDGE",
                 }
             },
             "journeys": journeys,
         }
     )
     return Stack(
-        database_url=url, client=client, task_queue=queue, journeys=TEST_JOURNEYS,
-        config=config, providers_factory=build_providers,
+        database_url=url,
+        client=client,
+        task_queue=queue,
+        journeys=TEST_JOURNEYS,
+        config=config,
+        providers_factory=build_providers,
     )
 
 
@@ -77,7 +84,9 @@ async def test_journey_sms_arrives_encoded_and_is_delivered(
         assert "".join(x.text for x in first) == text
         assert len(first) == parts
         if parts > 1:
-            assert [x.concat[1:] for x in first if x.concat] == [(parts, i + 1) for i in range(parts)]
+            assert [x.concat[1:] for x in first if x.concat] == [
+                (parts, i + 1) for i in range(parts)
+            ]
         messages = await s.messages("sia")
         assert (messages[0]["encoding"], messages[0]["parts"]) == (encoding, parts)
 
@@ -98,8 +107,9 @@ async def test_journey_sms_arrives_encoded_and_is_delivered(
 async def test_stop_from_the_phone_opts_out_replies_and_suppresses_the_waiting_step(
     postgres_url: str, temporal_client: Client, task_queue: str, smsc: Smpp34Peer
 ) -> None:
-    async with stack(postgres_url, temporal_client, task_queue, smsc,
-                     t_sms={"wait_reply": "20s"}) as s:
+    async with stack(
+        postgres_url, temporal_client, task_queue, smsc, t_sms={"wait_reply": "20s"}
+    ) as s:
         await subscriber(s, "sol", "+14155550101")
         await s.track("sol", "Sms Start", {"text": "Did you like it? Reply YES or STOP"})
         await smsc.wait_for_submits(1, within=20)
@@ -108,11 +118,11 @@ async def test_stop_from_the_phone_opts_out_replies_and_suppresses_the_waiting_s
         assert runs[0]["outcome"] == "first=sent reply=stop second=suppressed:no_consent"
         log = (await s.call("GET", "/v1/users/sol/consent/sms/log"))["items"]
         assert (log[-1]["state"], log[-1]["source"], log[-1]["evidence"]) == (
-            "unsubscribed", "sms_keyword", "Stop",
+            "unsubscribed",
+            "sms_keyword",
+            "Stop",
         )
-        confirmation = await eventually(
-            lambda: _submits_to(smsc, "14155550101", 2), timeout=10
-        )
+        confirmation = await eventually(lambda: _submits_to(smsc, "14155550101", 2), timeout=10)
         assert "unsubscribed" in confirmation[1].text
         help_reply = NudgeConfig().channels.sms.help_reply
         await smsc.send_mo("+14155550101", "NUDGE", "help")

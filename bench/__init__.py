@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.ingest`, `python -m bench.journeys` (they print numbers)."""

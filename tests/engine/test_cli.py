@@ -1,0 +1,95 @@
+"""The `nudge` command: schema checks, config errors, keys, emit, users, timeline, preview."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh SQLite database path; Temporal points at a closed port."""
+    db = tmp_path / "nudge.db"
+    monkeypatch.setenv("NUDGE_DATABASE_URL", f"sqlite+aiosqlite:///{db}")
+    monkeypatch.setenv("NUDGE_TEMPORAL_ADDRESS", "127.0.0.1:1")
+    monkeypatch.delenv("NUDGE_CONFIG", raising=False)
+    return db
+
+
+def test_api_and_worker_refuse_an_out_of_date_schema(env: Path) -> None:
+    for command in ("api", "worker"):
+        result = runner.invoke(app, [command])
+        assert result.exit_code == 1
+        assert "nudge db upgrade" in result.output
+    upgraded = runner.invoke(app, ["db", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "revision 0002" in upgraded.output
+
+
+def test_a_malformed_nudge_toml_is_refused_with_line_and_reason(
+    env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    config = tmp_path / "nudge.toml"
+    config.write_text('[quiet_hours]\nstart = "21:00"\nend = "08:00"\naction = "later"\n')
+    monkeypatch.setenv("NUDGE_CONFIG", str(config))
+    result = runner.invoke(app, ["api"])
+    assert result.exit_code == 1
+    assert "line 4" in result.output and "quiet_hours.action" in result.output
+    config.write_text("[[caps]]\nchannel = 'push'\nlimit = 1\nper = 'soon'\n")
+    result = runner.invoke(app, ["worker"])
+    assert result.exit_code == 1 and "line 4" in result.output and "per" in result.output
+    config.write_text("timezone = 'UTC\n")
+    assert runner.invoke(app, ["api"]).exit_code == 1
+
+
+def test_keys_are_shown_once_and_stored_hashed(env: Path) -> None:
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(app, ["keys", "create", "--name", "ci"])
+    assert result.exit_code == 0
+    key = result.output.strip()
+    assert key.startswith("nk_")
+    with sqlite3.connect(env) as db:
+        stored = db.execute("select key_hash from write_keys").fetchall()
+    assert len(stored) == 1 and key not in stored[0][0]
+
+
+def test_emit_users_show_timeline_and_preview(env: Path) -> None:
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    emitted = runner.invoke(
+        app,
+        ["emit", "Cart Updated", "--user", "ann", "--prop", "item_count=3", "--message-id", "e-1"],
+    )
+    assert emitted.exit_code == 0, emitted.output
+    again = runner.invoke(app, ["emit", "Cart Updated", "--user", "ann", "--message-id", "e-1"])
+    assert "duplicate" in again.output
+    assert runner.invoke(app, ["emit", "X", "--user", "ann", "--prop", "novalue"]).exit_code == 2
+    shown = runner.invoke(app, ["users", "show", "ann"])
+    assert shown.exit_code == 0 and "consent sms" in shown.output
+    assert runner.invoke(app, ["users", "show", "nobody"]).exit_code == 1
+    timeline = runner.invoke(app, ["timeline", "ann"])
+    assert timeline.exit_code == 0 and "Cart Updated" in timeline.output
+    with sqlite3.connect(env) as db:
+        db.execute("update users set phone = '+14155550199'")
+    preview = runner.invoke(
+        app, ["preview", "abandoned_cart/cart_last_call", "--user", "ann"], env={"COLUMNS": "200"}
+    )
+    assert preview.exit_code == 0, preview.output
+    assert "gsm7, 1 part(s)" in preview.output
+    missing = runner.invoke(app, ["preview", "abandoned_cart/nope", "--user", "ann"])
+    assert missing.exit_code == 1 and "render_failed" in missing.output
+
+
+def test_journeys_lists_shipped_journeys_even_without_temporal(env: Path) -> None:
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(app, ["journeys"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in ("abandoned_cart", "onboarding", "win_back"):
+        assert name in result.output

@@ -1,0 +1,179 @@
+"""The HTTP API: auth, Segment's tracking spec, dedup, validation as problem details."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select
+from temporalio.client import Client
+
+from engine.db.models import Event
+from tests.harness import Stack
+
+
+@pytest.fixture
+async def api(postgres_url: str, temporal_client: Client, task_queue: str) -> AsyncIterator[Stack]:
+    async with Stack(
+        database_url=postgres_url, client=temporal_client, task_queue=task_queue, run_worker=False
+    ) as stack:
+        yield stack
+
+
+async def event_count(s: Stack) -> int:
+    async with s.context.sessions() as db:
+        return int(await db.scalar(select(func.count()).select_from(Event)) or 0)
+
+
+async def test_write_key_as_basic_username_or_bearer(api: Stack) -> None:
+    body = {"userId": "u1", "event": "Signed Up"}
+    anonymous = await api.http.post("/v1/track", json=body, auth=None)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    assert anonymous.json()["type"] == "urn:nudge:problem:unauthorized"
+    wrong = await api.http.post("/v1/track", json=body, auth=("nk_wrong", ""))
+    assert wrong.status_code == 401
+    basic = base64.b64encode(f"{api.key}:".encode()).decode()
+    ok = await api.http.post(
+        "/v1/track", json=body, auth=None, headers={"Authorization": f"Basic {basic}"}
+    )
+    assert ok.status_code == 200
+    bearer = await api.http.post(
+        "/v1/track", json=body, auth=None, headers={"Authorization": f"Bearer {api.key}"}
+    )
+    assert bearer.status_code == 200
+    assert (await api.http.get("/healthz", auth=None)).json() == {"status": "ok"}
+
+
+async def test_repeated_message_id_is_accepted_and_ignored(api: Stack) -> None:
+    body = {"userId": "u2", "event": "Cart Updated", "messageId": "m-1", "properties": {"a": 1}}
+    first = await api.call("POST", "/v1/track", body)
+    again = await api.call("POST", "/v1/track", {**body, "properties": {"a": 2}})
+    assert first["messageIds"] == again["messageIds"] == ["m-1"]
+    assert (first["duplicates"], again["duplicates"]) == (0, 1)
+    assert await event_count(api) == 1
+
+
+async def test_identify_sets_the_profile_and_validates_it(api: Stack) -> None:
+    await api.call(
+        "POST",
+        "/v1/identify",
+        {
+            "userId": "u3",
+            "traits": {"timezone": "Asia/Tokyo", "phone": "+81 90-1234-5678", "first_name": "Kei"},
+        },
+    )
+    profile = await api.call("GET", "/v1/users/u3")
+    assert (profile["timezone"], profile["phone"]) == ("Asia/Tokyo", "+819012345678")
+    assert profile["attributes"] == {"first_name": "Kei"}
+    assert profile["uid"].startswith("u_")
+    bad = await api.http.post(
+        "/v1/identify", json={"userId": "u3", "traits": {"timezone": "Mars/Olympus"}}
+    )
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "timezone"
+    phone = await api.http.put("/v1/users/u3", json={"phone": "12"})
+    assert phone.status_code == 422 and phone.json()["errors"][0]["field"] == "phone"
+    assert (await api.call("GET", "/v1/users/u3"))["timezone"] == "Asia/Tokyo"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"event": "X"}, "body"),  # no userId nor anonymousId
+        ({"userId": "u", "event": ""}, "event"),
+        ({"userId": "u"}, "event"),
+        ({"userId": "u", "event": "X", "timestamp": "yesterday"}, "timestamp"),
+        ({"userId": "u", "event": "X", "properties": [1, 2]}, "properties"),
+    ],
+)
+async def test_invalid_track_bodies_name_the_field(
+    api: Stack, body: dict[str, object], field: str
+) -> None:
+    response = await api.http.post("/v1/track", json=body)
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["type"] == "urn:nudge:problem:invalid-body"
+    assert problem["status"] == 422
+    assert field in [e["field"] for e in problem["errors"]]
+    assert await event_count(api) == 0
+
+
+async def test_not_json_is_a_problem_too(api: Stack) -> None:
+    response = await api.http.post(
+        "/v1/track", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_batch_with_a_bad_item_stores_nothing_and_names_it(api: Stack) -> None:
+    batch = {
+        "batch": [
+            {"type": "track", "userId": "u4", "event": "A"},
+            {"type": "track", "userId": "u4"},
+            {"type": "page", "userId": "u4", "name": "Home"},
+            {"type": "identify", "userId": "u4", "traits": {"plan": "pro"}},
+        ]
+    }
+    response = await api.http.post("/v1/batch", json=batch)
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["type"] == "urn:nudge:problem:invalid-batch"
+    fields = {e["field"] for e in problem["errors"]}
+    assert {"batch[1].event", "batch[2].type"} <= fields
+    assert "batch[1]" in problem["detail"] and "batch[2]" in problem["detail"]
+    assert await event_count(api) == 0
+    del batch["batch"][1:3]
+    ok = await api.call("POST", "/v1/batch", batch)
+    assert len(ok["messageIds"]) == 2 and await event_count(api) == 2
+
+
+async def test_messages_list_is_paginated(api: Stack) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from engine import ids
+    from engine.db.models import Message
+    from engine.users import ensure_user
+
+    async with api.context.sessions() as db:
+        user = await ensure_user(db, external_id="u5")
+        start = datetime.now(UTC)
+        for i in range(5):
+            key = f"k/{i}"
+            db.add(
+                Message(
+                    id=ids.message_id(key),
+                    idempotency_key=key,
+                    user_id=user.id,
+                    channel="push",
+                    status="sent",
+                    attempts=1,
+                    created_at=start + timedelta(seconds=i),
+                    updated_at=start + timedelta(seconds=i),
+                )
+            )
+        await db.commit()
+    page = await api.call("GET", "/v1/messages?user_id=u5&limit=2")
+    seen = [m["id"] for m in page["items"]]
+    while page["next"]:
+        page = await api.call("GET", f"/v1/messages?user_id=u5&limit=2&cursor={page['next']}")
+        seen += [m["id"] for m in page["items"]]
+    assert len(seen) == len(set(seen)) == 5
+    assert page["items"][-1]["user_id"] == "u5"
+    assert (await api.http.get("/v1/messages?cursor=%%%")).status_code == 400
+    assert (await api.http.get("/v1/messages/m_nope")).status_code == 404
+
+
+async def test_openapi_document(api: Stack) -> None:
+    document = (await api.http.get("/openapi.json")).json()
+    for path in (
+        "/v1/track",
+        "/v1/identify",
+        "/v1/batch",
+        "/v1/users/{user_id}/devices",
+        "/v1/messages",
+        "/healthz",
+    ):
+        assert path in document["paths"]
