@@ -59,6 +59,10 @@ class Settings(BaseSettings):
         return [origin.strip().rstrip("/") for origin in raw if origin.strip()]
 
     log_json: bool = True
+    # OpenTelemetry tracing of workflows and activities (temporalio.contrib.opentelemetry),
+    # exported by whatever tracer provider the process configures (e.g. OTEL_* variables
+    # with opentelemetry-instrument). Off unless set.
+    otel_tracing: bool = False
     # Salt of the hashes kept after GDPR erasure. Set it in production and keep it stable.
     erasure_salt: SecretStr | None = None
 

@@ -6,7 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.common import SearchAttributeKey
 from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
@@ -39,10 +39,25 @@ async def connect(
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
         tls=tls_config(settings),
+        interceptors=tracing_interceptors(settings),
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         lazy=lazy,
         runtime=runtime,
     )
+
+
+def tracing_interceptors(settings: Settings) -> list[Interceptor]:
+    """The OpenTelemetry interceptor when `NUDGE_OTEL_TRACING` is on (the worker inherits
+    the client's interceptors). Needs `pip install 'nudge[otel]'`."""
+    if not settings.otel_tracing:
+        return []
+    try:
+        from temporalio.contrib.opentelemetry import TracingInterceptor
+    except ImportError as exc:
+        raise RuntimeError(
+            "NUDGE_OTEL_TRACING is on but OpenTelemetry is not installed: pip install 'nudge[otel]'"
+        ) from exc
+    return [TracingInterceptor()]
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:

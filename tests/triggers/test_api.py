@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 from temporalio.client import Client
@@ -28,22 +29,20 @@ async def event_count(s: Stack) -> int:
 
 async def test_write_key_as_basic_username_or_bearer(api: Stack) -> None:
     body = {"userId": "u1", "event": "Signed Up"}
-    anonymous = await api.http.post("/v1/track", json=body, auth=None)
+    bare = httpx.AsyncClient(transport=httpx.ASGITransport(app=api.app), base_url="http://t")
+    anonymous = await bare.post("/v1/track", json=body)
     assert anonymous.status_code == 401
     assert anonymous.headers["content-type"] == "application/problem+json"
     assert anonymous.json()["type"] == "urn:nudge:problem:unauthorized"
     wrong = await api.http.post("/v1/track", json=body, auth=("nk_wrong", ""))
     assert wrong.status_code == 401
     basic = base64.b64encode(f"{api.key}:".encode()).decode()
-    ok = await api.http.post(
-        "/v1/track", json=body, auth=None, headers={"Authorization": f"Basic {basic}"}
-    )
+    ok = await bare.post("/v1/track", json=body, headers={"Authorization": f"Basic {basic}"})
     assert ok.status_code == 200
-    bearer = await api.http.post(
-        "/v1/track", json=body, auth=None, headers={"Authorization": f"Bearer {api.key}"}
-    )
+    bearer = await bare.post("/v1/track", json=body, headers={"Authorization": f"Bearer {api.key}"})
     assert bearer.status_code == 200
-    assert (await api.http.get("/healthz", auth=None)).json() == {"status": "ok"}
+    assert (await bare.get("/healthz")).json() == {"status": "ok"}
+    await bare.aclose()
 
 
 async def test_repeated_message_id_is_accepted_and_ignored(api: Stack) -> None:

@@ -55,7 +55,7 @@ async def test_worker_killed_mid_journey_finishes_without_duplicates(
     postgres_url: str, temporal_client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     # The last call fires at a wall-clock time a few seconds after the kill and restart.
-    last_call = (datetime.now(UTC) + timedelta(seconds=12)).time().replace(microsecond=0)
+    last_call = (datetime.now(UTC) + timedelta(seconds=25)).time().replace(microsecond=0)
     config = tmp_path / "nudge.toml"
     config.write_text(
         f'[journeys.abandoned_cart]\nnudge_after = "1s"\nlast_call_at = "{last_call}"\n'
@@ -80,7 +80,7 @@ async def test_worker_killed_mid_journey_finishes_without_duplicates(
             await first.wait()
             second = await start_worker(env, log)
             try:
-                runs = await s.wait_closed("kai", timeout=40)
+                runs = await s.wait_closed("kai", timeout=60)
             finally:
                 second.terminate()
                 await second.wait()
