@@ -200,17 +200,7 @@ class Deliverer:
             channel=channel,
             newest_only=self._config.channels.push.devices == "newest",
         )
-        return [
-            Address(
-                channel=channel,
-                device_id=d.id,
-                platform=Platform(d.platform),
-                token=d.token,
-                subscription=d.subscription,
-                app_id=d.app_id,
-            )
-            for d in rows
-        ]
+        return [_device_address(device, channel) for device in rows]
 
     # -- delivery ------------------------------------------------------------------------
 
@@ -298,14 +288,18 @@ class Deliverer:
         device = await session.get(Device, row.device_id) if row.device_id else None
         if device is None or not device.active:
             return None
-        return Address(
-            channel=channel,
-            device_id=device.id,
-            platform=Platform(device.platform),
-            token=device.token,
-            subscription=device.subscription,
-            app_id=device.app_id,
-        )
+        return _device_address(device, channel)
+
+
+def _device_address(device: Device, channel: Channel) -> Address:
+    return Address(
+        channel=channel,
+        device_id=device.id,
+        platform=Platform(device.platform),
+        token=device.token,
+        subscription=device.subscription,
+        app_id=device.app_id,
+    )
 
 
 async def _lock_user(session: AsyncSession, user_id: str) -> User | None:

@@ -165,6 +165,12 @@ class Stack:
         return await eventually(closed, timeout=timeout)
 
 
+async def sent(s: Stack, user: str, count: int) -> list[dict[str, Any]] | None:
+    """The user's sent messages once there are at least `count` (a probe for `eventually`)."""
+    rows = [m for m in await s.messages(user) if m["status"] == "sent"]
+    return rows if len(rows) >= count else None
+
+
 async def eventually(
     probe: Callable[[], Awaitable[T | None]], *, timeout: float = 15, interval: float = 0.1
 ) -> T:

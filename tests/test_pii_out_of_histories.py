@@ -11,9 +11,7 @@ codec (and through the codec server the Web UI uses) does show the data: the che
 from __future__ import annotations
 
 import base64
-import binascii
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from engine.db.session import make_engine
 from engine.replay import export_history
 from engine.temporal import SEARCH_ATTRIBUTES
 from tests.harness import Stack
+from tests.plaintext import found_anywhere
 from triggers.codec_server import create_codec_app
 
 EMAIL = "dana.pii-check@example.com"
@@ -39,32 +38,6 @@ PHONE = "+12015550187"
 TOKEN = "ios-token-5f1c0ffee9a7d2b4c6e8"
 FIRST_NAME = "Danaë"
 CODEC = EncryptionCodec({"pii-test": base64.b64decode(generate_key())})
-
-
-def _strings(node: Any) -> Iterator[str]:
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            yield key
-            yield from _strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _strings(value)
-
-
-def _found(history_json: str, needle: str) -> bool:
-    """`needle` in the JSON text, or in the bytes of any base64 field (payload data)."""
-    if needle in history_json:
-        return True
-    for value in _strings(json.loads(history_json)):
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        if needle.encode() in raw:
-            return True
-    return False
 
 
 async def _run_cart(stack: Stack) -> tuple[dict[str, Any], str]:
@@ -129,7 +102,7 @@ async def test_histories_hold_no_personal_data(
         data_converter=pydantic_data_converter,
     )
     raw = await export_history(plain, run["workflow_id"], run["run_id"])
-    leaks = [name for name, needle in needles.items() if _found(raw, needle)]
+    leaks = [name for name, needle in needles.items() if found_anywhere(raw, needle)]
     assert not leaks, f"personal data in the raw history: {leaks}"
 
     # Ids and search attributes are plain text: internal ids only.
@@ -146,7 +119,7 @@ async def test_histories_hold_no_personal_data(
 
     # Not vacuous: through the codec the same history shows the entry event's email.
     decoded = await export_history(encrypted, workflow_id, run["run_id"], decode=True)
-    assert _found(decoded, EMAIL)
+    assert found_anywhere(decoded, EMAIL)
     await _codec_server_decodes(raw)
 
 

@@ -6,7 +6,9 @@ attempts and outcomes; a provider only talks to its service and maps the answer.
 
 from __future__ import annotations
 
+import email.utils
 from abc import ABC, abstractmethod
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -103,6 +105,19 @@ class ThrottledError(RetryableError):
 
 class InvalidRequestError(ProviderError):
     """The request itself is wrong (payload too big, bad field): failed, never retried."""
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from an HTTP `Retry-After` header (seconds or an HTTP date), if any."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class ChannelProvider(ABC):

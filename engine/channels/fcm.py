@@ -9,10 +9,8 @@ fails if that attribute disappears.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import uuid
 import warnings
-from datetime import UTC, datetime
 from typing import Any
 
 import firebase_admin
@@ -31,6 +29,7 @@ from engine.channels.base import (
     ProviderResult,
     RetryableError,
     ThrottledError,
+    parse_retry_after,
 )
 from engine.config import ConfigError, FcmSettings
 
@@ -71,15 +70,7 @@ def _retry_after(error: fb_exceptions.FirebaseError) -> float | None:
     """Seconds from the response's Retry-After header (seconds or HTTP date), if any."""
     response = error.http_response
     value = response.headers.get("Retry-After") if response is not None else None
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return parse_retry_after(value)
 
 
 def map_error(error: Exception) -> ProviderError:

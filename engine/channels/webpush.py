@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
 import hashlib
 import json
 import os
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -31,6 +29,7 @@ from engine.channels.base import (
     ProviderResult,
     RetryableError,
     ThrottledError,
+    parse_retry_after,
 )
 from engine.config import ConfigError, WebPushSettings
 
@@ -108,18 +107,6 @@ def _topic(collapse_id: str) -> str:
     if _TOPIC.match(collapse_id):
         return collapse_id
     return _b64url(hashlib.sha256(collapse_id.encode()).digest())[:32]
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class WebPushProvider(ChannelProvider):
@@ -208,7 +195,7 @@ def _map_error(exc: WebPushException) -> ProviderError:
     if status in (404, 410):
         return PermanentAddressError(code, detail)
     if status == 429:
-        return ThrottledError(code, detail, retry_after=_retry_after(exc.retry_after))
+        return ThrottledError(code, detail, retry_after=parse_retry_after(exc.retry_after))
     if status >= 500:
         return RetryableError(code, detail)
     return InvalidRequestError(code, detail)

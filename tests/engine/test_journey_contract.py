@@ -12,7 +12,7 @@ from temporalio.client import Client
 from engine import JourneyEvent
 from engine.config import NudgeConfig
 from engine.journey import EVENT_SIGNAL
-from tests.harness import Stack, eventually
+from tests.harness import Stack, eventually, sent
 from tests.journeys import TEST_JOURNEYS
 
 
@@ -112,7 +112,7 @@ async def test_wait_for_filters_and_sees_events_since_previous_step(
         # Filtered: n=2 does not match the first wait (where n == 1); n=1 does.
         await s.track("pia", "Ping", {"n": 2})
         await s.track("pia", "Ping", {"n": 1})
-        await eventually(lambda: _sent(s, "pia", 1))
+        await eventually(lambda: sent(s, "pia", 1))
         # Arrives during the sleep, i.e. before the previous step ended: not returned.
         await s.track("pia", "Ping", {"n": 3})
         await asyncio.sleep(2.5)
@@ -197,7 +197,7 @@ async def test_exit_on_mid_wait_and_mid_sleep_sends_nothing_after(
         await asyncio.sleep(0.5)
         await s.track("eve", "Seq Stop")  # mid-wait: nothing was sent
         await s.track("fay", "Ping", {"n": 1})
-        await eventually(lambda: _sent(s, "fay", 1))
+        await eventually(lambda: sent(s, "fay", 1))
         await s.track("fay", "Seq Stop")  # mid-sleep: the second message never goes
         eve = await s.wait_closed("eve", timeout=5)
         fay = await s.wait_closed("fay", timeout=5)
@@ -216,7 +216,7 @@ async def test_goal_is_attributed_to_the_last_delivered_message(
     ) as s:
         await s.device("gus")
         await s.track("gus", "Seq Start")
-        first = (await eventually(lambda: _sent(s, "gus", 1)))[0]
+        first = (await eventually(lambda: sent(s, "gus", 1)))[0]
         await s.track("gus", "Seq Goal")
         await s.track("gus", "Seq Stop")
         runs = await s.wait_closed("gus")
@@ -288,11 +288,6 @@ async def test_split_is_deterministic_and_holdout_is_measured(
         await s.track(user, "Split Start")
         runs = await s.wait_closed(user, count=2)
         assert runs[1]["variant"] == runs[0]["variant"]
-
-
-async def _sent(s: Stack, user: str, count: int) -> list[dict[str, Any]] | None:
-    sent = [m for m in await s.messages(user) if m["status"] == "sent"]
-    return sent if len(sent) >= count else None
 
 
 async def _state(handle: Any, min_events: int = 0) -> dict[str, Any] | None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -36,6 +34,7 @@ from tests.engine._replay_workflows import (
     check_number,
     echo,
 )
+from tests.plaintext import found_anywhere
 
 PHONE = "+15555550123"
 KEY = base64.b64decode(generate_key())
@@ -71,41 +70,15 @@ async def workflow_id(client: Client) -> str:
     return wf_id
 
 
-def _strings(node: Any) -> Iterator[str]:
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            yield key
-            yield from _strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _strings(value)
-
-
-def _plaintext_anywhere(text: str, needle: str) -> bool:
-    """Whether `needle` is in the JSON as text or inside any base64 field (payload bytes)."""
-    if needle in text:
-        return True
-    for value in _strings(json.loads(text)):
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        if needle.encode() in raw:
-            return True
-    return False
-
-
 async def test_export_holds_no_plaintext_and_replays(
     client: Client, workflow_id: str, tmp_path: Path
 ) -> None:
     raw = await export_history(client, workflow_id)
     assert list(json.loads(raw)) == ["events"]
-    assert not _plaintext_anywhere(raw, PHONE)
+    assert not found_anywhere(raw, PHONE)
     # The same check finds the number once payloads are decoded: it is not vacuous.
     readable = await export_history(client, workflow_id, decode=True)
-    assert _plaintext_anywhere(readable, PHONE)
+    assert found_anywhere(readable, PHONE)
 
     path = tmp_path / "probe.json"
     path.write_text(raw)

@@ -22,7 +22,7 @@ from engine.dev import start_temporal
 from engine.settings import Settings
 from engine.temporal import connect
 from engine.worker import build_worker
-from tests.harness import Stack, eventually
+from tests.harness import Stack, eventually, sent
 
 
 def free_port() -> int:
@@ -75,7 +75,7 @@ async def test_worker_killed_mid_journey_finishes_without_duplicates(
         first = await start_worker(env, log)
         try:
             await s.track("kai", "Cart Updated", {"item_count": 1})
-            await eventually(lambda: _sent(s, "kai", 1), timeout=30)
+            await eventually(lambda: sent(s, "kai", 1), timeout=30)
             first.send_signal(signal.SIGKILL)  # mid-journey: the run sleeps until the last call
             await first.wait()
             second = await start_worker(env, log)
@@ -157,8 +157,3 @@ async def test_events_accepted_while_temporal_is_down_reach_their_journeys(
                     select(func.count()).select_from(Event).where(Event.routed_at.is_(None))
                 )
             assert unrouted == 0
-
-
-async def _sent(s: Stack, user: str, count: int) -> list[dict[str, Any]] | None:
-    sent = [m for m in await s.messages(user) if m["status"] == "sent"]
-    return sent if len(sent) >= count else None

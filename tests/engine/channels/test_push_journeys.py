@@ -18,7 +18,7 @@ from engine.channels.registry import Providers
 from engine.channels.webpush import WebPushProvider, generate_vapid_keypair
 from engine.config import NudgeConfig, WebPushSettings, load_config
 from schemas.common import Channel, Platform
-from tests.harness import Stack, eventually
+from tests.harness import Stack, eventually, sent
 from tests.journeys import TEST_JOURNEYS
 from tests.peers.apns import ApnsPeer
 from tests.peers.fcm import FcmPeer
@@ -97,13 +97,13 @@ async def test_abandoned_cart_reaches_every_device_with_rendered_copy(
         await s.profile("ada", attributes={"first_name": "Ada"})
         await register_all(s, "ada", web, "ada")
         await s.track("ada", "Cart Updated", {"item_count": 2})
-        sent = await eventually(lambda: _sent(s, "ada", 3), timeout=30)
-        assert {m["provider"] for m in sent} == {"apns", "fcm", "webpush"}
+        rows = await eventually(lambda: sent(s, "ada", 3), timeout=30)
+        assert {m["provider"] for m in rows} == {"apns", "fcm", "webpush"}
         title, body = "Still thinking it over, Ada?", "Your cart with 2 items is waiting for you."
         ios = next(r for r in apns.delivered if r.token == "ok-ada-ios")
         assert ios.payload["aps"]["alert"] == {"title": title, "body": body}
         assert ios.headers["apns-id"] == apns_id_for(
-            next(m["id"] for m in sent if m["provider"] == "apns")
+            next(m["id"] for m in rows if m["provider"] == "apns")
         )
         android = next(r for r in fcm.received if r.message.get("token") == "ok-ada-android")
         assert android.message["notification"] == {"title": title, "body": body}
@@ -209,7 +209,7 @@ async def test_worker_killed_during_a_send_never_makes_a_second_message(
             await first.wait()
             second = await start_worker(env, log)
             try:
-                await eventually(lambda: _sent(s, "kit", 1), timeout=60)
+                await eventually(lambda: sent(s, "kit", 1), timeout=60)
             finally:
                 second.terminate()
                 await second.wait()
@@ -225,8 +225,3 @@ async def test_worker_killed_during_a_send_never_makes_a_second_message(
 async def _received(peer: ApnsPeer, token: str, count: int) -> bool:
     await asyncio.sleep(0)
     return sum(r.token == token for r in peer.received) >= count
-
-
-async def _sent(s: Stack, user: str, count: int) -> list[dict[str, Any]] | None:
-    sent = [m for m in await s.messages(user) if m["status"] == "sent"]
-    return sent if len(sent) >= count else None

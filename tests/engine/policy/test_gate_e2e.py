@@ -11,7 +11,7 @@ import pytest
 from temporalio.client import Client
 
 from engine.config import NudgeConfig
-from tests.harness import Stack, eventually
+from tests.harness import Stack, eventually, sent
 from tests.journeys import TEST_JOURNEYS
 
 
@@ -124,11 +124,11 @@ async def test_cap_window_rolls_and_defer_waits_for_a_free_slot(
     async with stack(postgres_url, temporal_client, task_queue, config) as s:
         await s.device("dee")
         await s.track("dee", "Cart Touched", {"cart_id": "a"})
-        await eventually(lambda: _sent(s, "dee", 1))
+        await eventually(lambda: sent(s, "dee", 1))
         await s.track("dee", "Cart Touched", {"cart_id": "b"})
         await s.wait_closed("dee", count=2, timeout=30)
-        sent = [datetime.fromisoformat(m["sent_at"]) for m in await s.messages("dee")]
-        assert len(sent) == 2 and sent[1] - sent[0] >= timedelta(seconds=3)
+        stamps = [datetime.fromisoformat(m["sent_at"]) for m in await s.messages("dee")]
+        assert len(stamps) == 2 and stamps[1] - stamps[0] >= timedelta(seconds=3)
 
 
 async def test_opt_out_while_a_run_waits_stops_the_send(
@@ -211,11 +211,6 @@ async def test_gdpr_export_and_erasure(
             assert user.phone is None and user.email is None and user.erased_hash
             assert (await db.scalars(select(Event))).one().properties == {}
             assert len((await db.scalars(select(Consent))).all()) >= 1  # evidence survives
-
-
-async def _sent(s: Stack, user: str, count: int) -> list[dict[str, Any]] | None:
-    sent = [m for m in await s.messages(user) if m["status"] == "sent"]
-    return sent if len(sent) >= count else None
 
 
 async def test_rate_limit_queues_a_burst(
