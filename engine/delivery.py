@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -106,6 +107,13 @@ class Deliverer:
         for row in rows:
             if row.status == MessageStatus.PENDING:
                 await self._deliver_row(row, clock)
+        async with self._sessions() as session:
+            rows = await message_rows.rows_for_send(
+                session,
+                workflow_id=request.workflow_id,
+                step=request.step,
+                key=request.idempotency_key,
+            )
         return DeliverOutcome(result=_result(rows))
 
     # -- the gate ------------------------------------------------------------------------
@@ -206,6 +214,13 @@ class Deliverer:
 
     async def _deliver_row(self, row: Message, clock: _Clock) -> None:
         async with self._sessions() as session, session.begin():
+            # Claim the row: if another attempt of this send started since we read it (a
+            # timed-out attempt still running), leave it to that one and come back later.
+            current = await _lock(session, Message, row.id)
+            if current is None or current.status != MessageStatus.PENDING:
+                return
+            if current.attempts != row.attempts:
+                raise DeliveryRetry("in_progress", delay=5.0)
             address = await self._row_address(session, row)
             provider = None
             if address is not None:
@@ -303,7 +318,16 @@ def _device_address(device: Device, channel: Channel) -> Address:
 
 
 async def _lock_user(session: AsyncSession, user_id: str) -> User | None:
-    query = select(User).where(User.id == user_id)
+    return await _lock(session, User, user_id)
+
+
+M = TypeVar("M", User, Message)
+
+
+async def _lock(session: AsyncSession, model: type[M], key: str) -> M | None:
+    """The row, locked for this transaction (Postgres `FOR UPDATE`; SQLite transactions
+    already exclude each other with `BEGIN IMMEDIATE`)."""
+    query = select(model).where(model.id == key)
     if dialect_name(session) == "postgresql":
         query = query.with_for_update()
     return (await session.scalars(query)).first()

@@ -16,7 +16,7 @@ from engine import ids, runs
 from engine.db.models import Consent, Device, Event, JourneyRun, Message, User
 from engine.messages import public
 from engine.users import now
-from schemas.common import RunStatus
+from schemas.common import MessageStatus, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,12 @@ async def erase(session: AsyncSession, *, user: User, salt: str) -> None:
         update(Event).where(Event.user_id == user.id).values(properties={}, context={})
     )
     await session.execute(update(Message).where(Message.user_id == user.id).values(body=None))
+    # Sends still in flight will find no address; they must not count against caps forever.
+    await session.execute(
+        update(Message)
+        .where(Message.user_id == user.id, Message.status == MessageStatus.PENDING.value)
+        .values(status=MessageStatus.SUPPRESSED.value, reason="user_erased")
+    )
     for entry in await session.scalars(select(Consent).where(Consent.user_id == user.id)):
         if entry.evidence and not entry.evidence.startswith("sha256:"):
             digest = hashlib.sha256(f"{salt}:{entry.evidence}".encode()).hexdigest()

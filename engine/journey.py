@@ -6,6 +6,7 @@ orchestrates: every I/O is an activity, called by name so no database code is im
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
@@ -18,6 +19,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError
 
 from engine import ids
 from engine.localtime import next_local_time
@@ -131,7 +133,7 @@ class Journey:
         self._inbox: list[_Received] = []
         # The trigger is the entry, not something to wait for: mark it as seen.
         self._seen: set[str] = {entry.event.message_id}
-        self._consumed = -1
+        self._consumed: set[int] = set()
         self._step_end_length = 0
         self._exit: JourneyEvent | None = None
         self._step = "entered"
@@ -152,8 +154,16 @@ class Journey:
         self._seen.add(event.message_id)
         self._inbox.append(_Received(event, workflow.info().get_current_history_length()))
         spec = type(self).__journey__
+        # A keyed run (one per cart) only exits or converts on events about its own key;
+        # an event that names no key speaks for all of the user's runs.
+        key = event.properties.get(spec.key) if spec.key else None
+        ours = key is None or str(key) == self.entry.key
+        # The exit takes effect before anything else is awaited: nothing may be sent after it.
+        if ours and event.name in spec.exit_on and self._exit is None:
+            self._exit = event
         if (
-            spec.goal is not None
+            ours
+            and spec.goal is not None
             and event.name == spec.goal.event
             and not self._converted
             and workflow.now() - self._entered_at <= spec.goal.within
@@ -173,8 +183,6 @@ class Journey:
                 start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
                 retry_policy=_BOOKKEEPING_RETRY,
             )
-        if event.name in spec.exit_on and self._exit is None:
-            self._exit = event
 
     @workflow.query(name="state")
     def _state(self) -> JourneyState:
@@ -214,10 +222,11 @@ class Journey:
             return all(candidate.properties.get(k) == v for k, v in where.items())
 
         def check() -> bool:
-            for index in range(self._consumed + 1, len(self._inbox)):
-                received = self._inbox[index]
-                if received.history_length >= self._step_end_length and matches(received.event):
-                    self._consumed = index
+            for index, received in enumerate(self._inbox):
+                if index in self._consumed or received.history_length < self._step_end_length:
+                    continue
+                if matches(received.event):
+                    self._consumed.add(index)
                     found.append(received.event)
                     return True
             return False
@@ -288,15 +297,7 @@ class Journey:
         self._set_step(f"send:{name}")
         deferred = False
         while True:
-            outcome: DeliverOutcome = await workflow.execute_activity(
-                "nudge.deliver",
-                request,
-                result_type=DeliverOutcome,
-                start_to_close_timeout=timedelta(minutes=2),
-                # A send heartbeats; a crashed worker's send is retried within seconds.
-                heartbeat_timeout=timedelta(seconds=10),
-                retry_policy=_DELIVERY_RETRY,
-            )
+            outcome = await self._deliver(request)
             if outcome.result is not None:
                 break
             # Held by quiet hours or a cap: a durable timer, then the gate runs again.
@@ -314,6 +315,27 @@ class Journey:
             if result.message_ids:
                 self._last_message_id = result.message_ids[-1]
         self._end_step()
+        return result
+
+    async def _deliver(self, request: DeliverRequest) -> DeliverOutcome:
+        """The delivery activity, cancelled if an `exit_on` event arrives while it runs
+        (e.g. while it retries against a provider that is down)."""
+        handle = workflow.start_activity(
+            "nudge.deliver",
+            request,
+            result_type=DeliverOutcome,
+            start_to_close_timeout=timedelta(minutes=2),
+            # A send heartbeats; a crashed worker's send is retried within seconds.
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=_DELIVERY_RETRY,
+        )
+        await workflow.wait_condition(lambda: handle.done() or self._exit is not None)
+        if not handle.done():
+            handle.cancel()
+            with contextlib.suppress(ActivityError, asyncio.CancelledError):
+                await handle
+            self._raise_if_exited()
+        result: DeliverOutcome = await handle
         return result
 
     def split(

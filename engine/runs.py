@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.db.models import JourneyRun
+from engine.db.models import JourneyRun, Message
 from engine.users import now
-from schemas.common import RunStatus
+from schemas.common import MessageStatus, RunStatus
 
 
 async def open_runs(session: AsyncSession, *, user_id: str) -> list[JourneyRun]:
@@ -88,6 +88,44 @@ async def mark_converted(
         )
         .values(converted_at=at or now(), conversion_message_id=message_id)
     )
+
+
+async def convert_closed(
+    session: AsyncSession,
+    *,
+    journey: str,
+    user_id: str,
+    key: str | None,
+    within: timedelta,
+    at: datetime,
+) -> int:
+    """Record a goal reached after its run ended (but within `within` of entry), attributed
+    to the last message the run delivered. Open runs record their own goals."""
+    query = select(JourneyRun).where(
+        JourneyRun.journey == journey,
+        JourneyRun.user_id == user_id,
+        JourneyRun.status != RunStatus.OPEN,
+        JourneyRun.converted_at.is_(None),
+        JourneyRun.started_at >= at - within,
+        JourneyRun.started_at <= at,
+    )
+    if key is not None:
+        query = query.where(JourneyRun.key == key)
+    converted = 0
+    for run in await session.scalars(query):
+        last = await session.scalar(
+            select(Message.id)
+            .where(
+                Message.workflow_id == run.workflow_id,
+                Message.status.in_([MessageStatus.SENT.value, MessageStatus.DELIVERED.value]),
+                Message.created_at >= run.started_at,
+            )
+            .order_by(Message.sent_at.desc(), Message.id.desc())
+            .limit(1)
+        )
+        run.converted_at, run.conversion_message_id = at, last
+        converted += 1
+    return converted
 
 
 async def runs_of_user(session: AsyncSession, *, user_id: str) -> list[JourneyRun]:

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Codec keys: "kid:base64key,kid2:base64key"; the first one encrypts.
     encryption_keys: SecretStr | None = None
     codec_token: SecretStr | None = None
+    # Serve `/codec` without a token (only behind a private network: the Temporal Web UI
+    # cannot send a static token). Off: without a token the endpoint is not mounted.
+    codec_allow_anonymous: bool = False
     # Browser origins allowed to call the codec endpoint (the Temporal Web UI), comma list.
     codec_cors_origins: str = "http://localhost:8080,http://localhost:8233"
     # Where the worker serves /metrics (Nudge's and the Temporal SDK's), "host:port".

@@ -9,7 +9,7 @@ so journeys can wait on it. Every function here leaves the commit to the caller.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -142,6 +142,24 @@ async def _settle(session: AsyncSession, message_id: str) -> None:
         },
         conflict=["message_id"],
     )
+
+
+REDELIVERY_WINDOW = timedelta(minutes=5)
+
+
+async def seen_recently(
+    session: AsyncSession, *, user_id: str, sender: str, text: str, at: datetime
+) -> bool:
+    """Whether the same text from the same number was stored within `REDELIVERY_WINDOW`:
+    an MO carries no id of its own, and an SMSC redelivers what was not acknowledged."""
+    rows = await session.scalars(
+        select(Event.properties).where(
+            Event.user_id == user_id,
+            Event.name == "SMS Received",
+            Event.timestamp >= at - REDELIVERY_WINDOW,
+        )
+    )
+    return any(p.get("from") == sender and p.get("text") == text for p in rows)
 
 
 def inbound_message_id(sender: str, text: str, received_at: datetime) -> str:

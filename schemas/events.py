@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+
+def check_storable(value: Any, where: str) -> None:
+    """Refuse what JSON columns cannot hold: NUL characters and non-finite numbers."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where}: text may not contain NUL characters")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: numbers must be finite")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_storable(key, where)
+            check_storable(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            check_storable(item, where)
 
 
 class _SegmentCall(BaseModel):
@@ -25,6 +43,9 @@ class _SegmentCall(BaseModel):
     def _needs_an_identity(self) -> _SegmentCall:
         if not self.user_id and not self.anonymous_id:
             raise ValueError("userId or anonymousId is required")
+        for name in ("properties", "traits", "context"):
+            check_storable(getattr(self, name, None), name)
+        check_storable([self.user_id, self.anonymous_id, self.message_id], "ids")
         return self
 
 

@@ -82,6 +82,26 @@ class TCool(Journey):
         return self.finish("done")
 
 
+@journey(
+    trigger="Order Placed",
+    key="order_id",
+    exit_on=("Order Delivered",),
+    goal=Goal("Order Delivered", within=timedelta(hours=1)),
+    reentry=ALWAYS,
+    name="t_order",
+)
+class TOrder(Journey):
+    """Keyed by order; the exit event is also the goal (as in abandoned cart)."""
+
+    Settings = SequenceSettings
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        await self.sleep(self.settings.pause)
+        await self.send("order_update", channel=Channel.PUSH)
+        return self.finish("updated")
+
+
 class KeyedSettings(JourneySettings):
     hold: Duration = timedelta(seconds=0)
     channel: Channel = Channel.PUSH
@@ -142,5 +162,6 @@ class TSms(Journey):
 
 
 TEST_JOURNEYS: dict[str, type[Journey]] = {
-    cls.__journey__.name: cls for cls in (TSequence, TPair, TSms, TOnce, TCool, TKeyed, TSplit)
+    cls.__journey__.name: cls
+    for cls in (TSequence, TPair, TSms, TOrder, TOnce, TCool, TKeyed, TSplit)
 }

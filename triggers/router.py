@@ -16,13 +16,17 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
 )
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine import ids, runs
@@ -41,6 +45,25 @@ log = logging.getLogger(__name__)
 
 RPC_TIMEOUT = timedelta(seconds=5)
 MAX_BACKOFF = 5.0
+MAX_KEY_LENGTH = 200  # a journey key goes into the workflow id (Temporal allows 1,000)
+
+
+def _unreachable(exc: Exception) -> bool:
+    """Temporal cannot be reached at all: retry everything later."""
+    if isinstance(exc, RPCError):
+        return exc.status in (
+            RPCStatusCode.UNAVAILABLE,
+            RPCStatusCode.DEADLINE_EXCEEDED,
+            RPCStatusCode.CANCELLED,
+        )
+    return isinstance(exc, RuntimeError | OSError | TimeoutError)
+
+
+def _invalid(exc: Exception) -> bool:
+    """The event itself can never be routed (too big, an id too long, bad data)."""
+    if isinstance(exc, RPCError):
+        return exc.status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.OUT_OF_RANGE)
+    return isinstance(exc, ValueError | TypeError | DataError)
 
 
 def reentry_allows(spec: JourneySpec, last: JourneyRun | None, at: datetime) -> bool:
@@ -81,6 +104,8 @@ class Router:
         self._poll = poll_interval
         self._wake = asyncio.Event()
         self._on_routed = on_routed
+        # Events that failed for a passing reason, and when to try them again (loop time).
+        self._later: dict[int, float] = {}
 
     def wake(self) -> None:
         """Look for new events now (called after the API stored some)."""
@@ -121,20 +146,35 @@ class Router:
         """Route up to `limit` events, oldest first; returns how many were routed.
 
         Each event is routed in its own transaction holding a lock on the event row
-        (Postgres: `FOR UPDATE SKIP LOCKED`, so several routers share the work).
+        (Postgres: `FOR UPDATE SKIP LOCKED`, so several routers share the work). An event is
+        only taken once every older event of the same user is routed, so a user's events
+        reach their runs in order whichever router takes them. An event that can never be
+        routed (Temporal refuses it as invalid) is set aside with the reason; one that fails
+        for a passing reason is retried later without holding up other users' events.
         """
         client = await self._client()
         count = 0
+        loop = asyncio.get_running_loop()
+        self._later = {k: t for k, t in self._later.items() if t > loop.time()}
         while count < limit:
             async with self._sessions() as session, session.begin():
-                query = select(Event).where(Event.routed_at.is_(None)).order_by(Event.id).limit(1)
-                if dialect_name(session) == "postgresql":
-                    query = query.with_for_update(skip_locked=True)
-                event = (await session.scalars(query)).first()
+                event = await self._next(session)
                 if event is None:
                     return count
+                try:
+                    async with session.begin_nested():
+                        await self._route(session, client, event)
+                except Exception as exc:
+                    if _unreachable(exc):
+                        raise  # Temporal is down: back off as a whole
+                    if not _invalid(exc):
+                        log.warning("event %s not routed yet: %s", event.id, type(exc).__name__)
+                        self._later[event.id] = loop.time() + MAX_BACKOFF
+                        event.route_attempts += 1
+                        continue
+                    event.route_error = f"{type(exc).__name__}: {exc}"[:200]
+                    log.error("event %s set aside: %s", event.id, event.route_error)
                 event.route_attempts += 1
-                await self._route(session, client, event)
                 event.routed_at = now()
             EVENTS_ROUTED.inc()
             ROUTING_LAG.observe((event.routed_at - event.received_at).total_seconds())
@@ -142,6 +182,21 @@ class Router:
             if self._on_routed is not None:
                 self._on_routed(event)
         return count
+
+    async def _next(self, session: AsyncSession) -> Event | None:
+        older = aliased(Event)
+        earlier_unrouted = (
+            select(older.id)
+            .where(older.user_id == Event.user_id, older.id < Event.id, older.routed_at.is_(None))
+            .exists()
+        )
+        query = select(Event).where(Event.routed_at.is_(None), ~earlier_unrouted)
+        if self._later:
+            query = query.where(Event.id.not_in(list(self._later)))
+        query = query.order_by(Event.id).limit(1)
+        if dialect_name(session) == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=Event)
+        return (await session.scalars(query)).first()
 
     async def _route(self, session: AsyncSession, client: Client, event: Event) -> None:
         if event.type != "track":
@@ -155,6 +210,16 @@ class Router:
         open_runs = await runs.open_runs(session, user_id=event.user_id)
         started: set[str] = set()
         for spec in self._specs:
+            if spec.goal is not None and spec.goal.event == event.name:
+                key_value = (event.properties or {}).get(spec.key) if spec.key else None
+                await runs.convert_closed(
+                    session,
+                    journey=spec.name,
+                    user_id=event.user_id,
+                    key=None if key_value is None else str(key_value),
+                    within=spec.goal.within,
+                    at=event.received_at,
+                )
             if spec.trigger != event.name:
                 continue
             key_value = (event.properties or {}).get(spec.key) if spec.key else None
@@ -162,6 +227,8 @@ class Router:
                 log.info("event %s lacks key %r for %s", event.id, spec.key, spec.name)
                 continue
             key = None if key_value is None else str(key_value)
+            if key is not None and len(key) > MAX_KEY_LENGTH:
+                raise ValueError(f"{spec.key} is longer than {MAX_KEY_LENGTH} characters")
             workflow_id = ids.journey_workflow_id(spec.name, event.user_id, key)
             if any(run.workflow_id == workflow_id for run in open_runs):
                 continue  # delivered below, as an ordinary event
@@ -230,14 +297,23 @@ class Router:
             if self._search_attributes
             else None
         )
-        await client.start_workflow(
-            spec.name,
-            entry,
-            id=workflow_id,
-            task_queue=self._task_queue,
-            start_signal=EVENT_SIGNAL,
-            start_signal_args=[signal],
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=attributes,
-            rpc_timeout=RPC_TIMEOUT,
-        )
+        try:
+            await client.start_workflow(
+                spec.name,
+                entry,
+                id=workflow_id,
+                task_queue=self._task_queue,
+                start_signal=EVENT_SIGNAL,
+                start_signal_args=[signal],
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                # Once per user ever: Temporal too refuses a second run (while it remembers).
+                id_reuse_policy=(
+                    WorkflowIDReusePolicy.REJECT_DUPLICATE
+                    if spec.reentry is None
+                    else WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                ),
+                search_attributes=attributes,
+                rpc_timeout=RPC_TIMEOUT,
+            )
+        except WorkflowAlreadyStartedError:
+            log.info("%s already ran for this user; not entered again", spec.name)

@@ -27,6 +27,13 @@ from schemas.common import Channel, MessageStatus
 log = logging.getLogger(__name__)
 
 
+async def _pending(session: AsyncSession, user_id: str) -> bool:
+    state = await consent.current(
+        session, user_id=user_id, channel=Channel.SMS.value, topic=consent.MARKETING
+    )
+    return state is consent.ConsentState.PENDING
+
+
 class InboundHandler:
     """Stores receipts and inbound SMS, applies keywords (STOP/START/HELP) and replies."""
 
@@ -49,6 +56,14 @@ class InboundHandler:
         keyword = classify(message.text, settings.keywords or None)
         async with self._sessions() as session, session.begin():
             user = await self._owner(session, message.sender)
+            if await sms.seen_recently(
+                session,
+                user_id=user.id,
+                sender=message.sender,
+                text=message.text,
+                at=message.received_at,
+            ):
+                return  # the SMSC redelivered a deliver_sm we stored already
             event_id = sms.inbound_message_id(message.sender, message.text, message.received_at)
             stored = await insert_ignore(
                 session,
@@ -73,12 +88,14 @@ class InboundHandler:
             )
             if not stored:
                 return  # a redelivered deliver_sm: already handled
-            reply = await self._apply_keyword(session, user, keyword, message.text)
+            reply = await self._apply_keyword(session, message, keyword)
         if reply is not None:
             await self._reply(user.id, message.sender, reply, event_id, keyword or "reply")
 
     async def _owner(self, session: AsyncSession, phone: str) -> User:
-        user = (await session.scalars(select(User).where(User.phone == phone))).first()
+        """The user the number belongs to: the most recently updated one that has it."""
+        query = select(User).where(User.phone == phone, User.erased_at.is_(None))
+        user = (await session.scalars(query.order_by(User.updated_at.desc()))).first()
         if user is not None:
             return user
         # An unknown number: keep the message under a user of its own, found by the number.
@@ -88,28 +105,39 @@ class InboundHandler:
         return user
 
     async def _apply_keyword(
-        self, session: AsyncSession, user: User, keyword: str | None, text: str
+        self, session: AsyncSession, message: InboundSms, keyword: str | None
     ) -> str | None:
+        """STOP and START speak for the number: every user holding it is updated. A bare
+        YES only confirms a pending double opt-in; anywhere else it is an ordinary reply."""
         settings = self._config.channels.sms
+        holders = list(
+            await session.scalars(
+                select(User).where(User.phone == message.sender, User.erased_at.is_(None))
+            )
+        )
+        if keyword == "help":
+            return settings.help_reply
         if keyword == "stop":
             state, reply = consent.ConsentState.UNSUBSCRIBED, settings.stop_reply
         elif keyword == "start":
-            # Also confirms a pending double opt-in.
             state, reply = consent.ConsentState.SUBSCRIBED, settings.start_reply
-        elif keyword == "help":
-            return settings.help_reply
+            if message.text.strip().split()[0].upper().strip(".!") == "YES":
+                holders = [u for u in holders if await _pending(session, u.id)]
+                if not holders:
+                    return None
         else:
             return None
-        await consent.record(
-            session,
-            user_id=user.id,
-            channel=Channel.SMS.value,
-            topic=consent.ALL_TOPICS,
-            state=state,
-            source=consent.ConsentSource.SMS_KEYWORD,
-            evidence=text,
-            actor="subscriber",
-        )
+        for user in holders:
+            await consent.record(
+                session,
+                user_id=user.id,
+                channel=Channel.SMS.value,
+                topic=consent.ALL_TOPICS,
+                state=state,
+                source=consent.ConsentSource.SMS_KEYWORD,
+                evidence=message.text,
+                actor="subscriber",
+            )
         return reply
 
     async def _reply(self, user_id: str, phone: str, text: str, event_id: str, kind: str) -> None:
@@ -135,6 +163,9 @@ class InboundHandler:
             result = await self._sms.send_text(phone, text)
         except ProviderError as exc:
             row.status, row.reason = MessageStatus.FAILED.value, exc.code
+        except Exception:  # a reply must never fail the stored inbound message
+            log.exception("keyword reply failed")
+            row.status, row.reason = MessageStatus.FAILED.value, "reply_failed"
         else:
             row.status, row.sent_at = MessageStatus.SENT.value, datetime.now(UTC)
             row.provider, row.provider_id = result.provider, result.provider_id

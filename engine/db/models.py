@@ -113,6 +113,8 @@ class Event(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     route_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Set when routing gave up on the event for good (it is then marked routed).
+    route_error: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (Index("ix_events_unrouted", "routed_at", "id"),)
 

@@ -22,7 +22,10 @@ def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncE
     (cap reservations) are serialised by the database lock, as row locks do on Postgres.
     """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        # hide_parameters: a database error must not carry phone numbers or traits into logs.
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -41,7 +44,9 @@ def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncE
         return engine
     if schema:
         kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **kwargs)
+    return create_async_engine(
+        url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True, **kwargs
+    )
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

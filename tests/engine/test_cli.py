@@ -30,7 +30,7 @@ def test_api_and_worker_refuse_an_out_of_date_schema(env: Path) -> None:
         assert "nudge db upgrade" in result.output
     upgraded = runner.invoke(app, ["db", "upgrade"])
     assert upgraded.exit_code == 0, upgraded.output
-    assert "revision 0002" in upgraded.output
+    assert "revision 0003" in upgraded.output
 
 
 def test_a_malformed_nudge_toml_is_refused_with_line_and_reason(

@@ -293,3 +293,45 @@ async def test_split_is_deterministic_and_holdout_is_measured(
 async def _state(handle: Any, min_events: int = 0) -> dict[str, Any] | None:
     data: dict[str, Any] = await handle.query("state")
     return data if data["events_seen"] >= min_events else None
+
+
+async def test_keyed_runs_exit_and_convert_only_on_their_own_key(
+    database_url: str, temporal_client: Client, task_queue: str
+) -> None:
+    async with stack(database_url, temporal_client, task_queue, t_order={"pause": "3s"}) as s:
+        await s.device("ora")
+        await s.track("ora", "Order Placed", {"order_id": "o1"})
+        await s.track("ora", "Order Placed", {"order_id": "o2"})
+        await eventually(lambda: _count_runs(s, "ora", 2))
+        # The exit (and goal) of o2 must not end o1; it arrives mid-sleep, so o2 sends nothing.
+        await s.track("ora", "Order Delivered", {"order_id": "o2"})
+        runs = await s.wait_closed("ora", count=2, timeout=20)
+        by_key = {r["key"]: r for r in runs}
+        assert by_key["o2"]["status"] == "exited" and by_key["o2"]["converted_at"]
+        assert by_key["o1"]["outcome"] == "updated" and by_key["o1"]["converted_at"] is None
+        assert [m["step"] for m in await s.messages("ora")] == ["order_update"]
+
+
+async def test_a_goal_after_the_run_ended_still_counts_within_the_window(
+    database_url: str, temporal_client: Client, task_queue: str
+) -> None:
+    async with stack(
+        database_url, temporal_client, task_queue, t_sequence={"wait": "0s", "pause": "0s"}
+    ) as s:
+        await s.device("ivy")
+        await s.track("ivy", "Seq Start")
+        runs = await s.wait_closed("ivy")
+        assert runs[0]["converted_at"] is None
+        await s.track("ivy", "Seq Goal")  # the run is over; the goal window (1 h) is not
+
+        async def converted() -> list[dict[str, Any]] | None:
+            rows = await s.runs("ivy")
+            return rows if rows[0]["converted_at"] else None
+
+        rows = await eventually(converted)
+        last = [m for m in await s.messages("ivy") if m["status"] == "sent"][-1]
+        assert rows[0]["conversion_message_id"] == last["id"]
+
+
+async def _count_runs(s: Stack, user: str, count: int) -> bool:
+    return len(await s.runs(user)) >= count

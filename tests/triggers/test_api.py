@@ -176,3 +176,29 @@ async def test_openapi_document(api: Stack) -> None:
         "/healthz",
     ):
         assert path in document["paths"]
+
+
+async def test_unstorable_input_is_a_4xx_not_a_500(api: Stack) -> None:
+    nul = await api.http.post(
+        "/v1/track", json={"userId": "u6", "event": "X", "properties": {"a": "b\u0000c"}}
+    )
+    assert nul.status_code == 422
+    infinite = await api.http.post(
+        "/v1/track",
+        content=b'{"userId": "u6", "event": "X", "properties": {"n": 1e400}}',
+        headers={"content-type": "application/json"},
+    )
+    assert infinite.status_code == 422
+    batch = await api.http.post(
+        "/v1/batch",
+        json={"batch": [{"type": "track", "userId": "u6", "event": "X", "context": "web"}]},
+    )
+    assert batch.status_code == 422
+    assert batch.json()["errors"][0]["field"] == "batch[0].context"
+    huge = await api.http.post(
+        "/v1/track", json={"userId": "u6", "event": "X", "properties": {"blob": "x" * 40_000}}
+    )
+    assert huge.status_code == 413 and huge.json()["type"] == "urn:nudge:problem:too-large"
+    naive = base64.urlsafe_b64encode(b"2026-01-01T00:00:00|m_1").decode()
+    assert (await api.http.get(f"/v1/messages?cursor={naive}")).status_code == 400
+    assert await event_count(api) == 0

@@ -16,8 +16,12 @@ from engine.context import Context
 from triggers.api import messages, problems, tracking, users
 from triggers.api.auth import KeyChecker
 from triggers.api.deps import ApiState, state
+from triggers.api.problems import Problem, problem_response
 from triggers.codec_server import create_codec_app
 from triggers.router import Router
+
+MAX_CALL_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
 
 
 def create_app(
@@ -48,15 +52,32 @@ def create_app(
     )
     app.state.nudge = ApiState(context=context, router=router, temporal=temporal)
     problems.install(app)
+
+    @app.middleware("http")
+    async def limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """Segment's limits: 32 KB a call, 500 KB a batch (so every event fits in Temporal)."""
+        limit = MAX_BATCH_BYTES if request.url.path == "/v1/batch" else MAX_CALL_BYTES
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return problem_response(
+                Problem(
+                    413, "too-large", "The request body is too large", f"at most {limit} bytes here"
+                ),
+                request.url.path,
+            )
+        return await call_next(request)
+
     secured = [Depends(KeyChecker(context.sessions))]
     app.include_router(tracking.router, dependencies=secured)
     app.include_router(users.router, dependencies=secured)
     app.include_router(messages.router, dependencies=secured)
 
     codec = codec_from_secret(context.settings.encryption_keys)
-    if codec is not None:
+    token = context.settings.codec_token
+    if codec is not None and (token is not None or context.settings.codec_allow_anonymous):
         # The remote codec endpoint for the Temporal Web UI (`/codec/decode`, `/codec/encode`).
-        token = context.settings.codec_token
         app.mount(
             "/codec",
             create_codec_app(

@@ -26,7 +26,10 @@ def _cursor(message: Message) -> str:
 def _parse_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         stamp, _, message_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(stamp), message_id
+        parsed = datetime.fromisoformat(stamp)
+        if parsed.tzinfo is None or not message_id:
+            raise ValueError("cursor without zone or id")
+        return parsed, message_id
     except (ValueError, UnicodeDecodeError):
         raise Problem(
             400,

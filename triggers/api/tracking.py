@@ -64,7 +64,11 @@ async def batch(
                 {"field": f"batch[{index}].type", "message": "type must be 'track' or 'identify'"}
             )
             continue
-        merged = {**item, "context": {**body.context, **(item.get("context") or {})}}
+        own_context = item.get("context") or {}
+        if not isinstance(own_context, dict):
+            errors.append({"field": f"batch[{index}].context", "message": "must be an object"})
+            continue
+        merged = {**item, "context": {**body.context, **own_context}}
         try:
             calls.append(adapter.validate_python(merged))
         except ValidationError as exc:
