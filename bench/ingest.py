@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import logging
 import os
 import signal
 import socket
@@ -31,6 +32,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,13 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 from temporalio.client import Client
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.testing import WorkflowEnvironment
 
 from engine.channels.console import ConsoleProvider
@@ -48,8 +57,8 @@ from engine.db.migrate import upgrade
 from engine.db.session import make_engine
 from engine.keys import create_key
 from engine.settings import Settings
-from engine.temporal import SEARCH_ATTRIBUTES, connect, data_converter, temporal_binary
 from engine.templates import DEFAULT_ROOT, TemplateStore
+from engine.temporal import SEARCH_ATTRIBUTES, connect, data_converter, temporal_binary
 from engine.worker import build_worker
 
 POSTGRES_URL = os.environ.get(
@@ -118,6 +127,40 @@ async def temporal_server() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
+class _CountingHandler(logging.Handler):
+    def __init__(self, counts: Counter[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.counts = counts
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Group by the message's words, without ids (long tokens with digits) and details.
+        text = record.getMessage().split("(", 1)[0].split(". ", 1)[0]
+        words = [w for w in text.split()[:16] if len(w) < 9 or not any(c.isdigit() for c in w)]
+        self.counts[" ".join(words)[:90]] += 1
+
+
+def count_core_warnings() -> Counter[str]:
+    """Forward the Temporal SDK core's warnings to Python logging and count them by kind
+    (instead of one stderr line per workflow task); call before any client exists."""
+    counts: Counter[str] = Counter()
+    logger = logging.getLogger("bench.temporal_core")
+    # The SDK's Python side too (e.g. "Completing activity as failed" with a traceback).
+    for name in ("bench.temporal_core", "temporalio"):
+        logging.getLogger(name).propagate = False
+        logging.getLogger(name).addHandler(_CountingHandler(counts))
+    logging_config = LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logger, append_target_to_name=False),
+    )
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=logging_config)))
+    return counts
+
+
+def print_core_warnings(counts: Counter[str]) -> None:
+    for kind, n in counts.most_common(5):
+        print(f"  Temporal SDK warnings x{n}: {kind}")
+
+
 def console_providers() -> Providers:
     """Every (channel, platform) route to one console provider writing to a buffer."""
     console = ConsoleProvider(stream=io.StringIO())
@@ -128,9 +171,10 @@ def bench_settings(schema: str, **extra: Any) -> Settings:
     return Settings(database_url=POSTGRES_URL, database_schema=schema, **extra)
 
 
-async def scalar(context: Context, sql: str) -> Any:
+async def scalar(context: Context, sql: str, **params: Any) -> Any:
+    """The first column of the first row of `sql` (bound `params`)."""
     async with context.sessions() as db:
-        return (await db.execute(text(sql))).scalar()
+        return (await db.execute(text(sql), params)).scalar()
 
 
 async def wait_for(probe: Callable[[], Any], *, what: str, limit: float = WAIT_LIMIT) -> float:
@@ -155,8 +199,9 @@ async def _serve(fd: int, schema: str, temporal: str | None, task_queue: str) ->
     from triggers.api.app import create_app
     from triggers.router import Router
 
-    settings = bench_settings(schema, temporal_address=temporal or "127.0.0.1:7233",
-                              task_queue=task_queue)
+    settings = bench_settings(
+        schema, temporal_address=temporal or "127.0.0.1:7233", task_queue=task_queue
+    )
     context = await Context.open(settings, config=NudgeConfig())
     client: list[Client] = []
 
@@ -175,7 +220,9 @@ async def _serve(fd: int, schema: str, temporal: str | None, task_queue: str) ->
             task_queue=task_queue,
             poll_interval=0.1,
         )
-    app = create_app(context, temporal=temporal_client, router=router, run_router=router is not None)
+    app = create_app(
+        context, temporal=temporal_client, router=router, run_router=router is not None
+    )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     try:
         await server.serve(sockets=[socket.socket(fileno=fd)])
@@ -222,8 +269,12 @@ async def api_process(
 def _event(i: int, users: int, route: bool) -> dict[str, Any]:
     user = f"bench-{i % users}"
     if route:  # one t_keyed run per event
-        return {"type": "track", "userId": user, "event": "Cart Touched",
-                "properties": {"cart_id": f"c{i}"}}
+        return {
+            "type": "track",
+            "userId": user,
+            "event": "Cart Touched",
+            "properties": {"cart_id": f"c{i}"},
+        }
     return {"type": "track", "userId": user, "event": "Bench Event", "properties": {"i": i}}
 
 
@@ -231,7 +282,8 @@ async def load(
     base: str, key: str, *, events: int, batch: int, concurrency: int, users: int, route: bool
 ) -> tuple[float, list[float], int]:
     """Post `events` events, `batch` per request, from `concurrency` connections.
-    Returns (wall seconds, per-request latencies in seconds, events answered 200)."""
+    Returns (wall seconds, latencies in seconds of answered requests, events answered 200);
+    prints failed requests by kind."""
     bodies = [
         [_event(i, users, route) for i in range(start, min(start + batch, events))]
         for start in range(0, events, batch)
@@ -239,44 +291,55 @@ async def load(
     queue = iter(bodies)
     latencies: list[float] = []
     accepted = 0
+    failures: Counter[str] = Counter()
 
     async def worker(http: httpx.AsyncClient) -> None:
         nonlocal accepted
         for body in queue:  # a shared iterator: each body is taken once
             started = time.perf_counter()
-            if batch == 1:
-                response = await http.post("/v1/track", json=body[0])
-            else:
-                response = await http.post("/v1/batch", json={"batch": body})
+            try:
+                if batch == 1:
+                    response = await http.post("/v1/track", json=body[0])
+                else:
+                    response = await http.post("/v1/batch", json={"batch": body})
+            except httpx.TransportError as exc:  # counted, not fatal: the run goes on
+                failures[type(exc).__name__] += 1
+                continue
             latencies.append(time.perf_counter() - started)
             if response.status_code == 200:
                 accepted += len(body)
+            else:
+                failures[f"HTTP {response.status_code}"] += 1
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=base, auth=(key, ""), limits=limits, timeout=60
-    ) as http:
+    async with httpx.AsyncClient(base_url=base, auth=(key, ""), limits=limits, timeout=60) as http:
         await http.post("/v1/track", json=_event(0, 1, False) | {"userId": "warmup"})
         started = time.perf_counter()
         await asyncio.gather(*(worker(http) for _ in range(concurrency)))
         wall = time.perf_counter() - started
+    for kind, n in failures.most_common():
+        print(f"  FAILED requests: {n} x {kind}")
     return wall, latencies, accepted
 
 
 async def run(args: argparse.Namespace) -> None:
-    events = args.events or (1000 if args.route else 5000)
+    events = args.events or (300 if args.route else 5000)
     task_queue = f"bench-{uuid.uuid4().hex[:8]}"
-    print(f"ingest: {events} events, batch {args.batch}, concurrency {args.concurrency}, "
-          f"{args.users} users, route={args.route}, Postgres {POSTGRES_URL.split('@')[-1]}")
+    print(
+        f"ingest: {events} events, batch {args.batch}, concurrency {args.concurrency}, "
+        f"{args.users} users, route={args.route}, Postgres {POSTGRES_URL.split('@')[-1]}"
+    )
     async with contextlib.AsyncExitStack() as stack:
         schema = await stack.enter_async_context(bench_schema())
-        context = await Context.open(bench_settings(schema, task_queue=task_queue),
-                                     config=NudgeConfig())
+        context = await Context.open(
+            bench_settings(schema, task_queue=task_queue), config=NudgeConfig()
+        )
         stack.push_async_callback(context.close)
         async with context.sessions() as db:
             key = await create_key(db, name="bench")
             await db.commit()
         temporal = None
+        warnings = count_core_warnings()
         if args.route:
             from tests.journeys import TKeyed
 
@@ -285,53 +348,103 @@ async def run(args: argparse.Namespace) -> None:
             providers = console_providers()
             await providers.start()
             stack.push_async_callback(providers.close)
-            await stack.enter_async_context(build_worker(
-                env.client, context, providers=providers, task_queue=task_queue,
-                journeys={"t_keyed": TKeyed}, templates=TemplateStore(TEST_TEMPLATES, DEFAULT_ROOT),
-            ))
+            await stack.enter_async_context(
+                build_worker(
+                    env.client,
+                    context,
+                    providers=providers,
+                    task_queue=task_queue,
+                    journeys={"t_keyed": TKeyed},
+                    templates=TemplateStore(TEST_TEMPLATES, DEFAULT_ROOT),
+                )
+            )
         base = await stack.enter_async_context(
             api_process(schema, temporal=temporal, task_queue=task_queue)
         )
+        started = time.perf_counter()
         wall, latencies, accepted = await load(
-            base, key, events=events, batch=args.batch, concurrency=args.concurrency,
-            users=args.users, route=args.route,
+            base,
+            key,
+            events=events,
+            batch=args.batch,
+            concurrency=args.concurrency,
+            users=args.users,
+            route=args.route,
         )
-        stored = int(await scalar(context, "SELECT count(*) FROM events e JOIN users u"
-                                  " ON u.id = e.user_id WHERE u.external_id LIKE 'bench-%'"))
+        stored = int(
+            await scalar(
+                context,
+                "SELECT count(*) FROM events e JOIN users u"
+                " ON u.id = e.user_id WHERE u.external_id LIKE 'bench-%'",
+            )
+        )
         print(f"  wall {wall:.2f} s for {len(latencies)} requests")
-        print(f"  accepted {accepted}/{events} events = {accepted / wall:.0f} events/s; "
-              f"{len(latencies) / wall:.0f} requests/s")
+        print(
+            f"  accepted {accepted}/{events} events = {accepted / wall:.0f} events/s; "
+            f"{len(latencies) / wall:.0f} requests/s"
+        )
         print(f"  stored   {stored} rows (= {stored / wall:.0f} events/s)")
         print(f"  request latency: {describe(latencies)}")
         if args.route:
-            await report_routing(context, events)
+            await report_routing(context, events, started)
+            print_core_warnings(warnings)
 
 
-async def report_routing(context: Context, events: int) -> None:
+async def report_routing(context: Context, events: int, started: float) -> None:
     """Wait until the router has routed everything; print accepted → routed lag."""
 
     async def drained() -> bool:
-        return int(await scalar(context, "SELECT count(*) FROM events WHERE routed_at IS NULL"))\
-            == 0
+        return (
+            int(await scalar(context, "SELECT count(*) FROM events WHERE routed_at IS NULL")) == 0
+        )
 
     await wait_for(drained, what="routing")
     async with context.sessions() as db:
-        rows = (await db.execute(text(
-            "SELECT received_at, routed_at FROM events WHERE name = 'Cart Touched'"
-        ))).all()
+        rows = (
+            await db.execute(
+                text("SELECT received_at, routed_at FROM events WHERE name = 'Cart Touched'")
+            )
+        ).all()
     lags = [(routed - received).total_seconds() for received, routed in rows]
     span = (max(r[1] for r in rows) - min(r[0] for r in rows)).total_seconds()
-    runs = int(await scalar(context, "SELECT count(*) FROM journey_runs"))
-    print(f"  routed {len(rows)} events in {span:.2f} s = {len(rows) / span:.0f} events/s "
-          f"(first accepted → last routed); {runs} journey runs recorded")
+    print(
+        f"  routed {len(rows)} events in {span:.2f} s = {len(rows) / span:.0f} events/s "
+        f"(first accepted → last routed)"
+    )
     print(f"  accepted → routed: {describe(lags, scale=1.0, unit='s')}")
+
+    async def finished() -> bool:
+        # Let the journeys end before tearing down, so shutdown cuts nothing mid-flight.
+        closed = "SELECT count(*) FROM journey_runs WHERE status <> 'open'"
+        return int(await scalar(context, closed)) >= events
+
+    done = await wait_for(finished, what="journeys")
+    print(f"  all {events} journeys ended {done - started:.1f} s after the first request")
+    async with context.sessions() as db:
+        counts = (
+            await db.execute(
+                text(
+                    "SELECT count(*), count(DISTINCT workflow_id),"
+                    " count(*) FILTER (WHERE status = 'sent') FROM messages"
+                )
+            )
+        ).one()
+    # Retried deliveries must not duplicate: one message row per run.
+    print(
+        f"  messages: {counts[0]} rows for {counts[1]} runs ({counts[2]} sent: these users have"
+        " no device, so each send is suppressed as no_address)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=None,
-                        help="events to post (default 5000; 1000 with --route)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ingest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--events", type=int, default=None, help="events to post (default 5000; 300 with --route)"
+    )
     parser.add_argument("--batch", type=int, default=1, help="events per request (1 = /v1/track)")
     parser.add_argument("--concurrency", type=int, default=16, help="connections in flight")
     parser.add_argument("--users", type=int, default=1000, help="distinct userIds")

@@ -326,7 +326,7 @@ class Journey:
             result_type=DeliverOutcome,
             start_to_close_timeout=timedelta(minutes=2),
             # A send heartbeats; a crashed worker's send is retried within seconds.
-            heartbeat_timeout=timedelta(seconds=10),
+            heartbeat_timeout=timedelta(seconds=20),
             retry_policy=_DELIVERY_RETRY,
         )
         await workflow.wait_condition(lambda: handle.done() or self._exit is not None)
