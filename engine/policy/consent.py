@@ -13,7 +13,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.db.models import Consent
+from engine.db.models import Consent, Event
 from engine.users import now
 
 ALL_TOPICS = "all"
@@ -85,6 +85,28 @@ async def allows(session: AsyncSession, *, user_id: str, channel: str, transacti
         return state is not ConsentState.UNSUBSCRIBED
     state = await current(session, user_id=user_id, channel=channel, topic=MARKETING)
     return state is ConsentState.SUBSCRIBED
+
+
+OPT_IN_REQUESTED = "SMS Opt-In Requested"
+
+
+async def opt_in_requested(session: AsyncSession, *, user_id: str, topic: str, source: str) -> None:
+    """Store the event that starts the SMS double opt-in journey (the outbox routes it)."""
+    stamp = now()
+    session.add(
+        Event(
+            message_id=f"opt-in:{user_id}:{stamp.isoformat()}",
+            user_id=user_id,
+            type="track",
+            name=OPT_IN_REQUESTED,
+            properties={"topic": topic, "source": source},
+            context={"source": "consent"},
+            timestamp=stamp,
+            received_at=stamp,
+            route_attempts=0,
+        )
+    )
+    await session.flush()
 
 
 async def log(session: AsyncSession, *, user_id: str, channel: str | None = None) -> list[Consent]:

@@ -65,6 +65,7 @@ def shortened_config(start: datetime) -> NudgeConfig:
                 },
                 "onboarding": {"day": "2s"},
                 "win_back": {"second_offer_after": "2s"},
+                "sms_double_opt_in": {"confirm_within": "3s"},
             }
         }
     )
@@ -165,6 +166,21 @@ def inactive(*, returns: bool, holdout: bool = False) -> Drive:
     return drive
 
 
+# -- sms_double_opt_in ----------------------------------------------------------------------
+
+
+def opt_in(*, replies: bool) -> Drive:
+    async def drive(stack: Stack, user: str) -> str:
+        await stack.profile(user, timezone="UTC", phone="+12015550101")
+        await stack.consent(user, "sms", "pending")
+        if replies:
+            await sent(stack, user, 1)
+            await stack.track(user, "SMS Received", {"keyword": "start", "text": "YES"})
+        return user
+
+    return drive
+
+
 CASES = [
     Recording("abandoned_cart", "checked_out", "checked_out", cart(HIGH_VALUE, "Checkout Started")),
     Recording("abandoned_cart", "reminded", "reminded", cart(HIGH_VALUE)),
@@ -184,6 +200,8 @@ CASES = [
     Recording("win_back", "returned", "returned", inactive(returns=True)),
     Recording("win_back", "offered", "offered", inactive(returns=False)),
     Recording("win_back", "holdout_offered", "offered", inactive(returns=False, holdout=True)),
+    Recording("sms_double_opt_in", "confirmed", "confirmed", opt_in(replies=True)),
+    Recording("sms_double_opt_in", "expired", "expired", opt_in(replies=False)),
 ]
 
 

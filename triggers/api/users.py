@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine import devices, gdpr, runs
 from engine.db.models import Device, JourneyRun, User
 from engine.policy import consent
+from engine.policy.consent import opt_in_requested
 from engine.users import apply_profile, ensure_user
 from schemas.api import ConsentIn, DeviceIn, ProfileIn
 from schemas.common import Channel
@@ -193,7 +194,11 @@ async def consent_log_all(user_id: str, db: AsyncSession = Depends(session)) -> 
 
 @router.put("/{user_id}/consent/{channel}")
 async def put_consent(
-    user_id: str, channel: str, body: ConsentIn, db: AsyncSession = Depends(session)
+    user_id: str,
+    channel: str,
+    body: ConsentIn,
+    request: Request,
+    db: AsyncSession = Depends(session),
 ) -> dict[str, Any]:
     """Append to the consent log; an opt-out takes effect for every later send at once."""
     kind = _channel(channel)
@@ -208,7 +213,13 @@ async def put_consent(
         evidence=body.evidence,
         actor=body.actor,
     )
+    if kind is Channel.SMS and body.state == "pending":
+        # Double opt-in: the sms_double_opt_in journey texts the confirmation request.
+        await opt_in_requested(db, user_id=user.id, topic=body.topic, source=body.source)
     await db.commit()
+    router = state(request).router
+    if kind is Channel.SMS and body.state == "pending" and router is not None:
+        router.wake()
     return consent_json(entry)
 
 

@@ -177,3 +177,48 @@ async def test_smsc_down_mid_run_reconnects_and_sends_once(
 async def _submits_to(peer: Smpp34Peer, destination: str, count: int) -> list[Any] | None:
     found = [x for x in peer.submits if x.destination == destination]
     return found if len(found) >= count else None
+
+
+async def test_double_opt_in_asks_then_yes_subscribes(
+    postgres_url: str, temporal_client: Client, task_queue: str, smsc: Smpp34Peer
+) -> None:
+    from engine.worker import journey_classes
+
+    config = NudgeConfig.model_validate(
+        {"channels": {"sms": {"provider": "smpp", "port": smsc.port, "submit_timeout": "10s"}}}
+    )
+    async with Stack(
+        database_url=postgres_url,
+        client=temporal_client,
+        task_queue=task_queue,
+        journeys=journey_classes(),
+        config=config,
+        providers_factory=build_providers,
+    ) as s:
+        await s.profile("dora", phone="+14155550140", attributes={"first_name": "Dora"})
+        # A bare YES before any request is an ordinary reply: it grants nothing.
+        await smsc.send_mo("+14155550140", "NUDGE", "yes")
+        await s.call(
+            "PUT",
+            "/v1/users/dora/consent/sms",
+            {"topic": "marketing", "state": "pending", "source": "form"},
+        )
+        request = await eventually(lambda: _submits_to(smsc, "14155550140", 1), timeout=20)
+        assert request[0].text.startswith("Reply YES to get texts from us, Dora.")
+        current = await s.call("GET", "/v1/users/dora/consent/sms")
+        assert current["topics"]["marketing"] == "pending"
+        await smsc.send_mo("+14155550140", "NUDGE", "YES")
+
+        async def confirmed() -> list[dict[str, Any]] | None:
+            runs = [r for r in await s.runs("dora") if r["journey"] == "sms_double_opt_in"]
+            return runs if runs and runs[0]["status"] != "open" else None
+
+        runs = await eventually(confirmed, timeout=20)
+        assert runs[0]["outcome"] == "confirmed"
+        current = await s.call("GET", "/v1/users/dora/consent/sms")
+        assert current["topics"]["marketing"] == "subscribed"
+        log = (await s.call("GET", "/v1/users/dora/consent/sms/log"))["items"]
+        assert [(e["state"], e["source"]) for e in log] == [
+            ("pending", "form"),
+            ("subscribed", "sms_keyword"),
+        ]
