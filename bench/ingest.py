@@ -164,7 +164,7 @@ def print_core_warnings(counts: Counter[str]) -> None:
 def console_providers() -> Providers:
     """Every (channel, platform) route to one console provider writing to a buffer."""
     console = ConsoleProvider(stream=io.StringIO())
-    return Providers({route: console for route in Providers.console().routes()})
+    return Providers.console(console)
 
 
 def bench_settings(schema: str, **extra: Any) -> Settings:

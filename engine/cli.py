@@ -105,16 +105,13 @@ def emit(
     properties = _props(prop)
 
     async def go() -> None:
-        context = await Context.open(settings())
-        try:
+        async with Context.opened(settings()) as context:
             call = TrackCall(userId=user, event=event, properties=properties, messageId=message_id)
             async with context.sessions() as db:
                 accepted = await events.accept(db, [call])
                 await db.commit()
             note = " (duplicate, ignored)" if accepted.duplicates else ""
             out.print(f"stored {event!r} for {user} as {accepted.message_ids[0]}{note}")
-        finally:
-            await context.close()
 
     run(go)
 
@@ -128,32 +125,28 @@ def users_show(user_id: Annotated[str, typer.Argument(help="the product's user i
     from engine.users import find_user
 
     async def go() -> None:
-        context = await Context.open(settings())
-        try:
-            async with context.sessions() as db:
-                user = await find_user(db, external_id=user_id)
-                if user is None:
-                    err.print(f"[red]error:[/] no user {user_id!r}")
-                    raise typer.Exit(1)
-                table = Table(title=f"user {user_id}", show_header=False)
-                for name in ("id", "timezone", "locale", "phone", "email"):
-                    table.add_row(name, str(getattr(user, name) or "-"))
-                table.add_row("attributes", json.dumps(user.attributes or {}))
-                for device in await devices.list_devices(db, user_id=user.id):
-                    state = "active" if device.active else f"inactive ({device.deactivated_reason})"
-                    table.add_row("device", f"{device.id} {device.platform} {state}")
-                for channel in ("push", "webpush", "sms"):
-                    states = await consent.states(db, user_id=user.id, channel=channel)
-                    table.add_row(
-                        f"consent {channel}", ", ".join(f"{t}={s}" for t, s in states.items())
-                    )
-                for run_row in await runs.runs_of_user(db, user_id=user.id):
-                    table.add_row(
-                        "journey", f"{run_row.journey} {run_row.status} {run_row.outcome or ''}"
-                    )
-                out.print(table)
-        finally:
-            await context.close()
+        async with Context.opened(settings()) as context, context.sessions() as db:
+            user = await find_user(db, external_id=user_id)
+            if user is None:
+                err.print(f"[red]error:[/] no user {user_id!r}")
+                raise typer.Exit(1)
+            table = Table(title=f"user {user_id}", show_header=False)
+            for name in ("id", "timezone", "locale", "phone", "email"):
+                table.add_row(name, str(getattr(user, name) or "-"))
+            table.add_row("attributes", json.dumps(user.attributes or {}))
+            for device in await devices.list_devices(db, user_id=user.id):
+                state = "active" if device.active else f"inactive ({device.deactivated_reason})"
+                table.add_row("device", f"{device.id} {device.platform} {state}")
+            for channel in ("push", "webpush", "sms"):
+                states = await consent.states(db, user_id=user.id, channel=channel)
+                table.add_row(
+                    f"consent {channel}", ", ".join(f"{t}={s}" for t, s in states.items())
+                )
+            for run_row in await runs.runs_of_user(db, user_id=user.id):
+                table.add_row(
+                    "journey", f"{run_row.journey} {run_row.status} {run_row.outcome or ''}"
+                )
+            out.print(table)
 
     run(go)
 
@@ -165,8 +158,7 @@ def timeline(user_id: Annotated[str, typer.Argument(help="the product's user id"
     from engine.timeline import timeline_rows
 
     async def go() -> None:
-        context = await Context.open(settings())
-        try:
+        async with Context.opened(settings()) as context:
             async with context.sessions() as db:
                 rows = await timeline_rows(db, external_id=user_id)
             if rows is None:
@@ -180,8 +172,6 @@ def timeline(user_id: Annotated[str, typer.Argument(help="the product's user id"
                     row.at.strftime("%Y-%m-%d %H:%M:%S"), row.kind, row.what, row.status, row.detail
                 )
             out.print(table)
-        finally:
-            await context.close()
 
     run(go)
 
@@ -194,8 +184,7 @@ def journeys() -> None:
     from engine.worker import journey_classes
 
     async def go() -> None:
-        context = await Context.open(settings())
-        try:
+        async with Context.opened(settings()) as context:
             async with context.sessions() as db:
                 counts = await journey_counts(db)
             steps = await _step_counts(context.settings)
@@ -222,8 +211,6 @@ def journeys() -> None:
                     by_step or "-",
                 )
             out.print(table)
-        finally:
-            await context.close()
 
     run(go)
 
@@ -261,8 +248,7 @@ def preview(
     properties = _props(prop)
 
     async def go() -> None:
-        context = await Context.open(settings())
-        try:
+        async with Context.opened(settings()) as context:
             async with context.sessions() as db:
                 found = await find_user(db, external_id=user)
             if found is None:
@@ -302,8 +288,6 @@ def preview(
                 except TooLong:
                     table.add_row("sms encoding", f"too_long (more than {limit} parts)")
             out.print(table)
-        finally:
-            await context.close()
 
     run(go)
 
@@ -329,14 +313,11 @@ def keys_create(name: Annotated[str, typer.Option(help="a label for the key")] =
     from engine.keys import create_key
 
     async def go() -> None:
-        context = await Context.open(settings())
-        try:
+        async with Context.opened(settings()) as context:
             async with context.sessions() as db:
                 key = await create_key(db, name=name)
                 await db.commit()
             out.print(key)
-        finally:
-            await context.close()
 
     run(go)
 

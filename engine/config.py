@@ -5,6 +5,7 @@ A bad file is refused at start-up with the line and the reason (`ConfigError`).
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from datetime import time, timedelta
@@ -169,6 +170,24 @@ class NudgeConfig(_Strict):
 
 class ConfigError(ValueError):
     """A `nudge.toml` that cannot be used; `str()` names the file, line and reason."""
+
+
+def read_secret(where: str, *, file: Path | None, env: str | None, what: str) -> str:
+    """A secret named in `nudge.toml` by file path or by environment variable (never inline).
+
+    Raises `ConfigError` saying which setting to fix; the message never holds the secret.
+    """
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read {file}: {exc.strerror}") from exc
+    if env:
+        value = os.environ.get(env, "")
+        if not value:
+            raise ConfigError(f"{where}: environment variable {env} is unset or empty")
+        return value
+    raise ConfigError(f"{where}: set a file or an environment variable for {what}")
 
 
 def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:

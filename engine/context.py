@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -37,3 +40,13 @@ class Context:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def opened(cls, settings: Settings, **options: Any) -> AsyncIterator[Context]:
+        """`async with Context.opened(settings) as context:` — open, then always close."""
+        context = await cls.open(settings, **options)
+        try:
+            yield context
+        finally:
+            await context.close()

@@ -104,16 +104,10 @@ class Deliverer:
             if isinstance(decision, DeliverOutcome):
                 return decision
             rows = decision
-        for row in rows:
-            if row.status == MessageStatus.PENDING:
-                await self._deliver_row(row, clock)
-        async with self._sessions() as session:
-            rows = await message_rows.rows_for_send(
-                session,
-                workflow_id=request.workflow_id,
-                step=request.step,
-                key=request.idempotency_key,
-            )
+        rows = [
+            await self._deliver_row(row, clock) if row.status == MessageStatus.PENDING else row
+            for row in rows
+        ]
         return DeliverOutcome(result=_result(rows))
 
     # -- the gate ------------------------------------------------------------------------
@@ -212,13 +206,14 @@ class Deliverer:
 
     # -- delivery ------------------------------------------------------------------------
 
-    async def _deliver_row(self, row: Message, clock: _Clock) -> None:
+    async def _deliver_row(self, row: Message, clock: _Clock) -> Message:
+        """Deliver one reserved row; returns the row as it now stands."""
         async with self._sessions() as session, session.begin():
             # Claim the row: if another attempt of this send started since we read it (a
             # timed-out attempt still running), leave it to that one and come back later.
             current = await _lock(session, Message, row.id)
             if current is None or current.status != MessageStatus.PENDING:
-                return
+                return current or row
             if current.attempts != row.attempts:
                 raise DeliveryRetry("in_progress", delay=5.0)
             address = await self._row_address(session, row)
@@ -232,7 +227,7 @@ class Deliverer:
                 reason = "no_address" if address is None else "no_provider"
                 _finish(row, MessageStatus.FAILED, reason, clock.now())
                 await session.merge(row)
-                return
+                return row
             row.attempts += 1
             attempt = MessageAttempt(
                 message_id=row.id, attempt=row.attempts, started_at=datetime.now(UTC)
@@ -292,6 +287,7 @@ class Deliverer:
                 await sms.record_parts(session, message_id=row.id, part_ids=list(part_ids))
         if retry is not None:
             raise retry
+        return row
 
     async def _row_address(self, session: AsyncSession, row: Message) -> Address | None:
         channel = Channel(row.channel)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import ids
@@ -30,8 +29,8 @@ async def accept(session: AsyncSession, calls: list[Call]) -> Accepted:
     """Store every call as an event row (the router's outbox). A repeated `messageId` is
     accepted and ignored. `identify` traits update the profile, once per message id.
 
-    Profile validation happens first, so a bad trait rejects the call before anything is
-    stored (raises `engine.users.ProfileError`). The caller commits.
+    A bad trait raises `engine.users.ProfileError`; the caller then rolls back, so nothing
+    of the call is stored. The caller commits.
     """
     accepted = Accepted()
     received = now()
@@ -40,9 +39,6 @@ async def accept(session: AsyncSession, calls: list[Call]) -> Accepted:
         accepted.message_ids.append(message_id)
         user = await ensure_user(session, external_id=call.user_id, anonymous_id=call.anonymous_id)
         if isinstance(call, IdentifyCall):
-            exists = await session.scalar(select(Event.id).where(Event.message_id == message_id))
-            if exists is None:
-                apply_profile(user, call.traits)
             name, properties = "Identify", dict(call.traits)
         else:
             name, properties = call.event, dict(call.properties)
@@ -63,6 +59,8 @@ async def accept(session: AsyncSession, calls: list[Call]) -> Accepted:
             conflict=["message_id"],
         )
         if inserted:
+            if isinstance(call, IdentifyCall):  # once per message id: a repeat changes nothing
+                apply_profile(user, call.traits)
             accepted.stored += 1
             EVENTS_ACCEPTED.labels(call.type).inc()
         else:

@@ -59,6 +59,11 @@ def new_write_key() -> str:
     return "nk_" + secrets.token_urlsafe(24)
 
 
+def inbound_sender_key(phone: str) -> str:
+    """The anonymous id of an unknown number that texted in (a hash, not the number)."""
+    return "sms:" + hashlib.sha256(f"inbound:{phone}".encode()).hexdigest()[:24]
+
+
 def erasure_hash(user_id: str, external_id: str, salt: str) -> str:
     """Salted hash kept after GDPR erasure so consent evidence stays provable."""
     return hashlib.sha256(f"{salt}:{user_id}:{external_id}".encode()).hexdigest()

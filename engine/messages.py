@@ -18,7 +18,6 @@ COUNTED = (
     MessageStatus.DELIVERED.value,
     MessageStatus.UNDELIVERED.value,
 )
-FINAL = tuple(s.value for s in MessageStatus if s is not MessageStatus.PENDING)
 
 
 async def rows_for_send(

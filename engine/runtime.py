@@ -73,15 +73,12 @@ def api_app(context: Context, temporal: TemporalConnection, *, route: bool = Tru
 
 async def serve_api(settings: Settings) -> None:
     """`nudge api`: the HTTP API and the event router."""
-    context = await Context.open(settings)
-    try:
+    async with Context.opened(settings) as context:
         app = api_app(context, TemporalConnection(settings))
         server = uvicorn.Server(
             uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None)
         )
         await server.serve()
-    finally:
-        await context.close()
 
 
 async def run_worker(
@@ -94,17 +91,15 @@ async def run_worker(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    context = await Context.open(settings)
-    providers = build_providers(context)
-    if settings.worker_metrics_bind:
-        host, _, port = settings.worker_metrics_bind.rpartition(":")
-        prometheus_client.start_http_server(int(port), host or "0.0.0.0", registry=REGISTRY)
-    try:
-        client = await connect(settings, runtime=sdk_runtime(settings))
-        await providers.start()
-        worker = build_worker(client, context, providers=providers)
-        async with worker:
-            await stop.wait()
-    finally:
-        await providers.close()
-        await context.close()
+    async with Context.opened(settings) as context:
+        providers = build_providers(context)
+        if settings.worker_metrics_bind:
+            host, _, port = settings.worker_metrics_bind.rpartition(":")
+            prometheus_client.start_http_server(int(port), host or "0.0.0.0", registry=REGISTRY)
+        try:
+            client = await connect(settings, runtime=sdk_runtime(settings))
+            await providers.start()
+            async with build_worker(client, context, providers=providers):
+                await stop.wait()
+        finally:
+            await providers.close()

@@ -37,8 +37,6 @@ class Settings(BaseSettings):
     config: Path | None = Field(default=None, description="path to nudge.toml")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    # Base URL used in tracked links (`/c/{code}`).
-    public_url: str = "http://127.0.0.1:8000"
     # Router: how often to look for unrouted events, in seconds (it is also woken on insert).
     router_poll_interval: float = 0.5
     # Worker identity recorded on journey_runs.version so stats can tell builds apart.

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from liquid import Environment, StrictDefaultUndefined
+from liquid import BoundTemplate, Environment, StrictDefaultUndefined
 from liquid.exceptions import LiquidError
 from pydantic import ValidationError
 
@@ -64,6 +64,7 @@ class TemplateStore:
     def __init__(self, *roots: Path) -> None:
         self.roots = roots or (DEFAULT_ROOT,)
         self._env = Environment(undefined=StrictDefaultUndefined)
+        self._compiled: dict[Path, tuple[int, dict[str, BoundTemplate]]] = {}
 
     def find(self, journey: str, name: str, locale: str | None) -> Path:
         """The file for `name` in the best locale: exact, then language, then default."""
@@ -83,13 +84,34 @@ class TemplateStore:
     ) -> Content:
         """Render every part; raise `TemplateError` on any failure."""
         path = self.find(journey, name, locale)
-        return self.render_source(path.read_text(encoding="utf-8"), context, name=str(path))
+        # Parsed once per file version: sends render, they do not re-read and re-parse.
+        stamp = path.stat().st_mtime_ns
+        cached = self._compiled.get(path)
+        if cached is None or cached[0] != stamp:
+            parts = self._compile(path.read_text(encoding="utf-8"), name=str(path))
+            self._compiled[path] = cached = (stamp, parts)
+        return self._render(cached[1], context, name=str(path))
 
     def render_source(self, source: str, context: dict[str, Any], *, name: str) -> Content:
+        """Render template text that is not in the store (previews, tests)."""
+        return self._render(self._compile(source, name=name), context, name=name)
+
+    def _compile(self, source: str, *, name: str) -> dict[str, BoundTemplate]:
+        try:
+            return {
+                part: self._env.from_string(text)
+                for part, text in split_parts(source, name=name).items()
+            }
+        except LiquidError as exc:
+            raise TemplateError(f"{name}: {str(exc).splitlines()[0]}") from exc
+
+    def _render(
+        self, parts: dict[str, BoundTemplate], context: dict[str, Any], *, name: str
+    ) -> Content:
         rendered: dict[str, Any] = {}
         try:
-            for part, text in split_parts(source, name=name).items():
-                out = self._env.from_string(text).render(**context).strip()
+            for part, template in parts.items():
+                out = template.render(**context).strip()
                 if part in YAML_PARTS:
                     loaded = yaml.safe_load(out) if out else {}
                     if not isinstance(loaded, dict):

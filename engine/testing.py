@@ -194,7 +194,7 @@ class JourneyEnv:
             context = await Context.open(settings, config=config or NudgeConfig())
             stack.push_async_callback(context.close)
             outbox = ConsoleProvider(stream=io.StringIO())
-            providers = Providers({route: outbox for route in Providers.console().routes()})
+            providers = Providers.console(outbox)
             worker = build_worker(
                 client, context, providers=providers, journeys=classes, templates=templates
             )

@@ -157,17 +157,22 @@ async def start_workflow(
     Raises `TimeSkippingUnavailable` if the server has the feature off, and
     `WorkflowAlreadyStartedError` per the id policies, like `Client.start_workflow`.
     """
-    target = _skipping_client(client, time_skipping, max_skips)
+    return await _start(
+        _skipping_client(client, time_skipping, max_skips),
+        workflow,
+        arg,
+        id=workflow_id,
+        task_queue=task_queue,
+        search_attributes=search_attributes,
+        id_reuse_policy=id_reuse_policy,
+        id_conflict_policy=id_conflict_policy,
+    )
+
+
+async def _start(target: Client, workflow: str, arg: Any, **options: Any) -> str:
+    """Start (or signal-with-start) through `target`; the run id, or a clear error."""
     try:
-        handle = await target.start_workflow(
-            workflow,
-            arg,
-            id=workflow_id,
-            task_queue=task_queue,
-            search_attributes=search_attributes,
-            id_reuse_policy=id_reuse_policy,
-            id_conflict_policy=id_conflict_policy,
-        )
+        handle = await target.start_workflow(workflow, arg, **options)
     except RPCError as err:
         raise _unavailable_or(err) from err
     assert handle.result_run_id is not None  # set from every StartWorkflowExecution response
@@ -193,23 +198,18 @@ async def signal_with_start(
     Conflict policy USE_EXISTING: an open run is signalled and keeps its own time-skipping
     setting (the flag only applies to a run this call starts). Otherwise as `start_workflow`.
     """
-    target = _skipping_client(client, time_skipping, max_skips)
-    try:
-        handle = await target.start_workflow(
-            workflow,
-            arg,
-            id=workflow_id,
-            task_queue=task_queue,
-            search_attributes=search_attributes,
-            id_reuse_policy=id_reuse_policy,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            start_signal=signal,
-            start_signal_args=[signal_arg],
-        )
-    except RPCError as err:
-        raise _unavailable_or(err) from err
-    assert handle.result_run_id is not None  # set from every SignalWithStart response
-    return handle.result_run_id
+    return await _start(
+        _skipping_client(client, time_skipping, max_skips),
+        workflow,
+        arg,
+        id=workflow_id,
+        task_queue=task_queue,
+        search_attributes=search_attributes,
+        id_reuse_policy=id_reuse_policy,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        start_signal=signal,
+        start_signal_args=[signal_arg],
+    )
 
 
 async def _set_config(

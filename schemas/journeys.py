@@ -117,12 +117,6 @@ class GoalReached(BaseModel):
     at: datetime | None = None
 
 
-class StepChanged(BaseModel):
-    workflow_id: str
-    run_id: str
-    step: str
-
-
 class UserZoneRequest(BaseModel):
     user_id: str
 

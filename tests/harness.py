@@ -56,9 +56,7 @@ class Stack:
         self.config = config or NudgeConfig()
         self.journeys = dict(journeys or journey_classes())
         self.console = ConsoleProvider(stream=io.StringIO())
-        self.providers = providers or Providers(
-            {route: self.console for route in Providers.console().routes()}
-        )
+        self.providers = providers or Providers.console(self.console)
         self._providers_factory = providers_factory
         self._run_worker = run_worker
         self._stack = contextlib.AsyncExitStack()

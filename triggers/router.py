@@ -94,7 +94,6 @@ class Router:
         task_queue: str,
         search_attributes: bool = True,
         poll_interval: float = 0.5,
-        on_routed: Callable[[Event], None] | None = None,
     ) -> None:
         self._sessions = sessionmaker
         self._client = client
@@ -104,7 +103,6 @@ class Router:
         self._search_attributes = search_attributes
         self._poll = poll_interval
         self._wake = asyncio.Event()
-        self._on_routed = on_routed
         # Events that failed for a passing reason, and when to try them again (loop time).
         self._later: dict[int, float] = {}
 
@@ -180,8 +178,6 @@ class Router:
             EVENTS_ROUTED.inc()
             ROUTING_LAG.observe((event.routed_at - event.received_at).total_seconds())
             count += 1
-            if self._on_routed is not None:
-                self._on_routed(event)
         return count
 
     async def _next(self, session: AsyncSession) -> Event | None:

@@ -99,8 +99,9 @@ class InboundHandler:
         if user is not None:
             return user
         # An unknown number: keep the message under a user of its own, found by the number.
-        digest = ids.erasure_hash("sms", phone, "inbound")[:24]
-        user = await ensure_user(session, external_id=None, anonymous_id=f"sms:{digest}")
+        user = await ensure_user(
+            session, external_id=None, anonymous_id=ids.inbound_sender_key(phone)
+        )
         user.phone = phone
         return user
 

@@ -11,7 +11,6 @@ aioapns has no host option, no request timeout and a few bugs around cancelled r
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
 import uuid
 from typing import Any
@@ -37,7 +36,7 @@ from engine.channels.base import (
     RetryableError,
     ThrottledError,
 )
-from engine.config import ApnsSettings, ConfigError
+from engine.config import ApnsSettings, ConfigError, read_secret
 
 # Fixed forever: changing it would give a retried message a new apns-id.
 _APNS_ID_NAMESPACE = uuid.UUID("5d0f3c1e-7a51-4e0c-9a8e-6e75646765a1")
@@ -90,20 +89,6 @@ class _Protocol(APNsProductionClientProtocol):
         super().connection_lost(exc)
 
 
-def _load_key(settings: ApnsSettings) -> str:
-    if settings.key_file is not None:
-        try:
-            return settings.key_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"apns: cannot read key_file {settings.key_file}: {exc}") from exc
-    if settings.key_env:
-        value = os.environ.get(settings.key_env, "")
-        if not value:
-            raise ConfigError(f"apns: environment variable {settings.key_env} is unset or empty")
-        return value
-    raise ConfigError("apns: set key_file or key_env (the .p8 signing key)")
-
-
 def build_payload(content: Content) -> dict[str, Any]:
     """The APNs JSON body: `aps` from the content and push options, custom data beside it."""
     opts = content.push
@@ -150,7 +135,13 @@ class ApnsProvider(ChannelProvider):
         max_connection_attempts: int = 3,
     ) -> None:
         self.settings = settings
-        self._key = key if key is not None else _load_key(settings)
+        self._key = (
+            key
+            if key is not None
+            else read_secret(
+                "apns", file=settings.key_file, env=settings.key_env, what="the .p8 signing key"
+            )
+        )
         try:
             loaded = load_pem_private_key(self._key.encode(), password=None)
         except ValueError as exc:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from engine.channels.base import ChannelProvider
 from engine.channels.console import ConsoleProvider
-from engine.channels.registry import Providers, Route
+from engine.channels.registry import PUSH_ROUTES, SMS_ROUTE, Providers, Route
+from engine.config import read_secret
 from engine.context import Context
 from schemas.common import Channel, Platform
-
-
-class ChannelConfigError(ValueError):
-    """A channel is configured in a way that cannot start (e.g. a missing password)."""
 
 
 def build_providers(context: Context) -> Providers:
@@ -22,10 +17,7 @@ def build_providers(context: Context) -> Providers:
     routes: dict[Route, ChannelProvider] = {}
     rates: dict[str, float] = {}
     if channels.push.provider == "console":
-        routes[(Channel.PUSH, Platform.IOS)] = console
-        routes[(Channel.PUSH, Platform.ANDROID)] = console
-        routes[(Channel.PUSH, Platform.WEB)] = console
-        routes[(Channel.WEBPUSH, Platform.WEB)] = console
+        routes.update(dict.fromkeys(PUSH_ROUTES, console))
     else:
         from engine.channels.push import build_push_providers
 
@@ -35,16 +27,14 @@ def build_providers(context: Context) -> Providers:
                 routes[(Channel.WEBPUSH, platform)] = provider
             rates[provider.name] = channels.push.tps
     if channels.sms.provider == "console":
-        routes[(Channel.SMS, None)] = console
+        routes[SMS_ROUTE] = console
     else:
         from engine.channels.sms.provider import SmppProvider
         from triggers.smpp import InboundHandler
 
-        password = os.environ.get(channels.sms.password_env)
-        if password is None:
-            raise ChannelConfigError(
-                f"channels.sms: set the SMSC password in ${channels.sms.password_env}"
-            )
+        password = read_secret(
+            "channels.sms", file=None, env=channels.sms.password_env, what="the SMSC password"
+        )
         handler = InboundHandler(sessions=context.sessions, config=context.config)
         sms = SmppProvider(
             channels.sms,
@@ -53,7 +43,7 @@ def build_providers(context: Context) -> Providers:
             on_inbound=handler.on_inbound,
         )
         handler.reply_with(sms)
-        routes[(Channel.SMS, None)] = sms
+        routes[SMS_ROUTE] = sms
         # The SMPP provider paces itself in message parts (its own token bucket).
         rates[sms.name] = 1e9
     return Providers(routes, rates=rates)

@@ -10,6 +10,13 @@ from engine.policy.ratelimit import RateLimiters, TokenBucket
 from schemas.common import Channel, Platform
 
 Route = tuple[Channel, Platform | None]
+PUSH_ROUTES: tuple[Route, ...] = (
+    (Channel.PUSH, Platform.IOS),
+    (Channel.PUSH, Platform.ANDROID),
+    (Channel.PUSH, Platform.WEB),  # PUSH reaches every push address, browsers too
+    (Channel.WEBPUSH, Platform.WEB),
+)
+SMS_ROUTE: Route = (Channel.SMS, None)
 
 
 class NoProvider(ProviderError):
@@ -31,22 +38,11 @@ class Providers:
         self._limiters = limiters or RateLimiters()
 
     @classmethod
-    def console(cls) -> Providers:
-        """Every channel to one console provider (the embedded default of `nudge dev`)."""
-        console = ConsoleProvider()
-        return cls(
-            {
-                (Channel.PUSH, Platform.IOS): console,
-                (Channel.PUSH, Platform.ANDROID): console,
-                (Channel.PUSH, Platform.WEB): console,
-                (Channel.WEBPUSH, Platform.WEB): console,
-                (Channel.SMS, None): console,
-            }
-        )
-
-    def routes(self) -> list[Route]:
-        """Every (channel, platform) this set of providers can deliver to."""
-        return list(self._routes)
+    def console(cls, console: ChannelProvider | None = None) -> Providers:
+        """Every channel to one console provider (the embedded default of `nudge dev`);
+        tests pass their own recording one."""
+        provider = console or ConsoleProvider()
+        return cls(dict.fromkeys([*PUSH_ROUTES, SMS_ROUTE], provider))
 
     def for_address(self, address: Address) -> ChannelProvider:
         platform = None if address.channel is Channel.SMS else address.platform

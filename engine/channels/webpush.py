@@ -10,7 +10,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
 import re
 from typing import Any
 
@@ -31,7 +30,7 @@ from engine.channels.base import (
     ThrottledError,
     parse_retry_after,
 )
-from engine.config import ConfigError, WebPushSettings
+from engine.config import ConfigError, WebPushSettings, read_secret
 
 DEFAULT_TTL = 24 * 3600  # seconds a push service keeps an undelivered message
 _URGENCIES = frozenset({"very-low", "low", "normal", "high"})
@@ -75,21 +74,6 @@ def load_vapid_key(text: str) -> Vapid:
         raise ConfigError("webpush: the VAPID private key cannot be loaded") from exc
 
 
-def _key_text(settings: WebPushSettings) -> str:
-    if settings.vapid_private_key_file is not None:
-        try:
-            return settings.vapid_private_key_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"webpush: cannot read vapid_private_key_file: {exc}") from exc
-    if settings.vapid_private_key_env:
-        value = os.environ.get(settings.vapid_private_key_env, "")
-        if not value:
-            name = settings.vapid_private_key_env
-            raise ConfigError(f"webpush: environment variable {name} is unset or empty")
-        return value
-    raise ConfigError("webpush: set vapid_private_key_file or vapid_private_key_env")
-
-
 def _check_keys(keys: Any) -> None:
     """Refuse subscription keys pywebpush would choke on (it raises assorted errors)."""
     try:
@@ -123,7 +107,14 @@ class WebPushProvider(ChannelProvider):
     def __init__(self, settings: WebPushSettings, *, private_key: str | None = None) -> None:
         self.settings = settings
         self._vapid = load_vapid_key(
-            private_key if private_key is not None else _key_text(settings)
+            private_key
+            if private_key is not None
+            else read_secret(
+                "webpush",
+                file=settings.vapid_private_key_file,
+                env=settings.vapid_private_key_env,
+                what="the VAPID private key",
+            )
         )
         self._timeout = settings.timeout.total_seconds()
         self._session: aiohttp.ClientSession | None = None

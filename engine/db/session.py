@@ -53,10 +53,6 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def is_postgres(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "postgresql"
-
-
 def dialect_name(session: AsyncSession) -> str:
     """ "postgresql" or "sqlite": the backend a session talks to."""
     return session.get_bind().dialect.name
