@@ -26,7 +26,10 @@ class DeliveryActivities:
         retryable error; throttled ones carry the provider's delay when it gave one."""
         beating = asyncio.create_task(_heartbeat())
         try:
-            return await self._deliverer.deliver(request)
+            # A first attempt cannot find rows of its own: the gate runs at once.
+            return await self._deliverer.deliver(
+                request, first_attempt=activity.info().attempt == 1
+            )
         except DeliveryRetry as retry:
             raise ApplicationError(
                 f"provider answered {retry.code}; will retry",

@@ -1,18 +1,20 @@
-"""Bookkeeping activities of a run: started, finished, goal reached, the user's zone."""
+"""Bookkeeping activities of a run: finished, goal reached, the user's zone (local
+activities: cheap, on the worker that runs the journey). Every one is idempotent."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from engine import runs
-from engine.config import NudgeConfig
-from engine.db.models import User
+from engine.config.nudge_toml import NudgeConfig
+from engine.store import runs
+from engine.store.models import User
 from schemas.journeys import GoalReached, RunFinished, RunStarted, UserZone, UserZoneRequest
 
 
 class RunActivities:
-    """Keeps `journey_runs` in step with the workflows. Every method is idempotent."""
+    """Keeps `journey_runs` in step with the workflows."""
 
     def __init__(
         self, *, sessions: async_sessionmaker[AsyncSession], config: NudgeConfig, version: str
@@ -23,40 +25,44 @@ class RunActivities:
 
     @activity.defn(name="nudge.run_started")
     async def run_started(self, started: RunStarted) -> None:
-        """Record the run id and the code version that runs it."""
+        """Only runs recorded before the router stored run ids call this (their histories
+        still schedule it): record the run id on the open row."""
         async with self._sessions() as session, session.begin():
-            await runs.mark_started(
-                session,
-                workflow_id=started.workflow_id,
-                run_id=started.run_id,
-                version=started.version or self._version,
-            )
+            await runs.mark_started(session, workflow_id=started.workflow_id, run_id=started.run_id)
 
     @activity.defn(name="nudge.run_finished")
     async def run_finished(self, finished: RunFinished) -> None:
+        """Close the run's row with its outcome and the code version that finished it."""
         async with self._sessions() as session, session.begin():
-            await runs.mark_finished(
-                session,
-                workflow_id=finished.workflow_id,
-                run_id=finished.run_id,
-                status=finished.status,
-                outcome=finished.outcome,
-                step=finished.step,
-                variant=finished.variant,
-                at=finished.at,
-            )
+            try:
+                await runs.mark_finished(
+                    session,
+                    workflow_id=finished.workflow_id,
+                    run_id=finished.run_id,
+                    status=finished.status,
+                    outcome=finished.outcome,
+                    step=finished.step,
+                    variant=finished.variant,
+                    version=self._version,
+                    at=finished.at,
+                )
+            except runs.RunRowMissing:
+                raise _not_yet() from None
 
     @activity.defn(name="nudge.goal_reached")
     async def goal_reached(self, goal: GoalReached) -> None:
         """A conversion, attributed to the last message the run delivered."""
         async with self._sessions() as session, session.begin():
-            await runs.mark_converted(
-                session,
-                workflow_id=goal.workflow_id,
-                run_id=goal.run_id,
-                message_id=goal.last_message_id,
-                at=goal.at,
-            )
+            try:
+                await runs.mark_converted(
+                    session,
+                    workflow_id=goal.workflow_id,
+                    run_id=goal.run_id,
+                    message_id=goal.last_message_id,
+                    at=goal.at,
+                )
+            except runs.RunRowMissing:
+                raise _not_yet() from None
 
     @activity.defn(name="nudge.user_zone")
     async def user_zone(self, request: UserZoneRequest) -> UserZone:
@@ -64,3 +70,9 @@ class RunActivities:
         async with self._sessions() as session:
             user = await session.get(User, request.user_id)
         return UserZone(timezone=(user.timezone if user else None) or self._config.timezone)
+
+
+def _not_yet() -> ApplicationError:
+    # A short run can end before the router that started it has committed the run's row;
+    # the retry finds it a moment later.
+    return ApplicationError("the run's row is not committed yet", type="RunRowMissing")

@@ -49,17 +49,17 @@ from temporalio.runtime import (
 )
 from temporalio.testing import WorkflowEnvironment
 
+from engine.app.journeys import template_store
+from engine.app.worker import build_worker
 from engine.channels.console import ConsoleProvider
 from engine.channels.registry import Providers
-from engine.config import NudgeConfig
+from engine.config.nudge_toml import NudgeConfig
+from engine.config.settings import Settings
 from engine.context import Context
-from engine.db.migrate import upgrade
-from engine.db.session import make_engine
-from engine.keys import create_key
-from engine.settings import Settings
-from engine.templates import DEFAULT_ROOT, TemplateStore
-from engine.temporal import SEARCH_ATTRIBUTES, connect, data_converter, temporal_binary
-from engine.worker import build_worker
+from engine.store.keys import create_key
+from engine.store.migrate import upgrade
+from engine.store.session import make_engine
+from engine.temporal.client import SEARCH_ATTRIBUTES, connect, data_converter, temporal_binary
 
 POSTGRES_URL = os.environ.get(
     "NUDGE_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -355,7 +355,7 @@ async def run(args: argparse.Namespace) -> None:
                     providers=providers,
                     task_queue=task_queue,
                     journeys={"t_keyed": TKeyed},
-                    templates=TemplateStore(TEST_TEMPLATES, DEFAULT_ROOT),
+                    templates=template_store(TEST_TEMPLATES),
                 )
             )
         base = await stack.enter_async_context(

@@ -43,10 +43,10 @@ from bench.ingest import (
     temporal_server,
     wait_for,
 )
-from engine.config import NudgeConfig
+from engine.app.journeys import template_store
+from engine.config.nudge_toml import NudgeConfig
 from engine.delivery import Deliverer
-from engine.templates import DEFAULT_ROOT, TemplateStore
-from engine.users import find_user
+from engine.store.users import find_user
 from schemas.common import Channel, SendStatus
 from schemas.events import JourneyEvent
 from schemas.journeys import DeliverRequest
@@ -164,7 +164,7 @@ async def gate_alone(s: Stack, config: NudgeConfig, calls: int) -> None:
             sessions=s.context.sessions,
             config=config,
             providers=providers,
-            templates=TemplateStore(TEST_TEMPLATES, DEFAULT_ROOT),
+            templates=template_store(TEST_TEMPLATES),
         )
         for mode in ("one at a time", "all at once"):
             user = f"gate-{mode.split()[0]}"

@@ -1,26 +1,34 @@
-"""Nudge's platform. Journeys import only from here:
+"""Nudge's platform. Journeys import only from here (the sandbox-safe journey surface):
 
-from engine import ALWAYS, Channel, Goal, Journey, JourneySettings, journey
+from engine import Channel, Duration, Goal, Journey, JourneyEntry, JourneyResult, journey
 """
 
+from engine.durations import Duration
 from engine.journey import (
     ALWAYS,
     Goal,
     Journey,
+    JourneyDefinitionError,
     JourneyExited,
     JourneySettings,
     JourneyState,
+    Variant,
     journey,
 )
-from schemas.common import Channel, SendStatus
+from schemas.common import MARKETING, OPT_IN_REQUESTED, TRANSACTIONAL, Channel, SendStatus
 from schemas.events import JourneyEvent
 from schemas.journeys import JourneyEntry, JourneyResult, SendResult
 
 __all__ = [
     "ALWAYS",
+    "MARKETING",
+    "OPT_IN_REQUESTED",
+    "TRANSACTIONAL",
     "Channel",
+    "Duration",
     "Goal",
     "Journey",
+    "JourneyDefinitionError",
     "JourneyEntry",
     "JourneyEvent",
     "JourneyExited",
@@ -29,5 +37,6 @@ __all__ = [
     "JourneyState",
     "SendResult",
     "SendStatus",
+    "Variant",
     "journey",
 ]

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from engine.config import NudgeConfig, load_config
-from engine.db.migrate import check_schema
-from engine.db.session import make_engine, make_sessionmaker
-from engine.settings import Settings
+from engine.config.nudge_toml import NudgeConfig, load_config
+from engine.config.settings import Settings
+from engine.store.migrate import check_schema
+from engine.store.session import make_engine, make_sessionmaker
 
 
 @dataclass

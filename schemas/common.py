@@ -48,3 +48,28 @@ class RunStatus(StrEnum):
     EXITED = "exited"
     FAILED = "failed"
     TERMINATED = "terminated"
+
+
+ALL_TOPICS = "all"
+"""A consent entry for topic `all` speaks for every topic of its channel (SMS STOP/START)."""
+MARKETING = "marketing"
+TRANSACTIONAL = "transactional"
+OPT_IN_REQUESTED = "SMS Opt-In Requested"
+"""The event a `pending` SMS consent emits; the double opt-in journey starts on it."""
+
+
+class ConsentState(StrEnum):
+    UNKNOWN = "unknown"
+    PENDING = "pending"
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class ConsentSource(StrEnum):
+    """Where a consent entry came from (evidence for TCPA/GDPR)."""
+
+    API = "api"
+    SMS_KEYWORD = "sms_keyword"
+    FORM = "form"
+    IMPORT = "import"
+    DEVICE = "device"

@@ -16,6 +16,7 @@ class JourneyEntry(BaseModel):
 
     `user_id` is Nudge's internal id (never an email or phone number). `settings` holds
     overrides of the journey's settings (from `nudge.toml` or a test) as plain values.
+    `carried` is set only on a run that continues an earlier one (continue-as-new).
     """
 
     journey: str
@@ -25,6 +26,7 @@ class JourneyEntry(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     # Whether the server has Nudge's search attributes (`nudge temporal setup`).
     search_attributes: bool = True
+    carried: CarriedState | None = None
 
 
 class JourneyResult(BaseModel):
@@ -50,6 +52,35 @@ class SendResult(BaseModel):
     @property
     def sent(self) -> bool:
         return self.status is SendStatus.SENT
+
+
+class StepRecord(BaseModel):
+    """One step a run took, kept so a run continued as new can fast-forward through its
+    own code to where it was. `until` is the deadline of a wait or sleep (UTC); a record
+    without `done` is the step the run was in when it continued as new."""
+
+    kind: str
+    name: str
+    done: bool = False
+    until: datetime | None = None
+    event: JourneyEvent | None = None
+    send: SendResult | None = None
+    flag: bool | None = None
+
+
+class CarriedState(BaseModel):
+    """What a run hands to its continuation (continue-as-new): compact, no event log."""
+
+    entered_at: datetime
+    steps: list[StepRecord] = Field(default_factory=list)
+    seen: list[str] = Field(default_factory=list)
+    pending: list[JourneyEvent] = Field(default_factory=list)
+    sent: int = 0
+    last_message_id: str | None = None
+    converted: bool = False
+    variant: str | None = None
+    holdout: bool = False
+    continued: int = 0
 
 
 class DeliverRequest(BaseModel):
@@ -123,3 +154,6 @@ class UserZoneRequest(BaseModel):
 
 class UserZone(BaseModel):
     timezone: str
+
+
+JourneyEntry.model_rebuild()

@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from engine.db.migrate import upgrade
-from engine.db.session import make_engine
-from engine.settings import Settings
-from engine.temporal import SEARCH_ATTRIBUTES, data_converter, temporal_binary
-from engine.timeskip import TIME_SKIPPING_DEV_SERVER_ARGS
+from engine.config.settings import Settings
+from engine.store.migrate import upgrade
+from engine.store.session import make_engine
+from engine.temporal.client import SEARCH_ATTRIBUTES, data_converter, temporal_binary
+from engine.temporal.timeskip import TIME_SKIPPING_DEV_SERVER_ARGS
 
 POSTGRES_URL = os.environ.get(
     "NUDGE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -14,17 +14,17 @@ from typing import Any, TypeVar
 import httpx
 from temporalio.client import Client
 
+from engine.app.journeys import shipped_journeys, template_store
+from engine.app.router import build_router
+from engine.app.worker import build_worker
 from engine.channels.console import ConsoleProvider
 from engine.channels.registry import Providers
-from engine.config import NudgeConfig
+from engine.config.nudge_toml import NudgeConfig
+from engine.config.settings import Settings
 from engine.context import Context
-from engine.journey import Journey
-from engine.keys import create_key
-from engine.settings import Settings
-from engine.templates import DEFAULT_ROOT, TemplateStore
-from engine.worker import build_worker, journey_classes
+from engine.journey import Journeys
+from engine.store.keys import create_key
 from triggers.api.app import create_app
-from triggers.router import Router
 
 TEST_TEMPLATES = Path(__file__).parent / "templates"
 T = TypeVar("T")
@@ -40,7 +40,7 @@ class Stack:
         client: Client,
         task_queue: str,
         config: NudgeConfig | None = None,
-        journeys: Mapping[str, type[Journey]] | None = None,
+        journeys: Journeys | None = None,
         providers: Providers | None = None,
         providers_factory: Callable[[Context], Providers] | None = None,
         run_worker: bool = True,
@@ -54,7 +54,7 @@ class Stack:
         )
         self.client = client
         self.config = config or NudgeConfig()
-        self.journeys = dict(journeys or journey_classes())
+        self.journeys = dict(journeys or shipped_journeys())
         self.console = ConsoleProvider(stream=io.StringIO())
         self.providers = providers or Providers.console(self.console)
         self._providers_factory = providers_factory
@@ -71,14 +71,7 @@ class Stack:
         async def temporal() -> Client:
             return self.client
 
-        self.router = Router(
-            sessionmaker=self.context.sessions,
-            client=temporal,
-            journeys=self.journeys,
-            config=self.config,
-            task_queue=self.settings.task_queue,
-            poll_interval=0.1,
-        )
+        self.router = build_router(self.context, temporal, journeys=self.journeys)
         self.app = create_app(self.context, temporal=temporal, router=self.router, run_router=False)
         self.http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app),
@@ -102,7 +95,7 @@ class Stack:
             self.context,
             providers=self.providers,
             journeys=self.journeys,
-            templates=TemplateStore(TEST_TEMPLATES, DEFAULT_ROOT),
+            templates=template_store(TEST_TEMPLATES),
         )
         await self._stack.enter_async_context(self.worker)
 

@@ -17,6 +17,7 @@ from engine import (
     journey,
 )
 from engine.durations import Duration
+from engine.journey import Journeys, registry
 
 
 class SequenceSettings(JourneySettings):
@@ -28,12 +29,11 @@ class SequenceSettings(JourneySettings):
     trigger="Seq Start",
     exit_on=("Seq Stop",),
     goal=Goal("Seq Goal", within=timedelta(hours=1)),
+    listens=("Ping",),
     reentry=ALWAYS,
 )
-class TSequence(Journey):
+class TSequence(Journey[SequenceSettings]):
     """wait_for (filtered) → send → sleep → wait_for → send."""
-
-    Settings = SequenceSettings
 
     @workflow.run
     async def run(self, entry: JourneyEntry) -> JourneyResult:
@@ -46,8 +46,8 @@ class TSequence(Journey):
         return self.finish(f"first={got[0]} second={got[1]} one={one.status} two={two.status}")
 
 
-@journey(trigger="Pair Start", reentry=ALWAYS, name="t_pair")
-class TPair(Journey):
+@journey(trigger="Pair Start", listens=("Ping", "Pong"), reentry=ALWAYS, name="t_pair")
+class TPair(Journey[JourneySettings]):
     """Two waits back to back: nothing in between them but the step boundary."""
 
     @workflow.run
@@ -62,10 +62,8 @@ class QuickSettings(JourneySettings):
 
 
 @journey(trigger="Once Start", reentry=None, name="t_once")
-class TOnce(Journey):
+class TOnce(Journey[QuickSettings]):
     """Ends at once; enterable once per user ever."""
-
-    Settings = QuickSettings
 
     @workflow.run
     async def run(self, entry: JourneyEntry) -> JourneyResult:
@@ -74,7 +72,7 @@ class TOnce(Journey):
 
 
 @journey(trigger="Cool Start", reentry=timedelta(seconds=4), name="t_cool")
-class TCool(Journey):
+class TCool(Journey[JourneySettings]):
     """Ends at once; a new entry needs 4 s since the last one."""
 
     @workflow.run
@@ -90,10 +88,8 @@ class TCool(Journey):
     reentry=ALWAYS,
     name="t_order",
 )
-class TOrder(Journey):
+class TOrder(Journey[SequenceSettings]):
     """Keyed by order; the exit event is also the goal (as in abandoned cart)."""
-
-    Settings = SequenceSettings
 
     @workflow.run
     async def run(self, entry: JourneyEntry) -> JourneyResult:
@@ -109,10 +105,8 @@ class KeyedSettings(JourneySettings):
 
 
 @journey(trigger="Cart Touched", key="cart_id", reentry=ALWAYS, name="t_keyed")
-class TKeyed(Journey):
+class TKeyed(Journey[KeyedSettings]):
     """One run per (user, cart): optionally holds, then sends once."""
-
-    Settings = KeyedSettings
 
     @workflow.run
     async def run(self, entry: JourneyEntry) -> JourneyResult:
@@ -129,7 +123,7 @@ class TKeyed(Journey):
     reentry=ALWAYS,
     name="t_split",
 )
-class TSplit(Journey):
+class TSplit(Journey[JourneySettings]):
     """A/B split with a holdout; waits a little for the goal."""
 
     @workflow.run
@@ -144,11 +138,9 @@ class SmsSettings(JourneySettings):
     wait_reply: Duration = timedelta(seconds=0)
 
 
-@journey(trigger="Sms Start", reentry=ALWAYS, name="t_sms")
-class TSms(Journey):
+@journey(trigger="Sms Start", listens=("SMS Received",), reentry=ALWAYS, name="t_sms")
+class TSms(Journey[SmsSettings]):
     """Two-way SMS: a text, a wait for the reply, a follow-up."""
-
-    Settings = SmsSettings
 
     @workflow.run
     async def run(self, entry: JourneyEntry) -> JourneyResult:
@@ -161,7 +153,4 @@ class TSms(Journey):
         )
 
 
-TEST_JOURNEYS: dict[str, type[Journey]] = {
-    cls.__journey__.name: cls
-    for cls in (TSequence, TPair, TSms, TOrder, TOnce, TCool, TKeyed, TSplit)
-}
+TEST_JOURNEYS: Journeys = registry((TSequence, TPair, TSms, TOrder, TOnce, TCool, TKeyed, TSplit))

@@ -23,12 +23,12 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from engine.codec import EncryptionCodec, data_converter, generate_key
-from engine.config import NudgeConfig
-from engine.db.migrate import upgrade
-from engine.db.session import make_engine
-from engine.replay import export_history
-from engine.temporal import SEARCH_ATTRIBUTES
+from engine.config.nudge_toml import NudgeConfig
+from engine.store.migrate import upgrade
+from engine.store.session import make_engine
+from engine.temporal.client import SEARCH_ATTRIBUTES
+from engine.temporal.codec import EncryptionCodec, data_converter, generate_key
+from engine.temporal.replay import export_history
 from tests.harness import Stack
 from tests.plaintext import found_anywhere
 from triggers.codec_server import create_codec_app

@@ -20,10 +20,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
-from engine import cli_ops
-from engine.replay import HINT_NONDETERMINISM
-from engine.temporal import SEARCH_ATTRIBUTES, temporal_binary
-from engine.worker import journey_classes
+from engine.app.journeys import shipped_journeys
+from engine.cli import ops as cli_ops
+from engine.temporal.client import SEARCH_ATTRIBUTES, temporal_binary
+from engine.temporal.replay import HINT_NONDETERMINISM
 from tests.histories._changed_cart import UnpatchedCart
 from workflows.abandoned_cart import PATCH_LAST_CALL_MIN_VALUE
 
@@ -42,7 +42,7 @@ async def test_every_recorded_history_replays() -> None:
 
 def test_corpus_covers_every_shipped_journey() -> None:
     recorded = {path.parent.name for path in HISTORIES.rglob("*.json")}
-    assert set(journey_classes()) <= recorded
+    assert set(shipped_journeys()) <= recorded
 
 
 def _patch_ids(path: Path) -> set[str]:

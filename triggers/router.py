@@ -1,10 +1,14 @@
-"""The event router: drains the events table (the outbox) into Temporal.
+"""The event router: drains the events table (the outbox) into Temporal, in batches.
 
-For each stored event, in order: signal-with-start a run of every journey whose trigger
-matches (when re-entry allows), and signal every open run of the user. An event is marked
-routed only after every call succeeded; if Temporal is unreachable it stays in the table and
-is retried, so nothing accepted is lost. Repeated deliveries are harmless: runs ignore an
-event whose `message_id` they have already seen.
+Per batch, in one transaction: claim the oldest unrouted events (`engine.store.outbox.claim`:
+each user's events as a prefix of that user's backlog, so order holds across routers), read
+the batch's open runs and last entries at once, then per user, in order: signal-with-start a
+run of each journey the event triggers (when re-entry allows) and signal each open run that
+listens to the event (`JourneySpec.interests`). Users are routed concurrently. Entries and
+`routed_at` are written in bulk before the commit. An event is marked routed only once
+every call for it succeeded; if Temporal is unreachable the whole batch stays and is retried,
+so nothing accepted is lost. Repeats are harmless: runs ignore an event whose `message_id`
+they have already seen, and an entry is keyed by (journey, event).
 """
 
 from __future__ import annotations
@@ -12,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
@@ -29,15 +33,13 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from engine import ids, runs
-from engine.config import NudgeConfig
-from engine.db.models import Event, JourneyRun
-from engine.db.session import dialect_name
-from engine.db.upsert import insert_ignore
-from engine.journey import ALWAYS, EVENT_SIGNAL, Journey, JourneySpec
-from engine.journey_types import SA_JOURNEY, SA_USER
-from engine.metrics import EVENTS_ROUTED, ROUTING_LAG
-from engine.users import now
+from engine import ids
+from engine.clock import now
+from engine.config.nudge_toml import NudgeConfig
+from engine.journey import ALWAYS, EVENT_SIGNAL, SA_JOURNEY, SA_USER, Journeys, JourneySpec
+from engine.observability.metrics import EVENTS_ROUTED, ROUTING_LAG
+from engine.store import outbox, runs
+from engine.store.models import Event, JourneyRun
 from schemas.common import RunStatus
 from schemas.events import JourneyEvent
 from schemas.journeys import JourneyEntry
@@ -47,9 +49,12 @@ log = logging.getLogger(__name__)
 RPC_TIMEOUT = timedelta(seconds=5)
 MAX_BACKOFF = 5.0
 MAX_KEY_LENGTH = 200  # a journey key goes into the workflow id (Temporal allows 1,000)
+BATCH = 200
+CONCURRENCY = 32
+"""Users routed at once: Temporal calls run concurrently across users, in order within one."""
 
 
-def _unreachable(exc: Exception) -> bool:
+def _unreachable(exc: BaseException) -> bool:
     """Temporal cannot be reached at all: retry everything later."""
     if isinstance(exc, RPCError):
         return exc.status in (
@@ -60,7 +65,7 @@ def _unreachable(exc: Exception) -> bool:
     return isinstance(exc, RuntimeError | OSError | TimeoutError)
 
 
-def _invalid(exc: Exception) -> bool:
+def _invalid(exc: BaseException) -> bool:
     """The event itself can never be routed (too big, an id too long, bad data)."""
     if isinstance(exc, RPCError):
         return exc.status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.OUT_OF_RANGE)
@@ -81,6 +86,18 @@ def reentry_allows(spec: JourneySpec, last: JourneyRun | None, at: datetime) -> 
     return at - last.started_at >= spec.reentry
 
 
+@dataclass
+class _UserRouting:
+    """What routing one user's events in this batch did."""
+
+    routed: list[int] = field(default_factory=list)
+    set_aside: dict[int, str] = field(default_factory=dict)
+    retry: int | None = None
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    failure: BaseException | None = None
+
+
 class Router:
     """Routes unrouted events; `run` loops until cancelled, `wake` shortens the wait."""
 
@@ -89,19 +106,25 @@ class Router:
         *,
         sessionmaker: async_sessionmaker[AsyncSession],
         client: Callable[[], Awaitable[Client]],
-        journeys: Mapping[str, type[Journey]],
+        journeys: Journeys,
         config: NudgeConfig,
         task_queue: str,
         search_attributes: bool = True,
         poll_interval: float = 0.5,
+        version: str = "dev",
+        batch: int = BATCH,
+        concurrency: int = CONCURRENCY,
     ) -> None:
         self._sessions = sessionmaker
         self._client = client
-        self._specs = [cls.__journey__ for cls in journeys.values()]
+        self._specs = {cls.__journey__.name: cls.__journey__ for cls in journeys.values()}
         self._config = config
         self._task_queue = task_queue
         self._search_attributes = search_attributes
         self._poll = poll_interval
+        self._version = version
+        self._batch = batch
+        self._limit = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         # Events that failed for a passing reason, and when to try them again (loop time).
         self._later: dict[int, float] = {}
@@ -120,11 +143,7 @@ class Router:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                level = (
-                    logging.WARNING
-                    if isinstance(exc, RPCError | RuntimeError | OSError)
-                    else logging.ERROR
-                )
+                level = logging.WARNING if _unreachable(exc) else logging.ERROR
                 log.log(
                     level,
                     "routing paused: %s; retrying in %.1fs",
@@ -132,7 +151,6 @@ class Router:
                     backoff,
                     exc_info=level == logging.ERROR,
                 )
-                routed = 0
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
@@ -141,61 +159,107 @@ class Router:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
 
-    async def route_pending(self, *, limit: int = 100) -> int:
-        """Route up to `limit` events, oldest first; returns how many were routed.
+    async def route_pending(self, *, limit: int | None = None) -> int:
+        """Route batches until none is left or `limit` events were routed; returns how many.
 
-        Each event is routed in its own transaction holding a lock on the event row
-        (Postgres: `FOR UPDATE SKIP LOCKED`, so several routers share the work). An event is
-        only taken once every older event of the same user is routed, so a user's events
-        reach their runs in order whichever router takes them. An event that can never be
-        routed (Temporal refuses it as invalid) is set aside with the reason; one that fails
-        for a passing reason is retried later without holding up other users' events.
+        An event that can never be routed (Temporal refuses it as invalid) is set aside with
+        the reason; one that fails for a passing reason is retried later, holding up only the
+        later events of its own user.
         """
         client = await self._client()
-        count = 0
+        total = 0
+        while limit is None or total < limit:
+            routed, claimed = await self._route_batch(client)
+            total += routed
+            if claimed < self._batch:
+                break
+        return total
+
+    async def _route_batch(self, client: Client) -> tuple[int, int]:
+        """One batch in one transaction; returns (events routed, events claimed)."""
         loop = asyncio.get_running_loop()
         self._later = {k: t for k, t in self._later.items() if t > loop.time()}
-        while count < limit:
-            async with self._sessions() as session, session.begin():
-                event = await self._next(session)
-                if event is None:
-                    return count
-                try:
-                    async with session.begin_nested():
-                        await self._route(session, client, event)
-                except Exception as exc:
-                    if _unreachable(exc):
-                        raise  # Temporal is down: back off as a whole
-                    if not _invalid(exc):
-                        log.warning("event %s not routed yet: %s", event.id, type(exc).__name__)
-                        self._later[event.id] = loop.time() + MAX_BACKOFF
-                        event.route_attempts += 1
-                        continue
-                    event.route_error = f"{type(exc).__name__}: {exc}"[:200]
-                    log.error("event %s set aside: %s", event.id, event.route_error)
-                event.route_attempts += 1
-                event.routed_at = now()
+        async with self._sessions() as session, session.begin():
+            events = await outbox.claim(session, limit=self._batch, skip=self._later)
+            if not events:
+                return 0, 0
+            by_user: dict[str, list[Event]] = {}
+            for event in events:
+                by_user.setdefault(event.user_id, []).append(event)
+            open_runs = await runs.open_runs_of(session, user_ids=by_user)
+            triggered = {
+                s.name for s in self._specs.values() for e in events if e.name == s.trigger
+            }
+            last = await runs.last_entries(session, user_ids=by_user, journeys=triggered)
+            await self._record_late_goals(session, events)
+            done = await asyncio.gather(
+                *(
+                    self._route_user(client, user, queue, open_runs.get(user, []), last)
+                    for user, queue in by_user.items()
+                )
+            )
+            failures = [d.failure for d in done if d.failure is not None]
+            if (
+                failures
+                and all(_unreachable(f) for f in failures)
+                and not any(d.routed for d in done)
+            ):
+                raise failures[0]  # Temporal is down: roll the batch back, back off as a whole
+            stamp = now()
+            await runs.add_entries(session, [e for d in done for e in d.entries])
+            await runs.terminated(
+                session, workflow_ids=[w for d in done for w in d.gone], outcome="not_found"
+            )
+            routed = [event_id for d in done for event_id in d.routed]
+            await outbox.mark_routed(session, ids=routed, at=stamp)
+            for d in done:
+                for event_id, reason in d.set_aside.items():
+                    log.error("event %s set aside: %s", event_id, reason)
+                    await outbox.mark_routed(session, ids=[event_id], at=stamp, error=reason)
+            retry = [d.retry for d in done if d.retry is not None]
+            for event_id in retry:
+                self._later[event_id] = loop.time() + MAX_BACKOFF
+            await outbox.note_attempt(session, ids=retry)
+        lagging = {event.id: event.received_at for event in events}
+        for event_id in routed:
             EVENTS_ROUTED.inc()
-            ROUTING_LAG.observe((event.routed_at - event.received_at).total_seconds())
-            count += 1
-        return count
+            ROUTING_LAG.observe((stamp - lagging[event_id]).total_seconds())
+        return len(routed) + sum(len(d.set_aside) for d in done), len(events)
 
-    async def _next(self, session: AsyncSession) -> Event | None:
-        older = aliased(Event)
-        earlier_unrouted = (
-            select(older.id)
-            .where(older.user_id == Event.user_id, older.id < Event.id, older.routed_at.is_(None))
-            .exists()
-        )
-        query = select(Event).where(Event.routed_at.is_(None), ~earlier_unrouted)
-        if self._later:
-            query = query.where(Event.id.not_in(list(self._later)))
-        query = query.order_by(Event.id).limit(1)
-        if dialect_name(session) == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=Event)
-        return (await session.scalars(query)).first()
+    async def _route_user(
+        self,
+        client: Client,
+        user_id: str,
+        events: list[Event],
+        open_runs: list[JourneyRun],
+        last: dict[tuple[str, str, str | None], JourneyRun],
+    ) -> _UserRouting:
+        """Route one user's events in order; stop at the first that fails for now."""
+        done = _UserRouting()
+        running = {run.workflow_id: run.journey for run in open_runs}
+        async with self._limit:
+            for event in events:
+                try:
+                    await self._route_event(client, event, running, last, done)
+                except Exception as exc:
+                    if _invalid(exc):
+                        done.set_aside[event.id] = f"{type(exc).__name__}: {exc}"[:200]
+                        continue
+                    if not _unreachable(exc):
+                        log.warning("event %s not routed yet: %s", event.id, type(exc).__name__)
+                    done.retry, done.failure = event.id, exc
+                    break
+                done.routed.append(event.id)
+        return done
 
-    async def _route(self, session: AsyncSession, client: Client, event: Event) -> None:
+    async def _route_event(
+        self,
+        client: Client,
+        event: Event,
+        running: dict[str, str],
+        last: dict[tuple[str, str, str | None], JourneyRun],
+        done: _UserRouting,
+    ) -> None:
         if event.type != "track":
             return  # identify calls change the profile; journeys see track events only
         signal = JourneyEvent(
@@ -204,19 +268,8 @@ class Router:
             properties=dict(event.properties or {}),
             timestamp=event.timestamp,
         )
-        open_runs = await runs.open_runs(session, user_id=event.user_id)
         started: set[str] = set()
-        for spec in self._specs:
-            if spec.goal is not None and spec.goal.event == event.name:
-                key_value = (event.properties or {}).get(spec.key) if spec.key else None
-                await runs.convert_closed(
-                    session,
-                    journey=spec.name,
-                    user_id=event.user_id,
-                    key=None if key_value is None else str(key_value),
-                    within=spec.goal.within,
-                    at=event.received_at,
-                )
+        for spec in self._specs.values():
             if spec.trigger != event.name:
                 continue
             key_value = (event.properties or {}).get(spec.key) if spec.key else None
@@ -227,61 +280,82 @@ class Router:
             if key is not None and len(key) > MAX_KEY_LENGTH:
                 raise ValueError(f"{spec.key} is longer than {MAX_KEY_LENGTH} characters")
             workflow_id = ids.journey_workflow_id(spec.name, event.user_id, key)
-            if any(run.workflow_id == workflow_id for run in open_runs):
+            if workflow_id in running:
                 continue  # delivered below, as an ordinary event
-            last = await runs.last_entry(session, journey=spec.name, user_id=event.user_id, key=key)
-            if last is not None and last.entry_event_id == event.id:
-                pass  # a retry of this very entry: start again (idempotent on Temporal's side)
-            elif not reentry_allows(spec, last, event.received_at):
+            previous = last.get((spec.name, event.user_id, key))
+            retried = previous is not None and previous.entry_event_id == event.id
+            if not retried and not reentry_allows(spec, previous, event.received_at):
                 continue
-            await insert_ignore(
-                session,
-                JourneyRun,
-                {
-                    "journey": spec.name,
-                    "user_id": event.user_id,
-                    "key": key,
-                    "workflow_id": workflow_id,
-                    "entry_event_id": event.id,
-                    "status": RunStatus.OPEN.value,
-                    # Entered when its trigger arrived (also what re-entry cool-downs compare).
-                    "started_at": event.received_at,
-                },
-                conflict=["journey", "entry_event_id"],
-            )
-            await self._signal_with_start(client, spec, workflow_id, event.user_id, key, signal)
+            run_id = await self._signal_with_start(client, spec, workflow_id, event, key, signal)
+            if run_id is None:
+                continue
+            entry: dict[str, Any] = {
+                "journey": spec.name,
+                "user_id": event.user_id,
+                "key": key,
+                "workflow_id": workflow_id,
+                "run_id": run_id,
+                "entry_event_id": event.id,
+                "version": self._version,
+                # Entered when its trigger arrived (also what re-entry cool-downs compare).
+                "started_at": event.received_at,
+            }
+            done.entries.append(entry)
+            # Later events of this batch see the new run, and its entry for re-entry.
+            last[(spec.name, event.user_id, key)] = JourneyRun(**entry, id=0, status=RunStatus.OPEN)
+            running[workflow_id] = spec.name
             started.add(workflow_id)
-        for run in open_runs:
-            if run.workflow_id in started:
+        for workflow_id, journey in list(running.items()):
+            listener = self._specs.get(journey)
+            if workflow_id in started or (
+                listener is not None and event.name not in listener.interests
+            ):
                 continue
             try:
-                await client.get_workflow_handle(run.workflow_id).signal(
+                await client.get_workflow_handle(workflow_id).signal(
                     EVENT_SIGNAL, signal, rpc_timeout=RPC_TIMEOUT
                 )
             except RPCError as exc:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
                 # The run ended without closing its row (e.g. terminated by an operator).
-                await runs.mark_finished(
-                    session,
-                    workflow_id=run.workflow_id,
-                    run_id=None,
-                    status=RunStatus.TERMINATED,
-                    outcome="not_found",
+                done.gone.append(workflow_id)
+                del running[workflow_id]
+
+    async def _record_late_goals(self, session: AsyncSession, events: Iterable[Event]) -> None:
+        """Goals that arrive after their run ended still count within the goal window."""
+        goals = []
+        for event in events:
+            for spec in self._specs.values():
+                if spec.goal is None or spec.goal.event != event.name:
+                    continue
+                key_value = (event.properties or {}).get(spec.key) if spec.key else None
+                goals.append(
+                    (
+                        spec.name,
+                        event.user_id,
+                        None if key_value is None else str(key_value),
+                        spec.goal.within,
+                        event.received_at,
+                    )
                 )
+        if goals:
+            await runs.convert_closed(session, goals=goals)
 
     async def _signal_with_start(
         self,
         client: Client,
         spec: JourneySpec,
         workflow_id: str,
-        user_id: str,
+        event: Event,
         key: str | None,
         signal: JourneyEvent,
-    ) -> None:
+    ) -> str | None:
+        """Enter the user (or signal the run that is already there); the run id, or None
+        when Temporal refuses a second run of a once-only journey."""
         entry = JourneyEntry(
             journey=spec.name,
-            user_id=user_id,
+            user_id=event.user_id,
             key=key,
             event=signal,
             settings=self._config.journey_overrides(spec.name),
@@ -289,13 +363,16 @@ class Router:
         )
         attributes = (
             TypedSearchAttributes(
-                [SearchAttributePair(SA_JOURNEY, spec.name), SearchAttributePair(SA_USER, user_id)]
+                [
+                    SearchAttributePair(SA_JOURNEY, spec.name),
+                    SearchAttributePair(SA_USER, event.user_id),
+                ]
             )
             if self._search_attributes
             else None
         )
         try:
-            await client.start_workflow(
+            handle = await client.start_workflow(
                 spec.name,
                 entry,
                 id=workflow_id,
@@ -314,3 +391,5 @@ class Router:
             )
         except WorkflowAlreadyStartedError:
             log.info("%s already ran for this user; not entered again", spec.name)
+            return None
+        return handle.result_run_id

@@ -12,24 +12,24 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from engine import ids, sms
+from engine import ids
 from engine.channels.base import ProviderError
-from engine.channels.sms.inbound import InboundSms, Receipt
 from engine.channels.sms.keywords import classify
 from engine.channels.sms.provider import SmppProvider
-from engine.config import NudgeConfig
-from engine.db.models import Event, Message, User
-from engine.db.upsert import insert_ignore
-from engine.policy import consent
-from engine.users import ensure_user
+from engine.config.nudge_toml import NudgeConfig
+from engine.store import consent, sms
+from engine.store.models import Event, Message, User
+from engine.store.rows import insert_ignore
+from engine.store.users import ensure_user
 from schemas.common import Channel, MessageStatus
+from schemas.sms import InboundSms, Receipt
 
 log = logging.getLogger(__name__)
 
 
 async def _pending(session: AsyncSession, user_id: str) -> bool:
     state = await consent.current(
-        session, user_id=user_id, channel=Channel.SMS.value, topic=consent.MARKETING
+        session, user_id=user_id, channel=Channel.SMS, topic=consent.MARKETING
     )
     return state is consent.ConsentState.PENDING
 
@@ -132,7 +132,7 @@ class InboundHandler:
             await consent.record(
                 session,
                 user_id=user.id,
-                channel=Channel.SMS.value,
+                channel=Channel.SMS,
                 topic=consent.ALL_TOPICS,
                 state=state,
                 source=consent.ConsentSource.SMS_KEYWORD,
@@ -154,7 +154,7 @@ class InboundHandler:
             channel="sms",
             template=f"keyword:{kind}",
             transactional=True,
-            status=MessageStatus.PENDING.value,
+            status=MessageStatus.PENDING,
             body={"sms": text},
             attempts=1,
             created_at=now,
@@ -163,12 +163,12 @@ class InboundHandler:
         try:
             result = await self._sms.send_text(phone, text)
         except ProviderError as exc:
-            row.status, row.reason = MessageStatus.FAILED.value, exc.code
+            row.status, row.reason = MessageStatus.FAILED, exc.code
         except Exception:  # a reply must never fail the stored inbound message
             log.exception("keyword reply failed")
-            row.status, row.reason = MessageStatus.FAILED.value, "reply_failed"
+            row.status, row.reason = MessageStatus.FAILED, "reply_failed"
         else:
-            row.status, row.sent_at = MessageStatus.SENT.value, datetime.now(UTC)
+            row.status, row.sent_at = MessageStatus.SENT, datetime.now(UTC)
             row.provider, row.provider_id = result.provider, result.provider_id
             row.encoding, row.parts = result.encoding, result.parts
         async with self._sessions() as session, session.begin():

@@ -1,13 +1,16 @@
 """The journeys: one module each, templates beside them in `templates/<journey>/`.
 
-Importing this package registers every journey (`engine.journey.JOURNEYS`).
+`ALL` is the list the worker runs and the router routes to (`engine.app.journeys`).
 """
 
+from typing import Any
+
+from engine import Journey
 from workflows.abandoned_cart import AbandonedCart
 from workflows.onboarding import Onboarding
 from workflows.sms_double_opt_in import SmsDoubleOptIn
 from workflows.win_back import WinBack
 
-ALL = [AbandonedCart, Onboarding, WinBack, SmsDoubleOptIn]
+ALL: list[type[Journey[Any]]] = [AbandonedCart, Onboarding, WinBack, SmsDoubleOptIn]
 
 __all__ = ["ALL", "AbandonedCart", "Onboarding", "SmsDoubleOptIn", "WinBack"]

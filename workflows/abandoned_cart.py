@@ -6,7 +6,7 @@ Versioned behaviour (see CONTRIBUTING.md, "Changing a journey"):
   small carts, so it is only sent when the cart's `value` property is at least
   `last_call_min_value`; smaller carts get the push reminder only (outcome `push_only`).
   A cart without a `value` keeps the old behaviour. Runs started before this change replay
-  the old path (`workflow.patched` is False for them).
+  the old path (`self.patched` is False for them).
 """
 
 from __future__ import annotations
@@ -15,8 +15,16 @@ from datetime import time, timedelta
 
 from temporalio import workflow
 
-from engine import Channel, Goal, Journey, JourneyEntry, JourneyResult, JourneySettings, journey
-from engine.durations import Duration
+from engine import (
+    Channel,
+    Duration,
+    Goal,
+    Journey,
+    JourneyEntry,
+    JourneyResult,
+    JourneySettings,
+    journey,
+)
 
 PATCH_LAST_CALL_MIN_VALUE = "last-call-min-value"
 
@@ -32,19 +40,18 @@ class AbandonedCartSettings(JourneySettings):
 
 @journey(
     trigger="Cart Updated",
+    listens=("Checkout Started",),
     exit_on=("Order Completed",),
     goal=Goal("Order Completed", within=timedelta(days=3)),
     reentry=timedelta(days=7),
 )
-class AbandonedCart(Journey):
-    Settings = AbandonedCartSettings
-
+class AbandonedCart(Journey[AbandonedCartSettings]):
     @workflow.run
     async def run(self, entry: JourneyEntry) -> JourneyResult:
         if await self.wait_for("Checkout Started", timeout=self.settings.nudge_after):
             return self.finish("checked_out")
         await self.send("cart_reminder", channel=Channel.PUSH)
-        if workflow.patched(PATCH_LAST_CALL_MIN_VALUE) and not self._worth_a_last_call(entry):
+        if self.patched(PATCH_LAST_CALL_MIN_VALUE) and not self._worth_a_last_call(entry):
             return self.finish("push_only")
         await self.sleep_until_local(self.settings.last_call_at)
         await self.send("cart_last_call", channel=Channel.SMS)

@@ -6,8 +6,16 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from engine import Channel, Goal, Journey, JourneyEntry, JourneyResult, JourneySettings, journey
-from engine.durations import Duration
+from engine import (
+    Channel,
+    Duration,
+    Goal,
+    Journey,
+    JourneyEntry,
+    JourneyResult,
+    JourneySettings,
+    journey,
+)
 
 
 class OnboardingSettings(JourneySettings):
@@ -20,9 +28,7 @@ class OnboardingSettings(JourneySettings):
     exit_on=("Profile Completed",),
     goal=Goal("Profile Completed", within=timedelta(days=7)),
 )
-class Onboarding(Journey):
-    Settings = OnboardingSettings
-
+class Onboarding(Journey[OnboardingSettings]):
     @workflow.run
     async def run(self, entry: JourneyEntry) -> JourneyResult:
         await self.send("welcome", channel=Channel.PUSH)

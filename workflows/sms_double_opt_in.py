@@ -13,9 +13,17 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from engine import ALWAYS, Channel, Journey, JourneyEntry, JourneyResult, JourneySettings, journey
-from engine.durations import Duration
-from engine.policy.consent import OPT_IN_REQUESTED
+from engine import (
+    ALWAYS,
+    OPT_IN_REQUESTED,
+    Channel,
+    Duration,
+    Journey,
+    JourneyEntry,
+    JourneyResult,
+    JourneySettings,
+    journey,
+)
 
 
 class SmsDoubleOptInSettings(JourneySettings):
@@ -23,10 +31,8 @@ class SmsDoubleOptInSettings(JourneySettings):
     """How long the confirmation request stays open."""
 
 
-@journey(trigger=OPT_IN_REQUESTED, reentry=ALWAYS)
-class SmsDoubleOptIn(Journey):
-    Settings = SmsDoubleOptInSettings
-
+@journey(trigger=OPT_IN_REQUESTED, listens=("SMS Received",), reentry=ALWAYS)
+class SmsDoubleOptIn(Journey[SmsDoubleOptInSettings]):
     @workflow.run
     async def run(self, entry: JourneyEntry) -> JourneyResult:
         asked = await self.send("confirm_request", channel=Channel.SMS, transactional=True)

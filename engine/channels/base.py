@@ -128,6 +128,9 @@ class ChannelProvider(ABC):
     """
 
     name: str = "provider"
+    paces_itself: bool = False
+    """True when the provider applies its own rate limit (e.g. per SMS part); the delivery
+    pipeline then takes no token for it."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open connections; called once in the running loop before the first send."""

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from engine.channels.base import Address, ChannelProvider, ProviderError
 from engine.channels.console import ConsoleProvider
-from engine.policy.ratelimit import RateLimiters, TokenBucket
+from engine.channels.ratelimit import RateLimiters, TokenBucket
 from schemas.common import Channel, Platform
 
 Route = tuple[Channel, Platform | None]
@@ -51,8 +51,11 @@ class Providers:
             raise NoProvider("no_provider", f"{address.channel}/{platform}")
         return provider
 
-    def limiter(self, provider: ChannelProvider) -> TokenBucket:
-        """The token bucket of a provider connection (shared by every run in this worker)."""
+    def limiter(self, provider: ChannelProvider) -> TokenBucket | None:
+        """The token bucket of a provider connection (shared by every run in this worker), or
+        None for a provider that paces itself (SMPP counts message parts, not messages)."""
+        if provider.paces_itself:
+            return None
         return self._limiters.get(provider.name, self._rates.get(provider.name, 1000.0))
 
     def unique(self) -> list[ChannelProvider]:

@@ -25,17 +25,19 @@ Message times later than `now` (clock skew between workers) count as if sent at 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from engine.config import Cap
+from engine.config.nudge_toml import Cap
 from engine.localtime import resolve_local
 
 __all__ = [
     "applicable_caps",
     "calendar_period",
     "count_in_window",
+    "counted_times",
     "next_free_at",
     "over_cap",
     "window_start",
@@ -60,6 +62,25 @@ def applicable_caps(
         cap
         for cap in caps
         if cap.channel in ("any", channel) and (cap.journey is None or cap.journey == journey)
+    ]
+
+
+class _Send(Protocol):
+    @property
+    def channel(self) -> str: ...
+    @property
+    def journey(self) -> str | None: ...
+    @property
+    def at(self) -> datetime: ...
+
+
+def counted_times(cap: Cap, sends: Iterable[_Send]) -> list[datetime]:
+    """The times of the sends that `cap` counts (its channel, or any; its journey, if set)."""
+    return [
+        send.at
+        for send in sends
+        if cap.channel in ("any", send.channel)
+        and (cap.journey is None or cap.journey == send.journey)
     ]
 
 

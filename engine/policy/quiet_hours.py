@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from engine.config import QuietHours, QuietWindow
+from engine.config.nudge_toml import QuietHours, QuietWindow
 from engine.localtime import resolve_local
 
 __all__ = ["QuietHoursNeverEnd", "quiet_until", "release_time"]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli import app
+from engine.cli.main import app
+from engine.store.migrate import head_revision
 
 runner = CliRunner()
 
@@ -30,7 +31,7 @@ def test_api_and_worker_refuse_an_out_of_date_schema(env: Path) -> None:
         assert "nudge db upgrade" in result.output
     upgraded = runner.invoke(app, ["db", "upgrade"])
     assert upgraded.exit_code == 0, upgraded.output
-    assert "revision 0003" in upgraded.output
+    assert f"revision {head_revision()}" in upgraded.output
 
 
 def test_a_malformed_nudge_toml_is_refused_with_line_and_reason(

@@ -10,7 +10,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 
-from engine.codec import (
+from engine.temporal.codec import (
     ENCODING,
     KEY_ID_METADATA,
     CodecError,

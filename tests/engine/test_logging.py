@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.logging import REDACTED, configure_logging, redact
+from engine.observability.logging import REDACTED, configure_logging, redact
 
 PHONE = "+15555550123"
 APNS_TOKEN = "a3f1" * 16  # 64 hex chars, the shape of an APNs device token
@@ -84,8 +84,8 @@ def test_ids_we_log_are_kept() -> None:
     line = f"run {RUN_ID} of {WORKFLOW_ID} message m_0123456789abcdef01234567 step cart_reminder_v2"
     assert redact(line) == line
     # Long snake_case names and module paths are words, not tokens.
-    assert redact("engine.channels.apns.ApnsProvider.send_notification_now") == (
-        "engine.channels.apns.ApnsProvider.send_notification_now"
+    assert redact("engine.channels.push.apns.ApnsProvider.send_notification_now") == (
+        "engine.channels.push.apns.ApnsProvider.send_notification_now"
     )
     assert redact("template_abandoned_cart_last_call_fr") == "template_abandoned_cart_last_call_fr"
 

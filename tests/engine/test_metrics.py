@@ -10,7 +10,7 @@ import httpx
 import pytest
 from temporalio.runtime import Runtime
 
-from engine.metrics import (
+from engine.observability.metrics import (
     EVENTS_ACCEPTED,
     PROVIDER_LATENCY,
     REGISTRY,

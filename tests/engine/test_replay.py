@@ -15,8 +15,9 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from engine.codec import EncryptionCodec, data_converter, generate_key
-from engine.replay import (
+from engine.temporal.client import temporal_binary
+from engine.temporal.codec import EncryptionCodec, data_converter, generate_key
+from engine.temporal.replay import (
     HINT_CODEC,
     HINT_NONDETERMINISM,
     export_history,
@@ -24,7 +25,6 @@ from engine.replay import (
     load_history,
     replay_histories,
 )
-from engine.temporal import temporal_binary
 from tests.engine._replay_workflows import (
     NAME,
     ProbeInput,

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.templates import DEFAULT_ROOT, TemplateError, TemplateStore
+from engine.app.journeys import shipped_templates, template_store
+from engine.delivery.templates import TemplateError, TemplateStore
+
+DEFAULT_ROOT = shipped_templates()
 
 SHIPPED = sorted(DEFAULT_ROOT.rglob("*.liquid"))
 BARE = {"user": {}, "event": {"name": "X", "properties": {}}, "settings": {}, "variant": None}
@@ -14,7 +17,7 @@ BARE = {"user": {}, "event": {"name": "X", "properties": {}}, "settings": {}, "v
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(DEFAULT_ROOT)))
 def test_every_shipped_template_renders_for_a_bare_profile(path: Path) -> None:
-    content = TemplateStore().render_source(path.read_text(), BARE, name=str(path))
+    content = template_store().render_source(path.read_text(), BARE, name=str(path))
     assert content.title or content.body or content.sms
 
 

@@ -1,4 +1,4 @@
-"""engine.testing (the journey test kit) and `nudge simulate`, on real dev servers."""
+"""engine.testing.kit (the journey test kit) and `nudge simulate`, on real dev servers."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
-from engine import testing_pytest, timeskip
-from engine.cli_simulate import simulate
-from engine.temporal import temporal_binary
+from engine.cli.simulate import simulate
+from engine.temporal import timeskip
+from engine.temporal.client import temporal_binary
 from engine.testing import JourneyEnv, TimeSkippingUnavailable
-from engine.testing_pytest import EnvFactory
+from engine.testing import pytest_plugin as testing_pytest
+from engine.testing.pytest_plugin import EnvFactory
 from workflows import AbandonedCart
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

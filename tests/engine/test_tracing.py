@@ -8,8 +8,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
 
-from engine.settings import Settings
-from engine.temporal import tracing_interceptors
+from engine.config.settings import Settings
+from engine.temporal.client import tracing_interceptors
 from tests.harness import Stack
 from tests.journeys import TEST_JOURNEYS
 

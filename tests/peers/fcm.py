@@ -25,7 +25,7 @@ from typing import Any
 import google.auth.credentials
 from aiohttp import web
 
-from engine.config import FcmSettings
+from engine.config.nudge_toml import FcmSettings
 from tests.peers._base import ThreadedPeer
 
 _FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from temporalio.client import Client
 
-from engine.db.models import Event
+from engine.store.models import Event
 from tests.harness import Stack
 
 
@@ -133,8 +133,8 @@ async def test_messages_list_is_paginated(api: Stack) -> None:
     from datetime import UTC, datetime, timedelta
 
     from engine import ids
-    from engine.db.models import Message
-    from engine.users import ensure_user
+    from engine.store.models import Message
+    from engine.store.users import ensure_user
 
     async with api.context.sessions() as db:
         user = await ensure_user(db, external_id="u5")

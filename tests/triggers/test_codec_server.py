@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from engine.codec import EncryptionCodec, generate_key
+from engine.temporal.codec import EncryptionCodec, generate_key
 from triggers.codec_server import PROBLEM_UNAUTHORIZED, create_codec_app
 
 UI = "http://localhost:8080"

@@ -8,10 +8,10 @@ import re
 
 from temporalio.client import Client
 
-from engine.config import NudgeConfig
-from engine.settings import Settings
-from engine.temporal import temporal_binary
-from engine.timeline import step_counts
+from engine.config.nudge_toml import NudgeConfig
+from engine.config.settings import Settings
+from engine.store.timeline import step_counts
+from engine.temporal.client import temporal_binary
 from tests.harness import Stack, eventually
 from tests.journeys import TEST_JOURNEYS
 

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
+from engine.app.dev import start_temporal
+from engine.app.worker import build_worker
 from engine.channels.registry import Providers
-from engine.config import load_config
-from engine.dev import start_temporal
-from engine.settings import Settings
-from engine.temporal import connect
-from engine.worker import build_worker
+from engine.config.nudge_toml import load_config
+from engine.config.settings import Settings
+from engine.temporal.client import connect
 from tests.harness import Stack, eventually, sent
 
 
@@ -47,7 +47,7 @@ def worker_env(url: str, client: Client, queue: str, config: Path) -> dict[str, 
 async def start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
     out = log.open("ab")
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "engine.cli", "worker", env=env, stdout=out, stderr=out
+        sys.executable, "-m", "engine.cli.main", "worker", env=env, stdout=out, stderr=out
     )
 
 
@@ -114,7 +114,7 @@ async def test_events_accepted_while_temporal_is_down_reach_their_journeys(
     postgres_url: str, task_queue: str, own_temporal: dict[str, Any]
 ) -> None:
     settings = Settings(temporal_address=f"127.0.0.1:{own_temporal['port']}")
-    from engine.dev import wait_for_temporal
+    from engine.app.dev import wait_for_temporal
 
     client = await wait_for_temporal(settings, timeout=30)
     async with Stack(
@@ -151,7 +151,7 @@ async def test_events_accepted_while_temporal_is_down_reach_their_journeys(
             async with s.context.sessions() as db:
                 from sqlalchemy import func, select
 
-                from engine.db.models import Event
+                from engine.store.models import Event
 
                 unrouted = await db.scalar(
                     select(func.count()).select_from(Event).where(Event.routed_at.is_(None))

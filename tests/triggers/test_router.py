@@ -8,8 +8,8 @@ import contextlib
 from sqlalchemy import select
 from temporalio.client import Client
 
-from engine.config import NudgeConfig
-from engine.db.models import Event
+from engine.config.nudge_toml import NudgeConfig
+from engine.store.models import Event
 from tests.harness import Stack
 from tests.journeys import TEST_JOURNEYS
 from triggers.router import Router

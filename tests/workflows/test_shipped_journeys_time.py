@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.client import Client
 
-from engine import testing_pytest
-from engine.config import NudgeConfig
-from engine.testing_pytest import EnvFactory
+from engine.config.nudge_toml import NudgeConfig
+from engine.testing import pytest_plugin as testing_pytest
+from engine.testing.pytest_plugin import EnvFactory
 from workflows import AbandonedCart, Onboarding
 
 journey_env = testing_pytest.journey_env  # the kit's fixture (or: pytest_plugins in conftest)

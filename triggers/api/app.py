@@ -11,8 +11,8 @@ from fastapi.responses import Response
 from sqlalchemy import text
 from temporalio.client import Client
 
-from engine.codec import codec_from_secret
 from engine.context import Context
+from engine.temporal.codec import codec_from_secret
 from triggers.api import messages, problems, tracking, users
 from triggers.api.auth import KeyChecker
 from triggers.api.deps import ApiState, state
@@ -96,7 +96,7 @@ def create_app(
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     async def metrics() -> Response:
-        from engine.metrics import metrics_response
+        from engine.observability.metrics import metrics_response
 
         body, content_type = metrics_response()
         return Response(body, media_type=content_type)

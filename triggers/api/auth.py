@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine import ids
-from engine.db.models import WriteKey
+from engine.store.models import WriteKey
 from triggers.api.problems import Problem
 
 CACHE_SECONDS = 10.0

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from engine.context import Context
-from engine.db.models import User
-from engine.users import find_user
+from engine.store.models import User
+from engine.store.users import find_user
 from triggers.api.problems import Problem
 from triggers.router import Router
 

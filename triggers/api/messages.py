@@ -9,9 +9,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine import messages
-from engine.db.models import Message, User
-from engine.users import find_user
+from engine.store import messages
+from engine.store.models import Message, User
+from engine.store.users import find_user
 from triggers.api.deps import session
 from triggers.api.problems import Problem
 

@@ -9,8 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.metrics import EVENTS_REJECTED
-from engine.users import ProfileError
+from engine.observability.metrics import EVENTS_REJECTED
+from engine.store.users import ProfileError
 
 PROBLEM_JSON = "application/problem+json"
 TRACKING_PATHS = frozenset({"/v1/track", "/v1/identify", "/v1/batch"})

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine import events
+from engine.store import outbox as events
 from schemas.events import AcceptedResponse, BatchCall, IdentifyCall, TrackCall
 from triggers.api.deps import session, state
 from triggers.api.problems import Problem, field_errors

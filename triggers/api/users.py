@@ -8,11 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine import devices, gdpr, runs
-from engine.db.models import Device, JourneyRun, User
-from engine.policy import consent
-from engine.policy.consent import opt_in_requested
-from engine.users import apply_profile, ensure_user
+from engine.store import consent, devices, gdpr, runs
+from engine.store.consent import opt_in_requested
+from engine.store.models import Device, JourneyRun, User
+from engine.store.users import apply_profile, ensure_user
 from schemas.api import ConsentIn, DeviceIn, ProfileIn
 from schemas.common import Channel
 from triggers.api.deps import existing_user, session, state

@@ -6,9 +6,10 @@ in the order they were made); the reader also writes keep-alives and protocol an
 serialised with the loop's writes by `ThreadSafeClient`'s lock.
 
 Flow control: at most `SmsChannel.window` submit_sm in flight, and `SmsChannel.tps` parts per
-second (`PartRateLimiter`). A submit waits for a bind for at most `submit_timeout`, then
-raises `RetryableError`. If the connection drops with a submit unanswered, it is sent again
-once the bind is back (within the same `submit_timeout`): at-least-once, as SMSCs expect.
+second (a `TokenBucket` counted in parts: one token per submit_sm). A submit waits for a
+bind for at most `submit_timeout`, then raises `RetryableError`. If the connection drops with
+a submit unanswered, it is sent again once the bind is back (within the same
+`submit_timeout`): at-least-once, as SMSCs expect.
 
 Inbound: each deliver_sm becomes a `Receipt` or `InboundSms` and is handed to the async
 callbacks; `deliver_sm_resp` goes out only after the callback returned, with
@@ -30,6 +31,7 @@ import smpplib.exceptions
 import smpplib.smpp
 
 from engine.channels.base import RetryableError
+from engine.channels.ratelimit import TokenBucket
 from engine.channels.sms.client import (
     ESME_RINVCMDID,
     ESME_ROK,
@@ -41,9 +43,9 @@ from engine.channels.sms.client import (
     source_ton_npi,
     status_name,
 )
-from engine.channels.sms.inbound import InboundSms, Receipt, parse_deliver_pdu
-from engine.channels.sms.ratelimit import PartRateLimiter, TokenBucket
-from engine.config import SmsChannel
+from engine.channels.sms.inbound import parse_deliver_pdu
+from engine.config.nudge_toml import SmsChannel
+from schemas.sms import InboundSms, Receipt
 
 log = logging.getLogger("nudge.smpp")
 
@@ -81,14 +83,16 @@ class SmppBridge:
         *,
         on_receipt: ReceiptHandler,
         on_inbound: InboundHandler,
-        limiter: PartRateLimiter | None = None,
+        limiter: TokenBucket | None = None,
         backoff: tuple[float, float] = (0.1, 30.0),
     ) -> None:
         self.settings = settings
         self._password = password
         self._on_receipt = on_receipt
         self._on_inbound = on_inbound
-        self._limiter = limiter or TokenBucket(settings.tps)
+        # Bursts of a fifth of a second's worth, so an SMSC counting per second never sees
+        # much more than `tps`.
+        self._limiter = limiter or TokenBucket(settings.tps, max(1.0, settings.tps / 5))
         self._backoff = backoff  # (first, max) seconds between reconnects, doubled each time
         self._submit_timeout = settings.submit_timeout.total_seconds()
         self._keepalive = settings.enquire_link.total_seconds()
@@ -164,7 +168,7 @@ class SmppBridge:
         error status and `RetryableError` ("smsc_unavailable", "submit_timeout") when no
         answer came within `submit_timeout` seconds of the call (rate-limit wait excluded)."""
         loop = asyncio.get_running_loop()
-        await self._limiter.acquire(1)
+        await self._limiter.acquire()
         deadline = loop.time() + self._submit_timeout
         s = self.settings
         src_ton, src_npi = source_ton_npi(s.source_addr)

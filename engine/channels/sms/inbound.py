@@ -1,29 +1,18 @@
 """What an SMSC's `deliver_sm` carries: a delivery receipt or a mobile-originated SMS.
 
 `parse_deliver` is pure (plain values in, a model out) so it can be tested without a wire.
-Both models hold personal data (numbers, text): never log them, log `smsc_id` only.
+Both models (`schemas.sms`) hold personal data (numbers, text): never log them, log `smsc_id` only.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from datetime import datetime
+from typing import Any
 
 from engine.channels.sms.encoding import concat_info, decode_body, split_udh
-
-ReceiptState = Literal[
-    "enroute",
-    "delivered",
-    "expired",
-    "deleted",
-    "undeliverable",
-    "accepted",
-    "unknown",
-    "rejected",
-]
+from engine.clock import now
+from schemas.sms import InboundSms, Receipt, ReceiptState
 
 # SMPP 3.4 appendix B `stat:` words, and the message_state TLV values (5.3.2.35).
 _STAT_STATE: dict[str, ReceiptState] = {
@@ -57,33 +46,6 @@ ESM_SMSC_RECEIPT = 0x04
 ESM_INTERMEDIATE_NOTIFICATION = 0x20  # also a receipt, usually ENROUTE/ACCEPTD
 
 
-class Receipt(BaseModel):
-    """A delivery receipt for one submitted part, keyed by the SMSC's message id."""
-
-    model_config = ConfigDict(frozen=True)
-
-    smsc_id: str
-    stat: str = Field(description="the SMSC's word: DELIVRD, UNDELIV, EXPIRED, REJECTD, ...")
-    state: ReceiptState
-    final: bool = Field(description="False for ENROUTE/ACCEPTD: more receipts may follow")
-    error_code: str | None = Field(default=None, description="`err:` of the receipt text")
-    received_at: datetime
-
-
-class InboundSms(BaseModel):
-    """A mobile-originated SMS (a reply, a keyword). One part: concatenated MOs arrive as
-    several, each with `concat` = (reference, total, seq)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    sender: str = Field(description="E.164 (`+...`) when the SMSC marked it international")
-    destination: str
-    text: str
-    data_coding: int
-    concat: tuple[int, int, int] | None = None
-    received_at: datetime
-
-
 def _clean(value: bytes | str | None) -> str:
     if value is None:
         return ""
@@ -106,7 +68,7 @@ def parse_deliver(
 ) -> Receipt | InboundSms:
     """Classify and decode one deliver_sm. Raises ValueError for a receipt that names no
     message id (nothing could ever match it)."""
-    when = received_at or datetime.now(UTC)
+    when = received_at or now()
     payload = short_message or b""
     if esm_class & ESM_RECEIPT_MASK in (ESM_SMSC_RECEIPT, ESM_INTERMEDIATE_NOTIFICATION):
         # Receipt text is ASCII whatever data_coding says (GSM would turn "_" into "§").

@@ -25,11 +25,11 @@ from engine.channels.base import (
     RetryableError,
     ThrottledError,
 )
+from engine.channels.ratelimit import TokenBucket
 from engine.channels.sms.bridge import InboundHandler, ReceiptHandler, SmppBridge, SmppStatusError
 from engine.channels.sms.client import ESME_RINVDSTADR, ESME_RMSGQFUL, ESME_RTHROTTLED
 from engine.channels.sms.encoding import EncodedSms, TooLong, encode_sms
-from engine.channels.sms.ratelimit import PartRateLimiter
-from engine.config import SmsChannel
+from engine.config.nudge_toml import SmsChannel
 
 log = logging.getLogger("nudge.smpp")
 
@@ -54,6 +54,7 @@ class SmppProvider(ChannelProvider):
     """
 
     name = "smpp"
+    paces_itself = True  # the bridge takes one token per submitted part
 
     def __init__(
         self,
@@ -62,7 +63,7 @@ class SmppProvider(ChannelProvider):
         *,
         on_receipt: ReceiptHandler,
         on_inbound: InboundHandler,
-        limiter: PartRateLimiter | None = None,
+        limiter: TokenBucket | None = None,
         throttle_retries: int = 3,
         throttle_backoff: float = 0.2,
     ) -> None:

@@ -11,7 +11,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from engine.channels.apns import ApnsProvider, apns_id_for
 from engine.channels.base import (
     Address,
     Content,
@@ -22,7 +21,8 @@ from engine.channels.base import (
     RetryableError,
     ThrottledError,
 )
-from engine.config import ApnsSettings, ConfigError
+from engine.channels.push.apns import ApnsProvider, apns_id_for
+from engine.config.nudge_toml import ApnsSettings, ConfigError
 from schemas.common import Channel, Platform
 from tests.peers.apns import ApnsPeer
 

@@ -26,8 +26,8 @@ from engine.channels.base import (
     RetryableError,
     ThrottledError,
 )
-from engine.channels.fcm import FcmProvider, fcm_send_url
-from engine.config import ConfigError, FcmSettings
+from engine.channels.push.fcm import FcmProvider, fcm_send_url
+from engine.config.nudge_toml import ConfigError, FcmSettings
 from schemas.common import Channel, Platform
 from tests.peers.fcm import FcmPeer, StaticTokenCredentials
 

@@ -9,12 +9,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from engine.channels.apns import ApnsProvider
 from engine.channels.base import Address, Content, OutboundMessage
-from engine.channels.fcm import FcmProvider
 from engine.channels.push import build_push_providers
-from engine.channels.webpush import WebPushProvider, generate_vapid_keypair
-from engine.config import parse_config
+from engine.channels.push.apns import ApnsProvider
+from engine.channels.push.fcm import FcmProvider
+from engine.channels.push.webpush import WebPushProvider, generate_vapid_keypair
+from engine.config.nudge_toml import parse_config
 from schemas.common import Channel, Platform
 from tests.peers.apns import ApnsPeer
 

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from engine.channels.apns import ApnsProvider, apns_id_for
-from engine.channels.fcm import FcmProvider
+from engine.channels.push.apns import ApnsProvider, apns_id_for
+from engine.channels.push.fcm import FcmProvider
+from engine.channels.push.webpush import WebPushProvider, generate_vapid_keypair
 from engine.channels.registry import Providers
-from engine.channels.webpush import WebPushProvider, generate_vapid_keypair
-from engine.config import NudgeConfig, WebPushSettings, load_config
+from engine.config.nudge_toml import NudgeConfig, WebPushSettings, load_config
+from engine.journey import Journeys
 from schemas.common import Channel, Platform
 from tests.harness import Stack, eventually, sent
 from tests.journeys import TEST_JOURNEYS
@@ -65,10 +66,10 @@ def stack(url: str, client: Client, queue: str, peers: Any, **journeys: Any) -> 
     )
 
 
-def _shipped() -> dict[str, Any]:
-    from engine.worker import journey_classes
+def _shipped() -> Journeys:
+    from engine.app.journeys import shipped_journeys
 
-    return journey_classes()
+    return shipped_journeys()
 
 
 async def register_all(s: Stack, user: str, web: WebPushPeer, tag: str) -> None:

@@ -22,8 +22,8 @@ from engine.channels.base import (
     RetryableError,
     ThrottledError,
 )
-from engine.channels.webpush import WebPushProvider, generate_vapid_keypair, load_vapid_key
-from engine.config import ConfigError, WebPushSettings
+from engine.channels.push.webpush import WebPushProvider, generate_vapid_keypair, load_vapid_key
+from engine.config.nudge_toml import ConfigError, WebPushSettings
 from schemas.common import Channel, Platform
 from tests.peers.webpush import WebPushPeer, b64url_decode
 

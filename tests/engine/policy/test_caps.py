@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.config import Cap
+from engine.config.nudge_toml import Cap
 from engine.policy.caps import (
     applicable_caps,
     calendar_period,

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.client import Client
 
-from engine.config import NudgeConfig
+from engine.config.nudge_toml import NudgeConfig
 from tests.harness import Stack, eventually, sent
 from tests.journeys import TEST_JOURNEYS
 
@@ -205,7 +205,7 @@ async def test_gdpr_export_and_erasure(
         async with s.context.sessions() as db:
             from sqlalchemy import select
 
-            from engine.db.models import Consent, Event, User
+            from engine.store.models import Consent, Event, User
 
             user = (await db.scalars(select(User))).one()
             assert user.phone is None and user.email is None and user.erased_hash

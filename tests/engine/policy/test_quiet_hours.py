@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
-from engine.config import QuietHours, QuietWindow
+from engine.config.nudge_toml import QuietHours, QuietWindow
 from engine.policy.quiet_hours import QuietHoursNeverEnd, quiet_until, release_time
 from tests.engine.policy.strategies import highest_reading, wall_times, zone_and_instant
 

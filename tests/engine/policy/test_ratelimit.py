@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.policy.ratelimit import RateLimiters, TokenBucket
+from engine.channels.ratelimit import RateLimiters, TokenBucket
 
 EPS = 1e-6
 

@@ -8,10 +8,10 @@ from datetime import timedelta
 from typing import Any
 
 from engine.channels.base import Address, Content, OutboundMessage
-from engine.channels.sms.inbound import InboundSms, Receipt
 from engine.channels.sms.provider import SmppProvider
-from engine.config import SmsChannel
+from engine.config.nudge_toml import SmsChannel
 from schemas.common import Channel
+from schemas.sms import InboundSms, Receipt
 
 PHONE = "+14155550123"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.channels.sms.inbound import InboundSms, Receipt, parse_deliver
+from engine.channels.sms.inbound import parse_deliver
+from schemas.sms import InboundSms, Receipt
 
 DLR = (
     b"id:abc_12 sub:001 dlvrd:000 submit date:2611280900 done date:2611280901 "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.channels.sms.numbers import normalise_phone
+from engine.store.phones import normalise_phone
 
 
 @pytest.mark.parametrize(

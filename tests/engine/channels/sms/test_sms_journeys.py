@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from engine.channels.factory import build_providers
-from engine.config import NudgeConfig
+from engine.app.providers import build_providers
+from engine.config.nudge_toml import NudgeConfig
 from tests.harness import Stack, eventually
 from tests.journeys import TEST_JOURNEYS
 from tests.peers.smpp34_peer import Smpp34Peer
@@ -98,7 +98,7 @@ async def test_journey_sms_arrives_encoded_and_is_delivered(
         async with s.context.sessions() as db:
             from sqlalchemy import select
 
-            from engine.db.models import Event
+            from engine.store.models import Event
 
             names = list(await db.scalars(select(Event.name)))
         assert names.count("Message Delivered") == 2
@@ -182,7 +182,7 @@ async def _submits_to(peer: Smpp34Peer, destination: str, count: int) -> list[An
 async def test_double_opt_in_asks_then_yes_subscribes(
     postgres_url: str, temporal_client: Client, task_queue: str, smsc: Smpp34Peer
 ) -> None:
-    from engine.worker import journey_classes
+    from engine.app.journeys import shipped_journeys
 
     config = NudgeConfig.model_validate(
         {"channels": {"sms": {"provider": "smpp", "port": smsc.port, "submit_timeout": "10s"}}}
@@ -191,7 +191,7 @@ async def test_double_opt_in_asks_then_yes_subscribes(
         database_url=postgres_url,
         client=temporal_client,
         task_queue=task_queue,
-        journeys=journey_classes(),
+        journeys=shipped_journeys(),
         config=config,
         providers_factory=build_providers,
     ) as s:

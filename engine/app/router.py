@@ -1,0 +1,54 @@
+"""The event router's wiring: `nudge router` (its own process), or inside `nudge api`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+
+from temporalio.client import Client
+
+from engine.app.journeys import shipped_journeys
+from engine.app.temporal import TemporalConnection
+from engine.config.settings import Settings
+from engine.context import Context
+from engine.journey import Journeys
+from triggers.router import Router
+
+__all__ = ["Router", "build_router", "run_router"]
+
+
+def build_router(
+    context: Context,
+    client: Callable[[], Awaitable[Client]],
+    *,
+    journeys: Journeys | None = None,
+    task_queue: str | None = None,
+    poll_interval: float | None = None,
+) -> Router:
+    """A router for `journeys` (default: the shipped ones) on the context's database."""
+    settings = context.settings
+    return Router(
+        sessionmaker=context.sessions,
+        client=client,
+        journeys=journeys if journeys is not None else shipped_journeys(),
+        config=context.config,
+        task_queue=task_queue or settings.task_queue,
+        poll_interval=settings.router_poll_interval if poll_interval is None else poll_interval,
+        version=settings.build_id,
+    )
+
+
+async def run_router(settings: Settings) -> None:
+    """`nudge router`: route the outbox into Temporal until SIGTERM/SIGINT. Run as many as
+    you like on one Postgres: they share the backlog and keep each user's order."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with Context.opened(settings) as context:
+        router = build_router(context, TemporalConnection(settings).get)
+        routing = asyncio.create_task(router.run())
+        await stop.wait()
+        routing.cancel()
+        await asyncio.gather(routing, return_exceptions=True)

@@ -1,0 +1,102 @@
+"""`nudge worker`: every journey, the activities, and the channel providers."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+import prometheus_client
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.deliver import DeliveryActivities
+from activities.runs import RunActivities
+from engine.app.journeys import shipped_journeys, template_store
+from engine.app.providers import build_providers
+from engine.app.temporal import sdk_runtime
+from engine.channels.registry import Providers
+from engine.config.settings import Settings
+from engine.context import Context
+from engine.delivery import Deliverer
+from engine.delivery.templates import TemplateStore
+from engine.journey import Journey, Journeys
+from engine.observability.metrics import REGISTRY
+from engine.temporal.client import connect
+
+# Deterministic modules shared by all runs instead of re-imported per run (the sandbox's
+# main CPU and memory cost); journeys in `workflows/` stay sandboxed.
+PASSTHROUGH = ("engine", "schemas", "activities", "liquid", "yaml")
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox every journey runs in, on workers and in replays alike."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
+
+
+def build_worker(
+    client: Client,
+    context: Context,
+    *,
+    providers: Providers,
+    task_queue: str | None = None,
+    journeys: Journeys | None = None,
+    templates: TemplateStore | None = None,
+    max_cached_workflows: int = 1000,
+) -> Worker:
+    """A worker for `task_queue` (default: the settings') running `journeys` (default: all)."""
+    deliverer = Deliverer(
+        sessions=context.sessions,
+        config=context.config,
+        providers=providers,
+        templates=templates or template_store(),
+    )
+    delivery = DeliveryActivities(deliverer)
+    bookkeeping = RunActivities(
+        sessions=context.sessions, config=context.config, version=context.settings.build_id
+    )
+    classes: Sequence[type[Journey[Any]]] = list((journeys or shipped_journeys()).values())
+    return Worker(
+        client,
+        task_queue=task_queue or context.settings.task_queue,
+        workflows=list(classes),
+        activities=[
+            delivery.deliver,
+            bookkeeping.run_started,
+            bookkeeping.run_finished,
+            bookkeeping.goal_reached,
+            bookkeeping.user_zone,
+        ],
+        workflow_runner=workflow_runner(),
+        max_cached_workflows=max_cached_workflows,
+        max_concurrent_workflow_task_polls=10,
+        nonsticky_to_sticky_poll_ratio=0.5,
+    )
+
+
+async def run_worker(
+    settings: Settings, *, stop: asyncio.Event | None = None, stop_on_signals: bool = False
+) -> None:
+    """`nudge worker`: journeys and activities, until `stop` is set (or SIGTERM/SIGINT with
+    `stop_on_signals`); in-flight activities get to finish before it returns."""
+    stop = stop or asyncio.Event()
+    if stop_on_signals:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+    async with Context.opened(settings) as context:
+        providers = build_providers(context)
+        if settings.worker_metrics_bind:
+            host, _, port = settings.worker_metrics_bind.rpartition(":")
+            prometheus_client.start_http_server(int(port), host or "0.0.0.0", registry=REGISTRY)
+        try:
+            client = await connect(settings, runtime=sdk_runtime(settings))
+            await providers.start()
+            async with build_worker(client, context, providers=providers):
+                await stop.wait()
+        finally:
+            await providers.close()

@@ -1,0 +1,379 @@
+"""The `nudge` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from engine.config.nudge_toml import ConfigError
+from engine.config.settings import Settings
+from engine.store.migrate import SchemaOutOfDate
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Nudge: journeys over SMS and push."
+)
+users_app = typer.Typer(no_args_is_help=True, help="Inspect users.")
+keys_app = typer.Typer(no_args_is_help=True, help="Create keys.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+def run(coro: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine; turn the errors people can fix into a message and exit code 1."""
+    try:
+        return asyncio.run(coro())  # type: ignore[arg-type]
+    except (ConfigError, SchemaOutOfDate) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def dev(
+    api_port: Annotated[int, typer.Option(help="port of the HTTP API")] = 8000,
+    ui_port: Annotated[int, typer.Option(help="port of the Temporal Web UI")] = 8233,
+    temporal_port: Annotated[int, typer.Option(help="port of the Temporal frontend")] = 7233,
+    state_dir: Annotated[Path, typer.Option(help="where dev state lives")] = Path(".nudge"),
+) -> None:
+    """Everything in one process tree: Temporal dev server, SQLite, console channel, API, worker."""
+    from engine.app.dev import run_dev
+
+    run(
+        lambda: run_dev(
+            settings(),
+            api_port=api_port,
+            ui_port=ui_port,
+            temporal_port=temporal_port,
+            state_dir=state_dir,
+        )
+    )
+
+
+@app.command()
+def api() -> None:
+    """The HTTP API and event router (production process; reads NUDGE_* variables)."""
+    from engine.app.api import serve_api
+    from engine.observability.logging import configure_logging
+
+    configure_logging(json=settings().log_json)
+    run(lambda: serve_api(settings()))
+
+
+@app.command()
+def worker() -> None:
+    """The Temporal worker: journeys, delivery, providers (production process)."""
+    from engine.app.worker import run_worker
+    from engine.observability.logging import configure_logging
+
+    configure_logging(json=settings().log_json)
+    run(lambda: run_worker(settings(), stop_on_signals=True))
+
+
+@app.command()
+def emit(
+    event: Annotated[str, typer.Argument(help='event name, e.g. "Cart Updated"')],
+    user: Annotated[str, typer.Option("--user", help="the product's user id")],
+    prop: Annotated[
+        list[str] | None, typer.Option("--prop", help="property k=v (repeatable)")
+    ] = None,
+    message_id: Annotated[str | None, typer.Option(help="messageId, for idempotency")] = None,
+) -> None:
+    """Store an event as if it came through the API; the router routes it."""
+    from engine.context import Context
+    from engine.store import outbox
+    from schemas.events import TrackCall
+
+    properties = _props(prop)
+
+    async def go() -> None:
+        async with Context.opened(settings()) as context:
+            call = TrackCall(userId=user, event=event, properties=properties, messageId=message_id)
+            async with context.sessions() as db:
+                accepted = await outbox.accept(db, [call])
+                await db.commit()
+            note = " (duplicate, ignored)" if accepted.duplicates else ""
+            out.print(f"stored {event!r} for {user} as {accepted.message_ids[0]}{note}")
+
+    run(go)
+
+
+@users_app.command("show")
+def users_show(user_id: Annotated[str, typer.Argument(help="the product's user id")]) -> None:
+    """A user's profile, devices, consent and journeys."""
+    from engine.context import Context
+    from engine.store import consent, devices, runs
+    from engine.store.users import find_user
+
+    async def go() -> None:
+        async with Context.opened(settings()) as context, context.sessions() as db:
+            user = await find_user(db, external_id=user_id)
+            if user is None:
+                err.print(f"[red]error:[/] no user {user_id!r}")
+                raise typer.Exit(1)
+            table = Table(title=f"user {user_id}", show_header=False)
+            for name in ("id", "timezone", "locale", "phone", "email"):
+                table.add_row(name, str(getattr(user, name) or "-"))
+            table.add_row("attributes", json.dumps(user.attributes or {}))
+            for device in await devices.list_devices(db, user_id=user.id):
+                state = "active" if device.active else f"inactive ({device.deactivated_reason})"
+                table.add_row("device", f"{device.id} {device.platform} {state}")
+            for channel in ("push", "webpush", "sms"):
+                states = await consent.states(db, user_id=user.id, channel=channel)
+                table.add_row(
+                    f"consent {channel}", ", ".join(f"{t}={s}" for t, s in states.items())
+                )
+            for run_row in await runs.runs_of_user(db, user_id=user.id):
+                table.add_row(
+                    "journey", f"{run_row.journey} {run_row.status} {run_row.outcome or ''}"
+                )
+            out.print(table)
+
+    run(go)
+
+
+@app.command()
+def timeline(user_id: Annotated[str, typer.Argument(help="the product's user id")]) -> None:
+    """The user's events, journey entries and exits, and messages, in time order."""
+    from engine.context import Context
+    from engine.store.timeline import timeline_rows
+
+    async def go() -> None:
+        async with Context.opened(settings()) as context:
+            async with context.sessions() as db:
+                rows = await timeline_rows(db, external_id=user_id)
+            if rows is None:
+                err.print(f"[red]error:[/] no user {user_id!r}")
+                raise typer.Exit(1)
+            table = Table(title=f"timeline of {user_id}")
+            for column in ("time (UTC)", "kind", "what", "status", "detail"):
+                table.add_column(column)
+            for row in rows:
+                table.add_row(
+                    row.at.strftime("%Y-%m-%d %H:%M:%S"), row.kind, row.what, row.status, row.detail
+                )
+            out.print(table)
+
+    run(go)
+
+
+@app.command()
+def journeys() -> None:
+    """The shipped journeys, with open runs per journey (and per step, from Temporal)."""
+    from engine.app.journeys import shipped_journeys
+    from engine.context import Context
+    from engine.store.timeline import journey_counts
+
+    async def go() -> None:
+        async with Context.opened(settings()) as context:
+            async with context.sessions() as db:
+                counts = await journey_counts(db)
+            steps = await _step_counts(context.settings)
+            table = Table(title="journeys")
+            for column in (
+                "journey",
+                "trigger",
+                "exit on",
+                "open runs",
+                "ended runs",
+                "open by step",
+            ):
+                table.add_column(column)
+            for name, cls in sorted(shipped_journeys().items()):
+                spec = cls.__journey__
+                opened, ended = counts.get(name, (0, 0))
+                by_step = ", ".join(f"{s}={n}" for s, n in sorted(steps.get(name, {}).items()))
+                table.add_row(
+                    name,
+                    spec.trigger,
+                    ", ".join(spec.exit_on) or "-",
+                    str(opened),
+                    str(ended),
+                    by_step or "-",
+                )
+            out.print(table)
+
+    run(go)
+
+
+async def _step_counts(config: Settings) -> dict[str, dict[str, int]]:
+    """Open runs per journey and step from Temporal visibility; empty if unreachable."""
+    from engine.store.timeline import step_counts
+
+    try:
+        return await asyncio.wait_for(step_counts(config), timeout=5)
+    except Exception:
+        return {}
+
+
+@app.command()
+def preview(
+    template: Annotated[
+        str, typer.Argument(help="JOURNEY/TEMPLATE, e.g. abandoned_cart/cart_last_call")
+    ],
+    user: Annotated[str, typer.Option("--user", help="the product's user id")],
+    prop: Annotated[
+        list[str] | None, typer.Option("--prop", help="entry event property k=v")
+    ] = None,
+) -> None:
+    """Render a template for a user: every part, and the SMS encoding and part count."""
+    from engine.app.journeys import template_store
+    from engine.channels.sms.encoding import TooLong, encode_sms
+    from engine.context import Context
+    from engine.delivery.templates import TemplateError
+    from engine.store.users import find_user, profile_context
+
+    journey, _, name = template.partition("/")
+    if not name:
+        err.print("[red]error:[/] give the template as JOURNEY/TEMPLATE")
+        raise typer.Exit(2)
+    properties = _props(prop)
+
+    async def go() -> None:
+        async with Context.opened(settings()) as context:
+            async with context.sessions() as db:
+                found = await find_user(db, external_id=user)
+            if found is None:
+                err.print(f"[red]error:[/] no user {user!r}")
+                raise typer.Exit(1)
+            try:
+                content = template_store().render(
+                    journey,
+                    name,
+                    locale=found.locale,
+                    context={
+                        "user": profile_context(found),
+                        "event": {"name": "preview", "properties": properties},
+                        "settings": {},
+                        "variant": None,
+                    },
+                )
+            except TemplateError as exc:
+                err.print(f"[red]render_failed:[/] {exc}")
+                raise typer.Exit(1) from None
+            table = Table(title=f"{template} for {user} (locale {found.locale or 'default'})")
+            table.add_column("part")
+            table.add_column("text")
+            for part in ("title", "body", "url", "sms"):
+                value = getattr(content, part)
+                if value:
+                    table.add_row(part, value)
+            if content.data:
+                table.add_row("data", json.dumps(content.data, ensure_ascii=False))
+            if content.sms:
+                limit = context.config.channels.sms.max_parts
+                try:
+                    encoded = encode_sms(content.sms, max_parts=limit, reference=0)
+                    table.add_row(
+                        "sms encoding", f"{encoded.encoding}, {encoded.part_count} part(s)"
+                    )
+                except TooLong:
+                    table.add_row("sms encoding", f"too_long (more than {limit} parts)")
+            out.print(table)
+
+    run(go)
+
+
+def _props(items: list[str] | None) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            err.print(f"[red]error:[/] --prop expects k=v, got {item!r}")
+            raise typer.Exit(2)
+        try:
+            properties[key] = json.loads(value)
+        except json.JSONDecodeError:
+            properties[key] = value
+    return properties
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Option(help="a label for the key")] = "default") -> None:
+    """Create an API write key; it is shown once and stored hashed."""
+    from engine.context import Context
+    from engine.store.keys import create_key
+
+    async def go() -> None:
+        async with Context.opened(settings()) as context:
+            async with context.sessions() as db:
+                key = await create_key(db, name=name)
+                await db.commit()
+            out.print(key)
+
+    run(go)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the schema migrations to NUDGE_DATABASE_URL."""
+    from engine.store.migrate import current_revision, upgrade
+    from engine.store.session import make_engine
+
+    async def go() -> None:
+        current = settings()
+        _ensure_sqlite_dir(current.database_url)
+        engine = make_engine(current.database_url, schema=current.database_schema)
+        try:
+            await upgrade(engine)
+            out.print(f"database at revision {await current_revision(engine)}")
+        finally:
+            await engine.dispose()
+
+    run(go)
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite") and ":///" in url:
+        path = Path(url.split(":///", 1)[1])
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def _register_more() -> None:
+    """Commands that live in their own modules (they import only what they need)."""
+    from engine.cli import ops as cli_ops
+    from engine.cli.simulate import simulate
+
+    app.add_typer(cli_ops.history_app, name="history")
+    app.add_typer(cli_ops.temporal_app, name="temporal")
+    app.command("replay")(cli_ops.replay)
+    app.command("codec-server")(cli_ops.codec_server)
+    app.command("simulate")(simulate)
+    keys_app.command("codec")(cli_ops.keys_codec)
+    keys_app.command("vapid")(cli_ops.keys_vapid)
+
+
+_register_more()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Process settings from `NUDGE_*` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a Nudge process reads from its environment.
+
+    Secrets (`smpp` passwords, encryption keys) are referenced by name from `nudge.toml`
+    and read from the environment; they never live in the repository.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="NUDGE_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///.nudge/nudge.db",
+        description="postgresql+asyncpg://... or sqlite+aiosqlite:///path",
+    )
+    database_schema: str | None = Field(
+        default=None, description="Postgres schema for Nudge's tables (default: the search path)"
+    )
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "nudge"
+    # Temporal Cloud / a TLS cluster: mTLS client certificate and key (PEM files), an
+    # optional CA for the server, or an API key instead of a certificate.
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_api_key: SecretStr | None = None
+    config: Path | None = Field(default=None, description="path to nudge.toml")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # Router: how often to look for unrouted events, in seconds (it is also woken on insert).
+    router_poll_interval: float = 0.5
+    # Run an event router inside `nudge api` (off when `nudge router` runs separately).
+    api_router: bool = True
+    # Worker identity recorded on journey_runs.version so stats can tell builds apart.
+    build_id: str = "dev"
+    # Codec keys: "kid:base64key,kid2:base64key"; the first one encrypts.
+    encryption_keys: SecretStr | None = None
+    codec_token: SecretStr | None = None
+    # Serve `/codec` without a token (only behind a private network: the Temporal Web UI
+    # cannot send a static token). Off: without a token the endpoint is not mounted.
+    codec_allow_anonymous: bool = False
+    # Browser origins allowed to call the codec endpoint (the Temporal Web UI), comma list.
+    codec_cors_origins: str = "http://localhost:8080,http://localhost:8233"
+    # Where the worker serves /metrics (Nudge's and the Temporal SDK's), "host:port".
+    worker_metrics_bind: str | None = None
+    # Where the Temporal SDK serves its own Prometheus metrics, "host:port" (off when unset).
+    temporal_metrics_bind: str | None = None
+
+    def cors_origins(self) -> list[str]:
+        """`codec_cors_origins` as a list, without trailing slashes."""
+        raw = self.codec_cors_origins.split(",")
+        return [origin.strip().rstrip("/") for origin in raw if origin.strip()]
+
+    log_json: bool = True
+    # OpenTelemetry tracing of workflows and activities (temporalio.contrib.opentelemetry),
+    # exported by whatever tracer provider the process configures (e.g. OTEL_* variables
+    # with opentelemetry-instrument). Off unless set.
+    otel_tracing: bool = False
+    # Salt of the hashes kept after GDPR erasure. Set it in production and keep it stable.
+    erasure_salt: SecretStr | None = None
+
+    def erasure_salt_text(self) -> str:
+        """The configured salt, or a fixed development salt when none is set."""
+        value = self.erasure_salt
+        return value.get_secret_value() if value else "nudge-development-salt"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

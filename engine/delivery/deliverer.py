@@ -1,0 +1,281 @@
+"""The send pipeline behind `Journey.send`: the gate, then one provider call per address.
+
+A first attempt runs the gate and claims its rows in one transaction (`engine.delivery.gate`),
+calls the providers, and records each outcome in a second one. A retried attempt (Temporal
+retries the activity after a crash or a throttled answer) first reads the rows an earlier
+attempt wrote: final rows are answered from the table, `pending` ones are claimed again and
+(re)delivered. Every provider call is a row in `message_attempts`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from engine.channels.base import (
+    Address,
+    ChannelProvider,
+    Content,
+    InvalidRequestError,
+    OutboundMessage,
+    PermanentAddressError,
+    RetryableError,
+    ThrottledError,
+)
+from engine.channels.registry import NoProvider, Providers
+from engine.clock import now as wall_now
+from engine.config.nudge_toml import NudgeConfig
+from engine.delivery import rows
+from engine.delivery.gate import Reserved, device_address, run_gate
+from engine.delivery.templates import TemplateStore
+from engine.observability.metrics import DEVICE_DEACTIVATIONS, PROVIDER_LATENCY, SENDS
+from engine.policy import gate as decide
+from engine.store import devices, sms
+from engine.store import messages as message_rows
+from engine.store.models import Device, Message, MessageAttempt, User
+from engine.store.rows import lock
+from schemas.common import Channel, MessageStatus
+from schemas.journeys import DeliverOutcome, DeliverRequest
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryRetry(Exception):
+    """A provider answer worth retrying (transient or throttled); `delay` in seconds."""
+
+    def __init__(self, code: str, *, delay: float | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.delay = delay
+
+
+@dataclass
+class _Clock:
+    """The journey's clock for this call. Under Temporal time skipping the workflow's time
+    runs ahead of the wall clock; stamps and policy windows follow the journey's time."""
+
+    offset: timedelta
+
+    def now(self) -> datetime:
+        return wall_now() + self.offset
+
+
+@dataclass
+class _Claim:
+    """A row this attempt delivers, where it goes, and the provider that takes it (None:
+    no provider serves the address, and the row is failed `no_provider`)."""
+
+    row: Message
+    address: Address
+    provider: ChannelProvider | None
+
+
+class Deliverer:
+    """Runs sends for the delivery activity. Holds no per-send state."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        config: NudgeConfig,
+        providers: Providers,
+        templates: TemplateStore,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._sessions = sessions
+        self._config = config
+        self._providers = providers
+        self._templates = templates
+        self._rand = rand
+
+    async def deliver(
+        self, request: DeliverRequest, *, first_attempt: bool = True
+    ) -> DeliverOutcome:
+        """Gate and deliver one send; raises `DeliveryRetry` for Temporal to retry.
+
+        `first_attempt`: no earlier attempt of this activity can have written rows, so the
+        gate runs at once (if rows exist after all, it falls back to them).
+        """
+        at = request.at or wall_now()
+        clock = _Clock(max(timedelta(0), at - wall_now()))
+        if first_attempt:
+            claimed = await self._gate_and_claim(request, clock)
+            if isinstance(claimed, DeliverOutcome):
+                return claimed
+            if claimed is not None:
+                return DeliverOutcome(result=rows.result_of(await self._send_all(claimed, clock)))
+        async with self._sessions() as session:
+            found = await message_rows.rows_for_send(
+                session,
+                workflow_id=request.workflow_id,
+                step=request.step,
+                key=request.idempotency_key,
+            )
+        if not found:
+            claimed = await self._gate_and_claim(request, clock)
+            if isinstance(claimed, DeliverOutcome):
+                return claimed
+            assert claimed is not None, "rows vanished between two reads"
+            return DeliverOutcome(result=rows.result_of(await self._send_all(claimed, clock)))
+        done = [
+            await self._redeliver(row, clock) if row.status == MessageStatus.PENDING else row
+            for row in found
+        ]
+        return DeliverOutcome(result=rows.result_of(done))
+
+    async def _gate_and_claim(
+        self, request: DeliverRequest, clock: _Clock
+    ) -> DeliverOutcome | list[_Claim] | None:
+        """Run the gate; a send it lets through is claimed for this attempt in the same
+        transaction. None when rows for this send exist already (an earlier attempt)."""
+        try:
+            async with self._sessions() as session, session.begin():
+                now = clock.now()
+                decision, new_rows = await run_gate(
+                    session,
+                    request,
+                    now=now,
+                    config=self._config,
+                    templates=self._templates,
+                    rand=self._rand,
+                )
+                claims = []
+                if isinstance(decision, Reserved):
+                    claims = [self._claim(row, address, clock) for row, address in decision.rows]
+                session.add_all(new_rows)
+                session.add_all(
+                    MessageAttempt(message_id=c.row.id, attempt=1, started_at=wall_now())
+                    for c in claims
+                    if c.provider is not None
+                )
+                await session.flush()
+        except IntegrityError:
+            return None
+        if isinstance(decision, decide.Defer):
+            return DeliverOutcome(defer_until=decision.until, defer_reason=decision.reason)
+        if isinstance(decision, decide.Suppress):
+            return DeliverOutcome(result=rows.result_of(new_rows))
+        return claims
+
+    def _claim(self, row: Message, address: Address, clock: _Clock) -> _Claim:
+        """Mark a fresh row as attempt 1 of its provider, or failed when none serves it."""
+        try:
+            provider = self._providers.for_address(address)
+        except NoProvider:
+            rows.finish(row, MessageStatus.FAILED, "no_provider", clock.now())
+            return _Claim(row, address, None)
+        row.attempts = 1
+        return _Claim(row, address, provider)
+
+    async def _send_all(self, claims: list[_Claim], clock: _Clock) -> list[Message]:
+        return [
+            claim.row if claim.provider is None else await self._send(claim, clock)
+            for claim in claims
+        ]
+
+    async def _redeliver(self, row: Message, clock: _Clock) -> Message:
+        """Claim a `pending` row again for this attempt and deliver it."""
+        async with self._sessions() as session, session.begin():
+            # If another attempt of this send started since we read the row (a timed-out
+            # attempt still running), leave it to that one and come back later.
+            current = await lock(session, Message, row.id)
+            if current is None or current.status != MessageStatus.PENDING:
+                return current or row
+            if current.attempts != row.attempts:
+                raise DeliveryRetry("in_progress", delay=5.0)
+            address = await _row_address(session, current)
+            provider = None
+            if address is not None:
+                try:
+                    provider = self._providers.for_address(address)
+                except NoProvider:
+                    provider = None
+            if address is None or provider is None:
+                reason = "no_address" if address is None else "no_provider"
+                rows.finish(current, MessageStatus.FAILED, reason, clock.now())
+                return current
+            current.attempts += 1
+            session.add(
+                MessageAttempt(
+                    message_id=current.id, attempt=current.attempts, started_at=wall_now()
+                )
+            )
+        return await self._send(_Claim(current, address, provider), clock)
+
+    async def _send(self, claim: _Claim, clock: _Clock) -> Message:
+        """One provider call for a claimed row, then its outcome recorded."""
+        row, provider = claim.row, claim.provider
+        assert provider is not None
+        limiter = self._providers.limiter(provider)
+        if limiter is not None:
+            await limiter.acquire()
+        outbound = OutboundMessage(
+            message_id=row.id,
+            attempt=row.attempts,
+            address=claim.address,
+            content=Content.model_validate(row.body or {}),
+        )
+        outcome, error, retry, part_ids = "sent", None, None, None
+        started = time.monotonic()
+        try:
+            result = await provider.send(outbound)
+        except PermanentAddressError as exc:
+            outcome, error = "permanent", exc.code
+            rows.finish(row, MessageStatus.FAILED, exc.code, clock.now())
+        except ThrottledError as exc:
+            outcome, error = "throttled", exc.code
+            retry = DeliveryRetry(exc.code, delay=exc.retry_after)
+        except RetryableError as exc:
+            outcome, error, retry = "retryable", exc.code, DeliveryRetry(exc.code)
+        except InvalidRequestError as exc:
+            outcome, error = "invalid", exc.code
+            rows.finish(row, MessageStatus.FAILED, exc.code, clock.now())
+        else:
+            row.provider, row.provider_id = result.provider, result.provider_id
+            row.encoding, row.parts = result.encoding, result.parts
+            rows.finish(row, MessageStatus.SENT, None, clock.now())
+            row.sent_at = clock.now()
+            part_ids = getattr(result, "part_ids", None)
+        if outcome != "sent":
+            row.provider = provider.name
+        PROVIDER_LATENCY.labels(provider.name).observe(time.monotonic() - started)
+        SENDS.labels(row.channel, outcome).inc()
+        async with self._sessions() as session, session.begin():
+            await message_rows.finish_attempt(
+                session,
+                row=row,
+                outcome=outcome,
+                error=error,
+                finished_at=wall_now(),
+            )
+            if outcome == "permanent" and row.device_id:
+                device = await session.get(Device, row.device_id)
+                if device is not None:
+                    await devices.deactivate(session, device=device, reason=error or "permanent")
+                    DEVICE_DEACTIVATIONS.labels(error or "permanent").inc()
+            if part_ids:
+                await sms.record_parts(session, message_id=row.id, part_ids=list(part_ids))
+        if retry is not None:
+            raise retry
+        return row
+
+
+async def _row_address(session: AsyncSession, row: Message) -> Address | None:
+    """Where a reserved row goes now (the device may have died since it was reserved)."""
+    channel = Channel(row.channel)
+    if channel is Channel.SMS:
+        user = await session.get(User, row.user_id)
+        if user is None or not user.phone or user.erased_at is not None:
+            return None
+        return Address(channel=channel, phone=user.phone)
+    device = await session.get(Device, row.device_id) if row.device_id else None
+    if device is None or not device.active:
+        return None
+    return device_address(device, channel)

@@ -1,0 +1,168 @@
+"""The gate, in the database: load a send's facts, decide (`engine.policy.gate`), and reserve.
+
+One short transaction per send: lock the user's row (Postgres `FOR UPDATE`; SQLite's
+`BEGIN IMMEDIATE` serialises writers) reading the consent state in the same statement, then
+the counted sends of the caps that apply (one query for all of them) and the devices of a
+push send, render the template, and insert the message rows. Concurrent sends to one user
+wait on the lock, so two of them can never both pass a cap: the first one's `pending` rows
+are counted by the second.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.channels.base import Address, Content
+from engine.config.nudge_toml import Cap, NudgeConfig
+from engine.delivery import rows
+from engine.delivery.templates import TemplateError, TemplateStore
+from engine.observability.metrics import SENDS, SUPPRESSIONS
+from engine.policy import consent as consent_rule
+from engine.policy import gate as decide
+from engine.policy.caps import applicable_caps, counted_times, window_start
+from engine.store import consent, devices, messages
+from engine.store.models import Device, Message, User
+from engine.store.session import dialect_name
+from engine.store.users import profile_context
+from schemas.common import Channel, ConsentState, Platform
+from schemas.journeys import DeliverRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reserved:
+    """The gate let the send through: its `pending` rows, one per address."""
+
+    rows: list[tuple[Message, Address]]
+
+
+Decision = Reserved | decide.Suppress | decide.Defer
+
+
+async def run_gate(
+    session: AsyncSession,
+    request: DeliverRequest,
+    *,
+    now: datetime,
+    config: NudgeConfig,
+    templates: TemplateStore,
+    rand: Callable[[], float],
+) -> tuple[Decision, list[Message]]:
+    """Decide one send inside the caller's transaction; returns the decision and the rows to
+    insert (the reserved rows, or the one suppressed row). Defers write nothing."""
+    topic = consent_rule.topic_for(transactional=request.transactional)
+    state = consent.state_query(user_id=request.user_id, channel=request.channel, topic=topic)
+    query = select(User, state).where(User.id == request.user_id)
+    if dialect_name(session) == "postgresql":
+        query = query.with_for_update(of=User)
+    found = (await session.execute(query)).first()
+    user, raw_state = (found[0], found[1]) if found is not None else (None, None)
+    addresses: list[Address] = []
+    if user is not None and user.erased_at is None and not request.holdout:
+        addresses = await _addresses(session, user, request.channel, config)
+    zone = (user.timezone if user else None) or config.timezone
+    facts = decide.SendFacts(
+        now=now,
+        zone=zone,
+        channel=request.channel.value,
+        transactional=request.transactional,
+        holdout=request.holdout,
+        reachable=bool(addresses),
+        consent=ConsentState(raw_state) if raw_state else ConsentState.UNKNOWN,
+    )
+    verdict = decide.before_caps(facts, config.quiet_hours, rand=rand())
+    if verdict is None:
+        caps = applicable_caps(
+            config.caps,
+            channel=request.channel,
+            journey=request.journey,
+            transactional=request.transactional,
+        )
+        if caps:
+            verdict = decide.over_caps(
+                now,
+                await _windows(session, request.user_id, caps, now=now, zone=zone),
+                zone=zone,
+                deferrals=request.deferrals,
+            )
+    if isinstance(verdict, decide.Defer):
+        return verdict, []
+    if verdict is None:
+        assert user is not None
+        content = _render(request, user, templates)
+        if content is None:
+            verdict = decide.Suppress("render_failed")
+        else:
+            several = len(addresses) > 1
+            reserved = [
+                (rows.reserved(request, address, content, now, several=several), address)
+                for address in addresses
+            ]
+            return Reserved(reserved), [row for row, _ in reserved]
+    SUPPRESSIONS.labels(verdict.reason).inc()
+    SENDS.labels(request.channel.value, "suppressed").inc()
+    return verdict, [rows.suppressed(request, now, verdict.reason)]
+
+
+async def _windows(
+    session: AsyncSession, user_id: str, caps: list[Cap], *, now: datetime, zone: str
+) -> list[tuple[Cap, list[datetime]]]:
+    """Each cap with the send times its window counts, from one query over the widest."""
+    starts = [window_start(now, cap, zone=zone) for cap in caps]
+    sends = await messages.counted_sends(session, user_id=user_id, since=min(starts))
+    return [(cap, counted_times(cap, sends)) for cap in caps]
+
+
+async def _addresses(
+    session: AsyncSession, user: User, channel: Channel, config: NudgeConfig
+) -> list[Address]:
+    if channel is Channel.SMS:
+        return [Address(channel=channel, phone=user.phone)] if user.phone else []
+    found = await devices.active_devices(
+        session,
+        user_id=user.id,
+        channel=channel,
+        newest_only=config.channels.push.devices == "newest",
+    )
+    return [device_address(device, channel) for device in found]
+
+
+def device_address(device: Device, channel: Channel) -> Address:
+    """Where a push for `channel` goes on `device`."""
+    return Address(
+        channel=channel,
+        device_id=device.id,
+        platform=Platform(device.platform),
+        token=device.token,
+        subscription=device.subscription,
+        app_id=device.app_id,
+    )
+
+
+def _render(request: DeliverRequest, user: User, templates: TemplateStore) -> Content | None:
+    try:
+        content = templates.render(
+            request.journey,
+            request.template,
+            locale=user.locale,
+            context={
+                "user": profile_context(user),
+                "event": request.entry_event.model_dump(mode="json") if request.entry_event else {},
+                "settings": request.settings,
+                "variant": request.variant,
+                **request.context,
+            },
+        )
+    except TemplateError as exc:
+        log.warning("render failed for %s: %s", request.idempotency_key, exc)
+        return None
+    if request.channel is Channel.SMS and not content.sms:
+        return None
+    return content

@@ -1,0 +1,141 @@
+"""Message templates: Liquid files beside their journey, with locale variants.
+
+One file holds every part of a message, each under a `--- part ---` line:
+
+    --- title ---
+    Still thinking it over, {{ user.first_name | default: "friend" }}?
+    --- body ---
+    Your cart is waiting.
+    --- sms ---
+    Your cart is waiting: {{ event.properties.url | default: "" }} Reply STOP to opt out.
+    --- push ---
+    sound: default
+    badge: 1
+    --- data ---
+    cart_id: "{{ event.properties.cart_id | default: '' }}"
+
+`title`, `body`, `sms` and `url` are text; `push` (PushOptions) and `data` are YAML after
+rendering. Lookup: `<name>.<locale>.liquid` (e.g. fr-CA), then its language (`fr`), then
+`<name>.liquid`. Undefined variables are errors unless given a `default` filter; any error
+makes the whole message a `render_failed` suppression, never a half-rendered message.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from liquid import BoundTemplate, Environment, StrictDefaultUndefined
+from liquid.exceptions import LiquidError
+from pydantic import ValidationError
+
+from engine.channels.base import Content, PushOptions
+
+TEXT_PARTS = ("title", "body", "sms", "url")
+YAML_PARTS = ("push", "data")
+_PART = re.compile(r"^---\s*([a-z_]+)\s*---\s*$", re.MULTILINE)
+
+
+class TemplateError(Exception):
+    """A template is missing or does not render; the message is suppressed `render_failed`."""
+
+
+def split_parts(source: str, *, name: str = "template") -> dict[str, str]:
+    """Split a template file into its named parts."""
+    matches = list(_PART.finditer(source))
+    if not matches:
+        raise TemplateError(f"{name}: no `--- part ---` line (title, body, sms, url, push, data)")
+    parts: dict[str, str] = {}
+    for i, match in enumerate(matches):
+        part = match.group(1)
+        if part not in TEXT_PARTS + YAML_PARTS:
+            raise TemplateError(f"{name}: unknown part {part!r}")
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(source)
+        parts[part] = source[match.end() : end].strip("\n")
+    return parts
+
+
+class TemplateStore:
+    """Finds and renders templates under `<root>/<journey>/`, first root first."""
+
+    def __init__(self, *roots: Path) -> None:
+        if not roots:
+            raise ValueError(
+                "a TemplateStore needs at least one root (engine.app: shipped_templates)"
+            )
+        self.roots = roots
+        self._env = Environment(undefined=StrictDefaultUndefined)
+        self._compiled: dict[Path, tuple[int, dict[str, BoundTemplate]]] = {}
+
+    def find(self, journey: str, name: str, locale: str | None) -> Path:
+        """The file for `name` in the best locale: exact, then language, then default."""
+        candidates: list[str] = []
+        if locale:
+            normal = locale.replace("_", "-")
+            candidates += [normal, normal.split("-")[0]]
+        for root in self.roots:
+            for tag in [*candidates, None]:
+                path = root / journey / (f"{name}.{tag}.liquid" if tag else f"{name}.liquid")
+                if path.is_file():
+                    return path
+        raise TemplateError(f"template {journey}/{name} not found")
+
+    def render(
+        self, journey: str, name: str, *, locale: str | None, context: dict[str, Any]
+    ) -> Content:
+        """Render every part; raise `TemplateError` on any failure."""
+        path = self.find(journey, name, locale)
+        # Parsed once per file version: sends render, they do not re-read and re-parse.
+        stamp = path.stat().st_mtime_ns
+        cached = self._compiled.get(path)
+        if cached is None or cached[0] != stamp:
+            parts = self._compile(path.read_text(encoding="utf-8"), name=str(path))
+            self._compiled[path] = cached = (stamp, parts)
+        return self._render(cached[1], context, name=str(path))
+
+    def render_source(self, source: str, context: dict[str, Any], *, name: str) -> Content:
+        """Render template text that is not in the store (previews, tests)."""
+        return self._render(self._compile(source, name=name), context, name=name)
+
+    def _compile(self, source: str, *, name: str) -> dict[str, BoundTemplate]:
+        try:
+            return {
+                part: self._env.from_string(text)
+                for part, text in split_parts(source, name=name).items()
+            }
+        except LiquidError as exc:
+            raise TemplateError(f"{name}: {str(exc).splitlines()[0]}") from exc
+
+    def _render(
+        self, parts: dict[str, BoundTemplate], context: dict[str, Any], *, name: str
+    ) -> Content:
+        rendered: dict[str, Any] = {}
+        try:
+            for part, template in parts.items():
+                out = template.render(**context).strip()
+                if part in YAML_PARTS:
+                    loaded = yaml.safe_load(out) if out else {}
+                    if not isinstance(loaded, dict):
+                        raise TemplateError(f"{name}: part {part!r} must be a YAML mapping")
+                    rendered[part] = (
+                        {str(k): "" if v is None else str(v) for k, v in loaded.items()}
+                        if part == "data"
+                        else loaded
+                    )
+                else:
+                    rendered[part] = out or None
+            return Content(
+                title=rendered.get("title"),
+                body=rendered.get("body"),
+                sms=rendered.get("sms"),
+                url=rendered.get("url"),
+                data=rendered.get("data", {}),
+                push=PushOptions.model_validate(rendered.get("push", {})),
+            )
+        except LiquidError as exc:
+            # The first line names the variable and position; no message text is included.
+            raise TemplateError(f"{name}: {str(exc).splitlines()[0]}") from exc
+        except (yaml.YAMLError, ValidationError) as exc:
+            raise TemplateError(f"{name}: {type(exc).__name__}") from exc

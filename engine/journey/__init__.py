@@ -1,0 +1,41 @@
+"""The journey contract, safe inside Temporal's workflow sandbox: the `Journey` base class,
+the `@journey` declaration and its vocabulary. Nothing here does I/O."""
+
+from engine.journey.base import Journey
+from engine.journey.declare import Journeys, journey, registry
+from engine.journey.split import HOLDOUT, Variant
+from engine.journey.vocabulary import (
+    ALWAYS,
+    EVENT_SIGNAL,
+    SA_JOURNEY,
+    SA_STEP,
+    SA_USER,
+    Goal,
+    JourneyDefinitionError,
+    JourneyExited,
+    JourneySettings,
+    JourneySpec,
+    JourneyState,
+    Reentry,
+)
+
+__all__ = [
+    "ALWAYS",
+    "EVENT_SIGNAL",
+    "HOLDOUT",
+    "SA_JOURNEY",
+    "SA_STEP",
+    "SA_USER",
+    "Goal",
+    "Journey",
+    "JourneyDefinitionError",
+    "JourneyExited",
+    "JourneySettings",
+    "JourneySpec",
+    "JourneyState",
+    "Journeys",
+    "Reentry",
+    "Variant",
+    "journey",
+    "registry",
+]

@@ -1,0 +1,99 @@
+"""GDPR: export everything held about a user; erase it, keeping consent evidence provable."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from engine import ids
+from engine.clock import now
+from engine.store import runs
+from engine.store.messages import public
+from engine.store.models import Consent, Device, Event, JourneyRun, Message, User
+from schemas.common import MessageStatus, RunStatus
+
+log = logging.getLogger(__name__)
+
+
+def _row(obj: Any, *skip: str) -> dict[str, Any]:
+    return {c.key: getattr(obj, c.key) for c in obj.__table__.columns if c.key not in skip}
+
+
+async def export(session: AsyncSession, *, user: User) -> dict[str, Any]:
+    """Profile, devices, consent log, events, journey runs and messages (with bodies)."""
+
+    async def rows(model: Any) -> list[Any]:
+        return list(await session.scalars(select(model).where(model.user_id == user.id)))
+
+    messages = await rows(Message)
+    return {
+        "user": _row(user, "erased_hash"),
+        "devices": [_row(d) for d in await rows(Device)],
+        "consent_log": [_row(c, "user_id") for c in await rows(Consent)],
+        "events": [_row(e, "user_id") for e in await rows(Event)],
+        "journey_runs": [_row(r, "user_id") for r in await rows(JourneyRun)],
+        "messages": [{**public(m), "body": m.body} for m in messages],
+    }
+
+
+async def erase(session: AsyncSession, *, user: User, salt: str) -> None:
+    """Erase profile, addresses, event payloads and message bodies. The consent log stays
+    (TCPA/CTIA evidence) with its free-text evidence replaced by a hash, and the user row
+    keeps a salted hash of the ids so the evidence stays provable. The caller commits."""
+    user.erased_hash = ids.erasure_hash(user.id, user.external_id or "", salt)
+    user.external_id = None
+    user.anonymous_id = None
+    user.timezone = user.locale = user.phone = user.email = None
+    user.attributes = {}
+    user.erased_at = now()
+    user.updated_at = user.erased_at
+    for device in await session.scalars(select(Device).where(Device.user_id == user.id)):
+        await session.delete(device)
+    await session.execute(
+        update(Event).where(Event.user_id == user.id).values(properties={}, context={})
+    )
+    await session.execute(update(Message).where(Message.user_id == user.id).values(body=None))
+    # Sends still in flight will find no address; they must not count against caps forever.
+    await session.execute(
+        update(Message)
+        .where(Message.user_id == user.id, Message.status == MessageStatus.PENDING)
+        .values(status=MessageStatus.SUPPRESSED, reason="user_erased")
+    )
+    for entry in await session.scalars(select(Consent).where(Consent.user_id == user.id)):
+        if entry.evidence and not entry.evidence.startswith("sha256:"):
+            digest = hashlib.sha256(f"{salt}:{entry.evidence}".encode()).hexdigest()
+            entry.evidence = f"sha256:{digest}"
+    for run in await runs.open_runs(session, user_id=user.id):
+        await runs.mark_finished(
+            session,
+            workflow_id=run.workflow_id,
+            run_id=None,
+            status=RunStatus.TERMINATED,
+            outcome="user_erased",
+        )
+
+
+async def end_runs(client: Callable[[], Awaitable[Client]], workflow_ids: list[str]) -> int:
+    """Terminate the erased user's open runs; returns how many were ended."""
+    if not workflow_ids:
+        return 0
+    ended = 0
+    try:
+        temporal = await client()
+    except (RPCError, RuntimeError, OSError):
+        log.warning("could not reach Temporal to end %d runs", len(workflow_ids))
+        return 0
+    for workflow_id in workflow_ids:
+        try:
+            await temporal.get_workflow_handle(workflow_id).terminate(reason="user erased")
+            ended += 1
+        except RPCError:
+            log.warning("could not end run %s", workflow_id)
+    return ended

@@ -1,0 +1,146 @@
+"""Message rows: one per address per send, keyed by the send's idempotency key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.store.models import Message, MessageAttempt
+from schemas.common import MessageStatus
+
+# Statuses that mean "we sent (or are sending) this": they count against frequency caps.
+COUNTED = (
+    MessageStatus.PENDING,
+    MessageStatus.SENT,
+    MessageStatus.DELIVERED,
+    MessageStatus.UNDELIVERED,
+)
+
+
+async def rows_for_send(
+    session: AsyncSession, *, workflow_id: str, step: str, key: str
+) -> list[Message]:
+    """The rows an earlier attempt of this send wrote (the send row or one per device)."""
+    rows = await session.scalars(
+        select(Message)
+        .where(Message.workflow_id == workflow_id, Message.step == step)
+        .order_by(Message.created_at, Message.id)
+    )
+    return [r for r in rows if r.idempotency_key == key or r.idempotency_key.startswith(key + "/")]
+
+
+@dataclass(frozen=True)
+class CountedSend:
+    """One non-transactional send (all of its rows), as frequency caps count it."""
+
+    channel: str
+    journey: str | None
+    at: datetime
+    """Its `sent_at`, or its reservation time while it is still being sent."""
+
+
+async def counted_sends(
+    session: AsyncSession, *, user_id: str, since: datetime
+) -> list[CountedSend]:
+    """The user's non-transactional sends counted since `since`, oldest first.
+
+    A push to three devices is one send: rows are grouped by (workflow, step), and a send
+    counts from the first time it reached the person (`sent_at`), so a slow provider call
+    does not shorten the gap the person sees.
+    """
+    at = func.min(func.coalesce(Message.sent_at, Message.created_at))
+    query = (
+        select(Message.channel, Message.journey, at)
+        .where(
+            Message.user_id == user_id,
+            Message.transactional.is_(False),
+            Message.status.in_(COUNTED),
+            func.coalesce(Message.sent_at, Message.created_at) >= since,
+        )
+        .group_by(Message.workflow_id, Message.step, Message.channel, Message.journey)
+    )
+    found = [
+        CountedSend(channel, journey, stamp)
+        for channel, journey, stamp in await session.execute(query)
+    ]
+    return sorted(found, key=lambda send: send.at)
+
+
+async def list_messages(
+    session: AsyncSession, *, user_id: str | None, after: tuple[datetime, str] | None, limit: int
+) -> list[Message]:
+    """Messages newest first, paginated by (created_at, id)."""
+    query = select(Message)
+    if user_id is not None:
+        query = query.where(Message.user_id == user_id)
+    if after is not None:
+        stamp, last_id = after
+        query = query.where(
+            (Message.created_at < stamp) | ((Message.created_at == stamp) & (Message.id < last_id))
+        )
+    query = query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
+    return list(await session.scalars(query))
+
+
+async def attempts(session: AsyncSession, *, message_id: str) -> list[MessageAttempt]:
+    return list(
+        await session.scalars(
+            select(MessageAttempt)
+            .where(MessageAttempt.message_id == message_id)
+            .order_by(MessageAttempt.attempt)
+        )
+    )
+
+
+def public(message: Message) -> dict[str, Any]:
+    """A message as every surface shows it (API, CLI): no address, no body."""
+    return {
+        "id": message.id,
+        "user_id": message.user_id,
+        "journey": message.journey,
+        "step": message.step,
+        "channel": message.channel,
+        "template": message.template,
+        "device_id": message.device_id,
+        "status": message.status,
+        "reason": message.reason,
+        "provider": message.provider,
+        "provider_id": message.provider_id,
+        "encoding": message.encoding,
+        "parts": message.parts,
+        "attempts": message.attempts,
+        "transactional": message.transactional,
+        "created_at": message.created_at,
+        "sent_at": message.sent_at,
+        "delivered_at": message.delivered_at,
+    }
+
+
+async def finish_attempt(
+    session: AsyncSession, *, row: Message, outcome: str, error: str | None, finished_at: datetime
+) -> None:
+    """Store what one provider call did: the message row as it now stands (status, provider
+    ids, encoding) and the end of its attempt `row.attempts`."""
+    await session.execute(
+        update(Message)
+        .where(Message.id == row.id)
+        .values(
+            status=row.status,
+            reason=row.reason,
+            provider=row.provider,
+            provider_id=row.provider_id,
+            encoding=row.encoding,
+            parts=row.parts,
+            sent_at=row.sent_at,
+            updated_at=row.updated_at,
+        )
+    )
+    await session.execute(
+        update(MessageAttempt)
+        .where(MessageAttempt.message_id == row.id, MessageAttempt.attempt == row.attempts)
+        .values(finished_at=finished_at, outcome=outcome, error=error, provider_id=row.provider_id)
+    )

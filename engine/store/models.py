@@ -1,0 +1,244 @@
+"""SQLAlchemy 2 models. Schema changes go through Alembic (`engine/db/migrations`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from engine.store.types import JSONType, UTCDateTime, enum_column
+from schemas.common import (
+    Channel,
+    ConsentSource,
+    ConsentState,
+    MessageStatus,
+    Platform,
+    RunStatus,
+)
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; Postgres gets a real BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    """A person, under Nudge's internal id (`u_...`); `external_id` is the product's userId."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    anonymous_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    phone: Mapped[str | None] = mapped_column(String(32), index=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # GDPR erasure: the row stays (consent evidence points at it) but holds only a hash.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    erased_hash: Mapped[str | None] = mapped_column(String(128))
+
+
+class WriteKey(Base):
+    """An API write key; only its SHA-256 is stored."""
+
+    __tablename__ = "write_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Device(Base):
+    """A push address: an APNs/FCM token or a Web Push subscription."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    platform: Mapped[Platform] = mapped_column(enum_column(Platform))
+    token: Mapped[str] = mapped_column(Text, unique=True)
+    subscription: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    app_id: Mapped[str | None] = mapped_column(String(255))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deactivated_reason: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Consent(Base):
+    """One entry of the append-only consent log; current state is the newest entry."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    topic: Mapped[str] = mapped_column(String(64))
+    state: Mapped[ConsentState] = mapped_column(enum_column(ConsentState))
+    source: Mapped[ConsentSource] = mapped_column(enum_column(ConsentSource, length=32))
+    evidence: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_consents_lookup", "user_id", "channel", "topic", "id"),)
+
+
+class Event(Base):
+    """An accepted event: the outbox the router drains. `message_id` deduplicates."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    type: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    context: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    route_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Set when routing gave up on the event for good (it is then marked routed).
+    route_error: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_events_unrouted", "routed_at", "id"),)
+
+
+class JourneyRun(Base):
+    """One run of a journey for a user: the router's routing state (not visibility)."""
+
+    __tablename__ = "journey_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    journey: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    key: Mapped[str | None] = mapped_column(String(255))
+    workflow_id: Mapped[str] = mapped_column(String(400), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    entry_event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    status: Mapped[RunStatus] = mapped_column(enum_column(RunStatus), index=True)
+    outcome: Mapped[str | None] = mapped_column(String(100))
+    step: Mapped[str | None] = mapped_column(String(100))
+    version: Mapped[str | None] = mapped_column(String(100))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    converted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    conversion_message_id: Mapped[str | None] = mapped_column(String(64))
+    variant: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        UniqueConstraint("journey", "entry_event_id", name="uq_runs_entry"),
+        Index("ix_runs_user_status", "user_id", "status"),
+    )
+
+
+class Message(Base):
+    """One message to one address; the id is derived from the send's idempotency key."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(600), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    journey: Mapped[str | None] = mapped_column(String(100))
+    workflow_id: Mapped[str | None] = mapped_column(String(400), index=True)
+    step: Mapped[str | None] = mapped_column(String(100))
+    channel: Mapped[Channel] = mapped_column(enum_column(Channel))
+    template: Mapped[str | None] = mapped_column(String(200))
+    device_id: Mapped[str | None] = mapped_column(String(40))
+    transactional: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[MessageStatus] = mapped_column(enum_column(MessageStatus), index=True)
+    reason: Mapped[str | None] = mapped_column(String(100))
+    variant: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    encoding: Mapped[str | None] = mapped_column(String(16))
+    parts: Mapped[int | None] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_messages_user_created", "user_id", "created_at"),)
+
+
+class MessageAttempt(Base):
+    """Every call to a provider for a message: proof of what was tried, and when."""
+
+    __tablename__ = "message_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    provider_id: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(String(255))
+
+
+class Link(Base):
+    """A tracked link in a message (`GET /c/{code}`)."""
+
+    __tablename__ = "links"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MessagePart(Base):
+    """One submitted SMS part: the SMSC's id for it, so receipts (per part) find the message."""
+
+    __tablename__ = "message_parts"
+
+    smsc_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"), index=True)
+    part: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str | None] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+
+
+class SmsReceipt(Base):
+    """A delivery receipt as the SMSC sent it, stored before it is acknowledged. Applied to
+    its message once the part is known (a receipt can beat its own `submit_sm_resp`)."""
+
+    __tablename__ = "sms_receipts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    smsc_id: Mapped[str] = mapped_column(String(128), index=True)
+    stat: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    final: Mapped[bool] = mapped_column(Boolean)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

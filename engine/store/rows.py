@@ -1,0 +1,53 @@
+"""Row chores every store module shares: insert-or-ignore, and locking a row for a
+transaction. One place each, for Postgres and SQLite alike.
+
+SQLite has no row locks; its transactions already exclude each other (every transaction
+starts with `BEGIN IMMEDIATE`, see `engine.store.session`), so locking is a no-op there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.store.models import Base
+from engine.store.session import dialect_name
+
+M = TypeVar("M", bound=Base)
+
+
+def insert_for(session: AsyncSession) -> Any:
+    """The dialect's `insert` (Postgres or SQLite), which has `on_conflict_do_nothing`."""
+    return postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+
+
+async def insert_ignore(
+    session: AsyncSession, model: type[Base], values: dict[str, Any], *, conflict: list[str]
+) -> bool:
+    """Insert a row unless one with the same `conflict` columns exists; True if inserted."""
+    stmt = (
+        insert_for(session)(model).values(**values).on_conflict_do_nothing(index_elements=conflict)
+    )
+    result = await session.execute(stmt)
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def lock(session: AsyncSession, model: type[M], key: Any) -> M | None:
+    """The row of `model` with primary key `key`, locked until the transaction ends
+    (Postgres `SELECT ... FOR UPDATE`); None if there is no such row."""
+    query = select(model).where(model.id == key)  # type: ignore[attr-defined]
+    if dialect_name(session) == "postgresql":
+        query = query.with_for_update()
+    return (await session.scalars(query)).first()
+
+
+async def lock_keys(session: AsyncSession, keys: list[str]) -> None:
+    """Serialise transactions on names that are not rows (yet): Postgres transaction-level
+    advisory locks, taken in sorted order so two transactions never deadlock."""
+    if dialect_name(session) != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})

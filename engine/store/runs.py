@@ -1,0 +1,235 @@
+"""Journey runs: the router's routing state, kept in `journey_runs` (not in visibility).
+
+The router reads a whole batch's worth at once (`open_runs_of`, `last_entries`) and writes
+its entries in bulk (`add_entries`); the workflow's bookkeeping activities close rows
+(`mark_finished`, `mark_converted`), waiting for the router's row when a short run beats
+the router's commit (`RunRowMissing`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.clock import now
+from engine.store.models import JourneyRun, Message
+from engine.store.rows import insert_for
+from schemas.common import MessageStatus, RunStatus
+
+
+class RunRowMissing(LookupError):
+    """The run's row is not (yet) in `journey_runs`: the router that started it has not
+    committed. The bookkeeping activity retries until it has."""
+
+
+async def open_runs(session: AsyncSession, *, user_id: str) -> list[JourneyRun]:
+    """The user's runs that have not ended, oldest first."""
+    return (await open_runs_of(session, user_ids=[user_id])).get(user_id, [])
+
+
+async def open_runs_of(
+    session: AsyncSession, *, user_ids: Iterable[str]
+) -> dict[str, list[JourneyRun]]:
+    """Open runs per user, oldest first, for many users in one query."""
+    found: dict[str, list[JourneyRun]] = {}
+    wanted = sorted(set(user_ids))
+    if not wanted:
+        return found
+    rows = await session.scalars(
+        select(JourneyRun)
+        .where(JourneyRun.user_id.in_(wanted), JourneyRun.status == RunStatus.OPEN)
+        .order_by(JourneyRun.id)
+    )
+    for run in rows:
+        found.setdefault(run.user_id, []).append(run)
+    return found
+
+
+async def last_entries(
+    session: AsyncSession, *, user_ids: Iterable[str], journeys: Iterable[str]
+) -> dict[tuple[str, str, str | None], JourneyRun]:
+    """The most recent run per (journey, user, key) for these users and journeys."""
+    wanted, names = sorted(set(user_ids)), sorted(set(journeys))
+    if not wanted or not names:
+        return {}
+    newest = (
+        select(func.max(JourneyRun.id))
+        .where(JourneyRun.user_id.in_(wanted), JourneyRun.journey.in_(names))
+        .group_by(JourneyRun.journey, JourneyRun.user_id, JourneyRun.key)
+    )
+    rows = await session.scalars(select(JourneyRun).where(JourneyRun.id.in_(newest)))
+    return {(run.journey, run.user_id, run.key): run for run in rows}
+
+
+async def last_entry(
+    session: AsyncSession, *, journey: str, user_id: str, key: str | None
+) -> JourneyRun | None:
+    """The user's most recent run of `journey` (for `key`), open or ended."""
+    found = await last_entries(session, user_ids=[user_id], journeys=[journey])
+    return found.get((journey, user_id, key))
+
+
+async def add_entries(session: AsyncSession, entries: Sequence[dict[str, Any]]) -> None:
+    """Insert entry rows (`journey`, `user_id`, `key`, `workflow_id`, `run_id`,
+    `entry_event_id`, `version`, `started_at`) as open; a repeat of an entry (same journey
+    and entry event, e.g. a retried routing) keeps the first row."""
+    if not entries:
+        return
+    rows = [{**entry, "status": RunStatus.OPEN} for entry in entries]
+    stmt = insert_for(session)(JourneyRun).values(rows)
+    await session.execute(stmt.on_conflict_do_nothing(index_elements=["journey", "entry_event_id"]))
+
+
+async def mark_started(session: AsyncSession, *, workflow_id: str, run_id: str) -> None:
+    """Record the Temporal run id on the open row of `workflow_id` (runs recorded before
+    the router stored run ids)."""
+    await session.execute(
+        update(JourneyRun)
+        .where(
+            JourneyRun.workflow_id == workflow_id,
+            JourneyRun.status == RunStatus.OPEN,
+            JourneyRun.run_id.is_(None),
+        )
+        .values(run_id=run_id)
+    )
+
+
+async def mark_finished(
+    session: AsyncSession,
+    *,
+    workflow_id: str,
+    run_id: str | None,
+    status: RunStatus,
+    outcome: str,
+    step: str | None = None,
+    variant: str | None = None,
+    version: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Close the open row of `workflow_id` (idempotent). With a `run_id`, raises
+    `RunRowMissing` while no row of that run exists yet."""
+    query = update(JourneyRun).where(
+        JourneyRun.workflow_id == workflow_id, JourneyRun.status == RunStatus.OPEN
+    )
+    if run_id is not None:
+        query = query.where((JourneyRun.run_id == run_id) | JourneyRun.run_id.is_(None))
+    values: dict[str, object] = {"status": status, "outcome": outcome, "ended_at": at or now()}
+    if step is not None:
+        values["step"] = step
+    if variant is not None:
+        values["variant"] = variant
+    if version is not None:
+        values["version"] = version
+    result = await session.execute(query.values(**values))
+    if run_id is not None and not getattr(result, "rowcount", 0):
+        await _require_row(session, workflow_id=workflow_id, run_id=run_id)
+
+
+async def mark_converted(
+    session: AsyncSession,
+    *,
+    workflow_id: str,
+    run_id: str,
+    message_id: str | None,
+    at: datetime | None = None,
+) -> None:
+    """Record the run's conversion (once), attributed to `message_id`. Raises
+    `RunRowMissing` while no row of that run exists yet."""
+    result = await session.execute(
+        update(JourneyRun)
+        .where(
+            JourneyRun.workflow_id == workflow_id,
+            (JourneyRun.run_id == run_id) | JourneyRun.run_id.is_(None),
+            JourneyRun.converted_at.is_(None),
+        )
+        .values(converted_at=at or now(), conversion_message_id=message_id)
+    )
+    if not getattr(result, "rowcount", 0):
+        await _require_row(session, workflow_id=workflow_id, run_id=run_id)
+
+
+async def _require_row(session: AsyncSession, *, workflow_id: str, run_id: str) -> None:
+    found = await session.scalar(
+        select(JourneyRun.id).where(
+            JourneyRun.workflow_id == workflow_id,
+            (JourneyRun.run_id == run_id) | JourneyRun.run_id.is_(None),
+        )
+    )
+    if found is None:
+        raise RunRowMissing(workflow_id)
+
+
+async def convert_closed(
+    session: AsyncSession,
+    *,
+    goals: Sequence[tuple[str, str, str | None, timedelta, datetime]],
+) -> int:
+    """Record goals reached after their run ended (but within `within` of entry),
+    attributed to the last message the run delivered. Open runs record their own goals.
+
+    `goals`: (journey, user_id, key or None, within, at) per goal event.
+    """
+    converted = 0
+    for journey, user_id, key, within, at in goals:
+        query = select(JourneyRun).where(
+            JourneyRun.journey == journey,
+            JourneyRun.user_id == user_id,
+            JourneyRun.status != RunStatus.OPEN,
+            JourneyRun.converted_at.is_(None),
+            JourneyRun.started_at >= at - within,
+            JourneyRun.started_at <= at,
+        )
+        if key is not None:
+            query = query.where(JourneyRun.key == key)
+        for run in await session.scalars(query):
+            last = await session.scalar(
+                select(Message.id)
+                .where(
+                    Message.workflow_id == run.workflow_id,
+                    Message.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]),
+                    Message.created_at >= run.started_at,
+                )
+                .order_by(Message.sent_at.desc(), Message.id.desc())
+                .limit(1)
+            )
+            run.converted_at, run.conversion_message_id = at, last
+            converted += 1
+    return converted
+
+
+async def terminated(session: AsyncSession, *, workflow_ids: Iterable[str], outcome: str) -> None:
+    """Close open rows whose workflow Temporal no longer knows (e.g. terminated by hand)."""
+    ids = sorted(set(workflow_ids))
+    if ids:
+        await session.execute(
+            update(JourneyRun)
+            .where(JourneyRun.workflow_id.in_(ids), JourneyRun.status == RunStatus.OPEN)
+            .values(status=RunStatus.TERMINATED, outcome=outcome, ended_at=now())
+        )
+
+
+async def runs_of_user(session: AsyncSession, *, user_id: str) -> list[JourneyRun]:
+    rows = await session.scalars(
+        select(JourneyRun).where(JourneyRun.user_id == user_id).order_by(JourneyRun.id)
+    )
+    return list(rows)
+
+
+__all__ = [
+    "RunRowMissing",
+    "add_entries",
+    "convert_closed",
+    "last_entries",
+    "last_entry",
+    "mark_converted",
+    "mark_finished",
+    "mark_started",
+    "open_runs",
+    "open_runs_of",
+    "runs_of_user",
+    "terminated",
+]
