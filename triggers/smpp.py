@@ -7,7 +7,6 @@ store survives a crash (the SMSC redelivers anything not acknowledged).
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,10 +15,11 @@ from engine import ids
 from engine.channels.base import ProviderError
 from engine.channels.sms.keywords import classify
 from engine.channels.sms.provider import SmppProvider
+from engine.clock import now
 from engine.config.nudge_toml import NudgeConfig
 from engine.store import consent, sms
-from engine.store.models import Event, Message, User
-from engine.store.rows import insert_ignore
+from engine.store.models import Message, User
+from engine.store.outbox import add_event
 from engine.store.users import ensure_user
 from schemas.common import Channel, MessageStatus
 from schemas.sms import InboundSms, Receipt
@@ -65,26 +65,19 @@ class InboundHandler:
             ):
                 return  # the SMSC redelivered a deliver_sm we stored already
             event_id = sms.inbound_message_id(message.sender, message.text, message.received_at)
-            stored = await insert_ignore(
+            stored = await add_event(
                 session,
-                Event,
-                {
-                    "message_id": event_id,
-                    "user_id": user.id,
-                    "type": "track",
-                    "name": "SMS Received",
-                    "properties": {
-                        "text": message.text,
-                        "keyword": keyword,
-                        "from": message.sender,
-                        "to": message.destination,
-                    },
-                    "context": {"source": "smpp"},
-                    "timestamp": message.received_at,
-                    "received_at": datetime.now(UTC),
-                    "route_attempts": 0,
+                user_id=user.id,
+                name="SMS Received",
+                message_id=event_id,
+                properties={
+                    "text": message.text,
+                    "keyword": keyword,
+                    "from": message.sender,
+                    "to": message.destination,
                 },
-                conflict=["message_id"],
+                source="smpp",
+                timestamp=message.received_at,
             )
             if not stored:
                 return  # a redelivered deliver_sm: already handled
@@ -146,7 +139,7 @@ class InboundHandler:
         if self._sms is None:
             return
         key = f"reply/{event_id}"
-        now = datetime.now(UTC)
+        stamp = now()
         row = Message(
             id=ids.message_id(key),
             idempotency_key=key,
@@ -157,8 +150,8 @@ class InboundHandler:
             status=MessageStatus.PENDING,
             body={"sms": text},
             attempts=1,
-            created_at=now,
-            updated_at=now,
+            created_at=stamp,
+            updated_at=stamp,
         )
         try:
             result = await self._sms.send_text(phone, text)
@@ -168,7 +161,7 @@ class InboundHandler:
             log.exception("keyword reply failed")
             row.status, row.reason = MessageStatus.FAILED, "reply_failed"
         else:
-            row.status, row.sent_at = MessageStatus.SENT, datetime.now(UTC)
+            row.status, row.sent_at = MessageStatus.SENT, now()
             row.provider, row.provider_id = result.provider, result.provider_id
             row.encoding, row.parts = result.encoding, result.parts
         async with self._sessions() as session, session.begin():

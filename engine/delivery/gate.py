@@ -28,7 +28,7 @@ from engine.policy import gate as decide
 from engine.policy.caps import applicable_caps, counted_times, window_start
 from engine.store import consent, devices, messages
 from engine.store.models import Device, Message, User
-from engine.store.session import dialect_name
+from engine.store.rows import for_update
 from engine.store.users import profile_context
 from schemas.common import Channel, ConsentState, Platform
 from schemas.journeys import DeliverRequest
@@ -59,9 +59,7 @@ async def run_gate(
     insert (the reserved rows, or the one suppressed row). Defers write nothing."""
     topic = consent_rule.topic_for(transactional=request.transactional)
     state = consent.state_query(user_id=request.user_id, channel=request.channel, topic=topic)
-    query = select(User, state).where(User.id == request.user_id)
-    if dialect_name(session) == "postgresql":
-        query = query.with_for_update(of=User)
+    query = for_update(session, select(User, state).where(User.id == request.user_id), of=User)
     found = (await session.execute(query)).first()
     user, raw_state = (found[0], found[1]) if found is not None else (None, None)
     addresses: list[Address] = []

@@ -19,8 +19,7 @@ from engine import ids
 from engine.clock import now
 from engine.observability.metrics import EVENTS_ACCEPTED
 from engine.store.models import Event
-from engine.store.rows import insert_ignore
-from engine.store.session import dialect_name
+from engine.store.rows import for_update, insert_ignore
 from engine.store.users import apply_profile, ensure_user
 from schemas.events import IdentifyCall, TrackCall
 
@@ -127,9 +126,7 @@ async def claim(session: AsyncSession, *, limit: int, skip: Iterable[int] = ()) 
     query = select(Event).where(Event.routed_at.is_(None))
     if held:
         query = query.where(Event.id.not_in(held))
-    query = query.order_by(Event.id).limit(limit)
-    if dialect_name(session) == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=Event)
+    query = for_update(session, query.order_by(Event.id).limit(limit), of=Event, skip_locked=True)
     claimed = list(await session.scalars(query))
     if not claimed:
         return []

@@ -7,9 +7,9 @@ starts with `BEGIN IMMEDIATE`, see `engine.store.session`), so locking is a no-o
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
-from sqlalchemy import select, text
+from sqlalchemy import Select, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,12 +35,21 @@ async def insert_ignore(
     return bool(getattr(result, "rowcount", 0))
 
 
+S = TypeVar("S", bound=Select[Unpack[tuple[Any, ...]]])
+
+
+def for_update(session: AsyncSession, query: S, *, of: Any = None, skip_locked: bool = False) -> S:
+    """`query` locking the rows it reads (of `of`) until the transaction ends, on Postgres;
+    `skip_locked` leaves rows another transaction holds to it (several routers)."""
+    if dialect_name(session) != "postgresql":
+        return query
+    return query.with_for_update(of=of, skip_locked=skip_locked)
+
+
 async def lock(session: AsyncSession, model: type[M], key: Any) -> M | None:
     """The row of `model` with primary key `key`, locked until the transaction ends
     (Postgres `SELECT ... FOR UPDATE`); None if there is no such row."""
-    query = select(model).where(model.id == key)  # type: ignore[attr-defined]
-    if dialect_name(session) == "postgresql":
-        query = query.with_for_update()
+    query = for_update(session, select(model).where(model.id == key))  # type: ignore[attr-defined]
     return (await session.scalars(query)).first()
 
 
