@@ -7,7 +7,7 @@ starts with `BEGIN IMMEDIATE`, see `engine.store.session`), so locking is a no-o
 
 from __future__ import annotations
 
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, select, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -35,7 +35,7 @@ async def insert_ignore(
     return bool(getattr(result, "rowcount", 0))
 
 
-S = TypeVar("S", bound=Select[Unpack[tuple[Any, ...]]])
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
 def for_update(session: AsyncSession, query: S, *, of: Any = None, skip_locked: bool = False) -> S:
