@@ -80,6 +80,7 @@ class CarriedState(BaseModel):
     converted: bool = False
     variant: str | None = None
     holdout: bool = False
+    received: int = 0
     continued: int = 0
 
 

@@ -1,12 +1,8 @@
 """Win-back: a lapsed user gets an offer, and a second one if they do not come back.
 
-Versioned behaviour (see CONTRIBUTING.md, "Changing a journey"):
-
-- `win-back-returned` (2026-12): `App Opened` used to be an exit event as well as the event
-  the journey waited for, so a user who came back ended the run as `exited:App Opened` and
-  the `returned` outcome was unreachable. It is now only waited for (and the goal): a user
-  who comes back within `second_offer_after` ends the run `returned`. Runs recorded before
-  the change replay the old ending.
+A user who comes back (`App Opened`, also the goal) within `second_offer_after` ends the
+run `returned`. (`App Opened` was once also an exit event, which made `returned`
+unreachable: the exit won. The recorded runs end `returned`, which `nudge replay` checks.)
 """
 
 from __future__ import annotations
@@ -21,14 +17,10 @@ from engine import (
     Goal,
     Journey,
     JourneyEntry,
-    JourneyExited,
     JourneyResult,
     JourneySettings,
     journey,
 )
-
-PATCH_RETURNED = "win-back-returned"
-
 
 class WinBackSettings(JourneySettings):
     second_offer_after: Duration = timedelta(days=3)
@@ -49,8 +41,6 @@ class WinBack(Journey[WinBackSettings]):
         await self.send(offer, channel=Channel.PUSH)
         came_back = await self.wait_for("App Opened", timeout=self.settings.second_offer_after)
         if came_back:
-            if not self.patched(PATCH_RETURNED):
-                raise JourneyExited(came_back)  # how runs recorded before the fix ended
             return self.finish("returned")
         await self.send("last_offer", channel=Channel.SMS)
         return self.finish("offered")

@@ -83,6 +83,7 @@ class Journey(Generic[S]):
         self._carried = carried
         # The trigger is the entry, not something to wait for: it is marked as seen.
         self._inbox = Inbox(seen=carried.seen, pending=carried.pending)
+        self._inbox.received = carried.received
         self._journal = Journal(carried.steps)
         self._entered_at = carried.entered_at
         self._sent = carried.sent
@@ -166,6 +167,7 @@ class Journey(Generic[S]):
             until = None if timeout is None else workflow.now() + timeout
             record = self._journal.start(StepRecord(kind="wait", name=event, until=until))
         self._set_step(f"wait:{event}")
+        self._inbox.wait_started(event, where)
         found: list[JourneyEvent] = []
 
         def check() -> bool:
@@ -411,6 +413,7 @@ class Journey(Generic[S]):
             converted=self._converted,
             variant=self._variant,
             holdout=self._holdout,
+            received=self._inbox.received,
             continued=self._carried.continued + 1,
         )
         workflow.continue_as_new(self.entry.model_copy(update={"carried": carried}))

@@ -1,9 +1,11 @@
 """Replay recorded journey histories against the current code, and export histories.
 
 A history replays OK when the current workflow code issues the same commands, in the same
-order, as the code that wrote it. A journey edited without `workflow.patched(...)` fails
-with a non-determinism error naming the history event where the two diverged; these
-reports carry that event id and a hint for the engineer.
+order, as the code that wrote it, and ends with the same result. A journey edited without
+`workflow.patched(...)` fails with a non-determinism error naming the history event where
+the two diverged; one that issues the same commands but finishes differently (another
+outcome, count or conversion) fails with both results side by side. These reports carry
+the event id and a hint for the engineer.
 
 Histories are kept as `temporal workflow show --output json` files (`{"events": [...]}`,
 proto-JSON). With encryption on they hold ciphertext and replay only with the same keys.
@@ -22,13 +24,22 @@ from typing import Any
 
 import google.protobuf.json_format
 from google.protobuf.message import Message
+from temporalio import workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import History
 from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadCodec
 from temporalio.runtime import Runtime
-from temporalio.worker import Replayer, WorkflowReplayResult, WorkflowRunner
+from temporalio.worker import (
+    ExecuteWorkflowInput,
+    Interceptor,
+    Replayer,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowReplayResult,
+    WorkflowRunner,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from temporalio.workflow import NondeterminismError, _Definition
 
@@ -46,6 +57,10 @@ HINT_CODEC = (
     "(NUDGE_ENCRYPTION_KEYS)"
 )
 HINT_OTHER = "the workflow task failed during replay; read the error"
+HINT_RESULT = (
+    "the same steps now end with another result: a behaviour change needs "
+    "`workflow.patched(...)` (or `self.patched`), so recorded runs keep their outcome"
+)
 
 # sdk-core formats events as `HistoryEvent(id: 11, TimerStarted)`; other messages say
 # `event id 11` / `event_id: 11` / `event 11`.
@@ -172,16 +187,76 @@ async def replay_histories(
         converter = dataclasses.replace(
             data_converter, failure_converter_class=DefaultFailureConverter
         )
+        recorder = _ResultRecorder()
         replayer = Replayer(
             workflows=workflows,
             data_converter=converter,
             runtime=runtime,
             workflow_runner=workflow_runner or SandboxedWorkflowRunner(),
+            interceptors=[recorder],
         )
         async with replayer.workflow_replay_iterator(source()) as results:
             async for result in results:
-                by_run[(result.history.workflow_id, result.history.run_id)] = _report(result)
+                key = (result.history.workflow_id, result.history.run_id)
+                report = _report(result)
+                if report.ok:
+                    report = await _check_result(report, result.history, recorder, converter)
+                by_run[key] = report
     return [by_run[(h.workflow_id, h.run_id)] for h in pending]
+
+
+class _ResultRecorder(Interceptor):
+    """Keeps what each replayed run returned, to compare with what the history recorded."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, Any] = {}
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        results = self.results
+
+        class Recording(WorkflowInboundInterceptor):
+            async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+                value = await super().execute_workflow(input)
+                results[workflow.info().workflow_id] = value
+                return value
+
+        return Recording
+
+
+async def _check_result(
+    report: ReplayReport,
+    history: WorkflowHistory,
+    recorder: _ResultRecorder,
+    converter: DataConverter,
+) -> ReplayReport:
+    """Fail the report when the run completed in the history with another result than
+    the replay produced (a run still open, failed or continued has nothing to compare)."""
+    last = history.events[-1] if history.events else None
+    if last is None or last.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+        return report
+    replayed = recorder.results.pop(history.workflow_id, None)
+    if replayed is None:
+        return report
+    payloads = list(last.workflow_execution_completed_event_attributes.result.payloads)
+    if not payloads:
+        return report
+    (recorded,) = await converter.decode(payloads, [type(replayed)])
+    if _plain(recorded) == _plain(replayed):
+        return report
+    return dataclasses.replace(
+        report,
+        ok=False,
+        error=f"result differs: recorded {_plain(recorded)}, replayed {_plain(replayed)}",
+        event_id=last.event_id,
+        hint=HINT_RESULT,
+    )
+
+
+def _plain(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json") if callable(dump) else value
 
 
 def _report(result: WorkflowReplayResult) -> ReplayReport:

@@ -105,6 +105,16 @@ async def reachable_user(stack: Stack, user: str) -> dict[str, Any]:
     return profile
 
 
+async def settled(stack: Stack, user: str, count: int) -> None:
+    """Until `count` of the user's messages have a final status (sent or suppressed)."""
+
+    async def probe() -> bool:
+        done = [m for m in await stack.messages(user) if m["status"] in ("sent", "suppressed")]
+        return len(done) >= count
+
+    await eventually(probe, timeout=20)
+
+
 async def sent(stack: Stack, user: str, count: int) -> None:
     async def probe() -> bool:
         return len([m for m in await stack.messages(user) if m["status"] == "sent"]) >= count
@@ -157,10 +167,7 @@ def inactive(*, returns: bool, holdout: bool = False) -> Drive:
             user = f"{user}-x"
         await stack.track(user, "User Inactive")
         if returns:
-            if holdout:  # a held-out user is sent nothing: give the offer step a moment
-                await asyncio.sleep(1.0)
-            else:
-                await sent(stack, user, 1)
+            await settled(stack, user, 1)  # the offer (a holdout's is suppressed)
             await stack.track(user, "App Opened")
         return user
 
@@ -203,6 +210,32 @@ CASES = [
     Recording("win_back", "holdout_offered", "offered", inactive(returns=False, holdout=True)),
     Recording("sms_double_opt_in", "confirmed", "confirmed", opt_in(replies=True)),
     Recording("sms_double_opt_in", "expired", "expired", opt_in(replies=False)),
+    # Recorded after the engine's `router-records-run-id` and `wait-for-since-previous-wait`
+    # patches (engine/journey/vocabulary.py): every journey's current path.
+    Recording(
+        "abandoned_cart", "checked_out_v3", "checked_out", cart(HIGH_VALUE, "Checkout Started")
+    ),
+    Recording("abandoned_cart", "reminded_v3", "reminded", cart(HIGH_VALUE)),
+    Recording("abandoned_cart", "push_only_v3", "push_only", cart(LOW_VALUE)),
+    Recording(
+        "abandoned_cart",
+        "exited_mid_delay_v3",
+        "exited:Order Completed",
+        cart(HIGH_VALUE, after_first_send="Order Completed"),
+    ),
+    Recording("onboarding", "full_v2", "onboarded", signed_up()),
+    Recording(
+        "onboarding",
+        "completed_early_v2",
+        "exited:Profile Completed",
+        signed_up("Profile Completed"),
+    ),
+    Recording("win_back", "returned_v2", "returned", inactive(returns=True)),
+    Recording("win_back", "offered_v2", "offered", inactive(returns=False)),
+    Recording("win_back", "holdout_offered_v2", "offered", inactive(returns=False, holdout=True)),
+    Recording("win_back", "holdout_returned_v2", "returned", inactive(returns=True, holdout=True)),
+    Recording("sms_double_opt_in", "confirmed_v2", "confirmed", opt_in(replies=True)),
+    Recording("sms_double_opt_in", "expired_v2", "expired", opt_in(replies=False)),
 ]
 
 
