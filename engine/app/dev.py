@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 from pathlib import Path
 
 import uvicorn
@@ -80,8 +81,9 @@ async def wait_for_temporal(settings: Settings, *, timeout: float = 60) -> Clien
             return await connect(settings)
         except (RPCError, RuntimeError, OSError):
             if loop.time() > deadline:
-                raise RuntimeError(
+                raise DevError(
                     f"the Temporal dev server did not answer on {settings.temporal_address}"
+                    " (see temporal.log in the state folder)"
                 ) from None
             await asyncio.sleep(0.3)
 
@@ -101,9 +103,35 @@ async def dev_key(context: Context, state_dir: Path) -> str:
     return key
 
 
+class DevError(RuntimeError):
+    """`nudge dev` cannot start; the message says why and what to do (one line)."""
+
+
+def check_ports(ports: dict[str, tuple[int, str]]) -> None:
+    """Refuse to start when a port `nudge dev` needs is taken, naming it and the option
+    that moves it (`ports`: what -> (port, option))."""
+    for what, (port, option) in ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                raise DevError(
+                    f"port {port} ({what}) is already in use: stop what holds it "
+                    f"(another `nudge dev`?) or pass {option}"
+                ) from None
+
+
 async def run_dev(
     settings: Settings, *, api_port: int, ui_port: int, temporal_port: int, state_dir: Path
 ) -> None:
+    check_ports(
+        {
+            "the HTTP API": (api_port, "--api-port"),
+            "the Temporal frontend": (temporal_port, "--temporal-port"),
+            "the Temporal Web UI": (ui_port, "--ui-port"),
+        }
+    )
     state_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start-up
     updates: dict[str, object] = {
         "temporal_address": f"127.0.0.1:{temporal_port}",

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from engine.config.nudge_toml import ConfigError
+from engine.cli.common import err, out, run
 from engine.config.settings import Settings
-from engine.store.migrate import SchemaOutOfDate
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Nudge: journeys over SMS and push."
@@ -27,24 +24,9 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
-T = TypeVar("T")
-
 
 def settings() -> Settings:
     return Settings()
-
-
-def run(coro: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine; turn the errors people can fix into a message and exit code 1."""
-    try:
-        return asyncio.run(coro())  # type: ignore[arg-type]
-    except (ConfigError, SchemaOutOfDate) as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -55,17 +37,22 @@ def dev(
     state_dir: Annotated[Path, typer.Option(help="where dev state lives")] = Path(".nudge"),
 ) -> None:
     """Everything in one process tree: Temporal dev server, SQLite, console channel, API, worker."""
-    from engine.app.dev import run_dev
+    from engine.app.dev import DevError, run_dev
+    from engine.cli.common import CliError
 
-    run(
-        lambda: run_dev(
-            settings(),
-            api_port=api_port,
-            ui_port=ui_port,
-            temporal_port=temporal_port,
-            state_dir=state_dir,
-        )
-    )
+    async def go() -> None:
+        try:
+            await run_dev(
+                settings(),
+                api_port=api_port,
+                ui_port=ui_port,
+                temporal_port=temporal_port,
+                state_dir=state_dir,
+            )
+        except DevError as exc:
+            raise CliError(str(exc)) from None
+
+    run(go)
 
 
 @app.command()

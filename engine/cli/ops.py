@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 from temporalio.api.enums.v1 import EventType, IndexedValueType
@@ -32,6 +31,7 @@ from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine.app.worker import workflow_runner
+from engine.cli.common import CliError, err, out, run
 from engine.config.settings import Settings
 from engine.journey import Journey
 from engine.temporal import replay as replay_lib
@@ -47,23 +47,8 @@ PROGRESS_FROM = 20
 """Show a progress bar when replaying at least this many histories."""
 _BATCH = 10
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-T = TypeVar("T")
-
-
-class OpsError(Exception):
-    """A failure an operator can fix; its message is printed and the command exits 1."""
-
-
-def _run(work: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return asyncio.run(work())  # type: ignore[arg-type]
-    except OpsError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+OpsError = CliError
+"""A failure an operator can fix (the CLI's one error)."""
 
 
 async def _connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
@@ -123,7 +108,7 @@ def history_export(
                 raise OpsError(f"no workflow {workflow_id!r}{run} in this namespace") from None
             raise OpsError(f"Temporal refused the export: {exc}") from None
 
-    text = _run(go)
+    text = run(go)
     if decode:
         err.print("[yellow]note:[/] decoded payloads may hold personal data: never commit it")
     if output is None:
@@ -311,7 +296,7 @@ def replay(
             paths, data_converter=converter, progress=len(paths) >= PROGRESS_FROM
         )
 
-    if _print_reports(_run(go)):
+    if _print_reports(run(go)):
         raise typer.Exit(1)
 
 
@@ -368,7 +353,7 @@ def temporal_setup() -> None:
                 " (on Temporal Cloud, add them in the Cloud UI or with tcld)"
             ) from None
 
-    added, present = _run(go)
+    added, present = run(go)
     for name in added:
         out.print(f"added search attribute {name} (Keyword)")
     for name in present:

@@ -18,6 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from engine.cli.common import err, out
+
 if TYPE_CHECKING:
     from engine.testing.simulate import Outcome
 
@@ -66,7 +68,6 @@ def simulate(
     from engine.testing import JourneyEnv, TimeSkippingUnavailable
     from engine.testing import simulate as sim
 
-    out, err = Console(), Console(stderr=True)
     try:
         plan = sim.load_script(script)
         settings = load_config(config)
