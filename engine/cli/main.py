@@ -66,6 +66,16 @@ def api() -> None:
 
 
 @app.command()
+def router() -> None:
+    """The event router on its own (production process; run several on one Postgres)."""
+    from engine.app.router import run_router
+    from engine.observability.logging import configure_logging
+
+    configure_logging(json=settings().log_json)
+    run(lambda: run_router(settings()))
+
+
+@app.command()
 def worker() -> None:
     """The Temporal worker: journeys, delivery, providers (production process)."""
     from engine.app.worker import run_worker
