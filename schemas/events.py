@@ -1,19 +1,40 @@
-"""Events as they come in (Segment's HTTP tracking spec) and as journeys see them."""
+"""Events as they come in (Segment's HTTP tracking spec) and as journeys see them.
+
+Every Segment call type: `track`, `identify`, `page`, `screen`, `group`, `alias`, alone or in
+a `batch`. The models are lenient where Segment's clients are (extra fields, `null` ids,
+offset-less timestamps read as UTC) and strict where storage needs it (no NUL characters,
+no lone surrogates, finite numbers, bounded lengths, timestamps between 1970 and 2200).
+"""
 
 from __future__ import annotations
 
 import math
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def check_storable(value: Any, where: str) -> None:
-    """Refuse what JSON columns cannot hold: NUL characters and non-finite numbers."""
+    """Refuse what JSON columns cannot hold: NUL characters, lone surrogates (not UTF-8)
+    and non-finite numbers."""
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError(f"{where}: text may not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where}: text must be valid Unicode (a lone surrogate?)") from None
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{where}: numbers must be finite")
@@ -26,57 +47,217 @@ def check_storable(value: Any, where: str) -> None:
             check_storable(item, where)
 
 
-class _SegmentCall(BaseModel):
-    """Fields common to Segment's `track` and `identify` calls."""
+def _utc(value: datetime) -> datetime:
+    """An offset-less time is UTC (as Segment reads it); out-of-range times are refused."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    try:
+        moment = aware.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamps must lie between 1970 and 2200") from None
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError("timestamps must lie between 1970 and 2200")
+    return moment
+
+
+def _none_if_blank(value: Any) -> Any:
+    return None if value == "" else value
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+"""An ISO 8601 time; without an offset it is UTC; always returned in UTC."""
+OptionalId = Annotated[str | None, BeforeValidator(_none_if_blank), Field(max_length=255)]
+
+
+class SegmentCall(BaseModel):
+    """Fields every Segment call has. Unknown fields are kept (Segment's clients add
+    `channel`, `integrations`, `_metadata`, ...)."""
 
     model_config = ConfigDict(populate_by_name=True, extra="allow")
 
-    user_id: str | None = Field(default=None, alias="userId", min_length=1, max_length=255)
-    anonymous_id: str | None = Field(
-        default=None, alias="anonymousId", min_length=1, max_length=255
-    )
-    message_id: str | None = Field(default=None, alias="messageId", min_length=1, max_length=255)
-    timestamp: AwareDatetime | None = None
+    user_id: OptionalId = Field(default=None, alias="userId")
+    anonymous_id: OptionalId = Field(default=None, alias="anonymousId")
+    message_id: OptionalId = Field(default=None, alias="messageId")
+    timestamp: Timestamp | None = None
+    original_timestamp: Timestamp | None = Field(default=None, alias="originalTimestamp")
+    sent_at: Timestamp | None = Field(default=None, alias="sentAt")
     context: dict[str, Any] = Field(default_factory=dict)
+    integrations: dict[str, Any] = Field(default_factory=dict)
+    write_key: str | None = Field(default=None, alias="writeKey", max_length=255)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        """`"anonymousId": null`, `"context": null` and the like mean "not given"."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
 
     @model_validator(mode="after")
-    def _needs_an_identity(self) -> _SegmentCall:
+    def _needs_an_identity(self) -> SegmentCall:
         if not self.user_id and not self.anonymous_id:
             raise ValueError("userId or anonymousId is required")
-        for name in ("properties", "traits", "context"):
+        for name in ("properties", "traits", "context", "name", "category", "event"):
             check_storable(getattr(self, name, None), name)
         check_storable([self.user_id, self.anonymous_id, self.message_id], "ids")
         return self
 
+    @property
+    def identity(self) -> str:
+        """The key Nudge finds the user by: the userId, else `anonymous:<anonymousId>`."""
+        return self.user_id or f"anonymous:{self.anonymous_id}"
 
-class TrackCall(_SegmentCall):
-    """`POST /v1/track`."""
+    def event_name(self) -> str:
+        """The name the event is stored and routed under."""
+        raise NotImplementedError
+
+    def event_properties(self) -> dict[str, Any]:
+        """The properties the event is stored (and routed) with."""
+        raise NotImplementedError
+
+
+class TrackCall(SegmentCall):
+    """`POST /v1/track`: something the user did."""
 
     type: Literal["track"] = "track"
     event: str = Field(min_length=1, max_length=200)
     properties: dict[str, Any] = Field(default_factory=dict)
 
+    def event_name(self) -> str:
+        return self.event
 
-class IdentifyCall(_SegmentCall):
-    """`POST /v1/identify`."""
+    def event_properties(self) -> dict[str, Any]:
+        return dict(self.properties)
+
+
+class IdentifyCall(SegmentCall):
+    """`POST /v1/identify`: who the user is. Traits may come in `context.traits` (as
+    RudderStack's clients send them) when there are none at the root."""
 
     type: Literal["identify"] = "identify"
     traits: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _context_traits(self) -> IdentifyCall:
+        nested = self.context.get("traits")
+        if not self.traits and isinstance(nested, dict):
+            self.traits = dict(nested)
+        return self
+
+    def event_name(self) -> str:
+        return "Identify"
+
+    def event_properties(self) -> dict[str, Any]:
+        return dict(self.traits)
+
+
+class _Viewed(SegmentCall):
+    name: str | None = Field(default=None, max_length=200)
+    category: str | None = Field(default=None, max_length=200)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    def event_properties(self) -> dict[str, Any]:
+        named = {k: v for k, v in (("name", self.name), ("category", self.category)) if v}
+        return {**self.properties, **named}
+
+
+class PageCall(_Viewed):
+    """`POST /v1/page`: a web page view, routed to journeys as `Page Viewed`."""
+
+    type: Literal["page"] = "page"
+
+    def event_name(self) -> str:
+        return "Page Viewed"
+
+
+class ScreenCall(_Viewed):
+    """`POST /v1/screen`: an app screen view, routed to journeys as `Screen Viewed`."""
+
+    type: Literal["screen"] = "screen"
+
+    def event_name(self) -> str:
+        return "Screen Viewed"
+
+
+class GroupCall(SegmentCall):
+    """`POST /v1/group`: the user's company or team; its traits go on the profile."""
+
+    type: Literal["group"] = "group"
+    group_id: str = Field(alias="groupId", min_length=1, max_length=255)
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+    def event_name(self) -> str:
+        return "Group"
+
+    def event_properties(self) -> dict[str, Any]:
+        return {"group_id": self.group_id, **self.traits}
+
+
+class AliasCall(SegmentCall):
+    """`POST /v1/alias`: `previousId` (an anonymous or older id) is the same person as
+    `userId`; what Nudge holds under the previous id moves to the user."""
+
+    type: Literal["alias"] = "alias"
+    previous_id: str = Field(alias="previousId", min_length=1, max_length=255)
+
+    @model_validator(mode="after")
+    def _needs_user(self) -> AliasCall:
+        if not self.user_id:
+            raise ValueError("alias needs a userId")
+        check_storable(self.previous_id, "previousId")
+        return self
+
+    def event_name(self) -> str:
+        return "Alias"
+
+    def event_properties(self) -> dict[str, Any]:
+        return {"previous_id": self.previous_id}
+
+
+Call = TrackCall | IdentifyCall | PageCall | ScreenCall | GroupCall | AliasCall
+CALL_TYPES: dict[str, type[SegmentCall]] = {
+    "track": TrackCall,
+    "identify": IdentifyCall,
+    "page": PageCall,
+    "screen": ScreenCall,
+    "group": GroupCall,
+    "alias": AliasCall,
+}
+ROUTED_TYPES = frozenset({"track", "page", "screen"})
+"""Call types journeys see as events; the others change profiles only."""
+
 
 class BatchCall(BaseModel):
-    """`POST /v1/batch`: items are validated one by one so errors can name the index."""
+    """`POST /v1/batch` (and `/v1/import`): items are validated one by one, so one bad or
+    unknown item is skipped (and reported) instead of failing the batch."""
 
-    batch: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+    batch: list[dict[str, Any]] = Field(min_length=1, max_length=2500)
     context: dict[str, Any] = Field(default_factory=dict)
+    sent_at: Timestamp | None = Field(default=None, alias="sentAt")
+    write_key: str | None = Field(default=None, alias="writeKey", max_length=255)
+
+
+class RejectedItem(BaseModel):
+    """A batch item that was not stored, and why."""
+
+    index: int
+    type: str | None = None
+    errors: list[dict[str, str]] = Field(default_factory=list)
 
 
 class AcceptedResponse(BaseModel):
+    """What the tracking endpoints answer (always 200 when anything could be read):
+    `success`, the stored message ids, and what was not stored."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
     success: bool = True
     message_ids: list[str] = Field(default_factory=list, alias="messageIds")
     duplicates: int = 0
-
-    model_config = ConfigDict(populate_by_name=True)
+    skipped: int = 0
+    """Items of a type Nudge does not know (ignored, as Segment's destinations do)."""
+    rejected: list[RejectedItem] = Field(default_factory=list)
 
 
 class JourneyEvent(BaseModel):

@@ -41,7 +41,7 @@ from engine.observability.metrics import EVENTS_ROUTED, ROUTING_LAG
 from engine.store import outbox, runs
 from engine.store.models import Event, JourneyRun
 from schemas.common import RunStatus
-from schemas.events import JourneyEvent
+from schemas.events import ROUTED_TYPES, JourneyEvent
 from schemas.journeys import JourneyEntry
 
 log = logging.getLogger(__name__)
@@ -260,8 +260,8 @@ class Router:
         last: dict[tuple[str, str, str | None], JourneyRun],
         done: _UserRouting,
     ) -> None:
-        if event.type != "track":
-            return  # identify calls change the profile; journeys see track events only
+        if event.type not in ROUTED_TYPES:
+            return  # identify, group and alias change profiles; journeys see the others
         signal = JourneyEvent(
             message_id=event.message_id,
             name=event.name,

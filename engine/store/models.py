@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -53,6 +54,9 @@ class User(Base):
     # GDPR erasure: the row stays (consent evidence points at it) but holds only a hash.
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     erased_hash: Mapped[str | None] = mapped_column(String(128))
+    # Merged into another user (an anonymous visitor who turned out to be known): the key
+    # stays, so later calls under it reach that user.
+    merged_into: Mapped[str | None] = mapped_column(String(40))
 
 
 class WriteKey(Base):
@@ -106,25 +110,45 @@ class Consent(Base):
 
 
 class Event(Base):
-    """An accepted event: the outbox the router drains. `message_id` deduplicates."""
+    """An accepted event: the outbox the router drains. (user, `message_id`) deduplicates:
+    a client retrying a call is ignored, another user's call with the same id is not."""
 
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    message_id: Mapped[str] = mapped_column(String(300))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     type: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(200))
     properties: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     context: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # When it happened: the client's `timestamp`, corrected by `sentAt` for clock skew.
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    original_timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     route_attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Set when routing gave up on the event for good (it is then marked routed).
     route_error: Mapped[str | None] = mapped_column(String(200))
 
-    __table_args__ = (Index("ix_events_unrouted", "routed_at", "id"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "message_id", name="uq_events_user_message"),
+        # The router's claims read only unrouted rows: partial indexes stay small.
+        Index(
+            "ix_events_unrouted_id",
+            "id",
+            postgresql_where=text("routed_at IS NULL"),
+            sqlite_where=text("routed_at IS NULL"),
+        ),
+        Index(
+            "ix_events_unrouted_user",
+            "user_id",
+            "id",
+            postgresql_where=text("routed_at IS NULL"),
+            sqlite_where=text("routed_at IS NULL"),
+        ),
+    )
 
 
 class JourneyRun(Base):
@@ -152,6 +176,7 @@ class JourneyRun(Base):
     __table_args__ = (
         UniqueConstraint("journey", "entry_event_id", name="uq_runs_entry"),
         Index("ix_runs_user_status", "user_id", "status"),
+        Index("ix_runs_user_journey", "user_id", "journey", "id"),
     )
 
 

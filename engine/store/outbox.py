@@ -7,7 +7,8 @@ go through `add_event`, so every row has the same shape and deduplicates the sam
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,12 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine import ids
 from engine.clock import now
 from engine.observability.metrics import EVENTS_ACCEPTED
-from engine.store.models import Event
-from engine.store.rows import for_update, insert_ignore
-from engine.store.users import apply_profile, ensure_user
-from schemas.events import IdentifyCall, TrackCall
-
-Call = TrackCall | IdentifyCall
+from engine.store.models import Event, User
+from engine.store.rows import for_update, insert_for, insert_ignore
+from engine.store.users import (
+    Merged,
+    ProfileError,
+    apply_profile,
+    ensure_users,
+    existing_users,
+    merge,
+)
+from schemas.events import ROUTED_TYPES, AliasCall, Call, GroupCall, IdentifyCall, SegmentCall
 
 
 async def add_event(
@@ -57,56 +63,154 @@ async def add_event(
             "received_at": received,
             "route_attempts": 0,
         },
-        conflict=["message_id"],
+        conflict=["user_id", "message_id"],
     )
 
 
 @dataclass
 class Accepted:
-    """What `accept` did: stored message ids, and how many were repeats."""
+    """What `accept` did: stored message ids, repeats, and the merges it made (the caller
+    terminates `merged.ended_runs` after committing)."""
 
     message_ids: list[str] = field(default_factory=list)
     duplicates: int = 0
     stored: int = 0
+    merged: Merged = field(default_factory=Merged)
 
 
-async def accept(session: AsyncSession, calls: list[Call]) -> Accepted:
-    """Store every Segment call as an event row. A repeated `messageId` is accepted and
-    ignored. `identify` traits update the profile, once per message id.
+def corrected_timestamp(
+    call: SegmentCall, *, sent_at: datetime | None, received: datetime
+) -> datetime:
+    """When the call happened, as Segment computes it: the client's `timestamp` (or
+    `originalTimestamp`) moved by the client's clock skew, `received - sentAt`, when the
+    client said when it sent the call; the receive time when it gave no time at all."""
+    happened = call.timestamp or call.original_timestamp
+    sent = call.sent_at or sent_at
+    if happened is None:
+        return received
+    if sent is None:
+        return happened
+    return received - (sent - happened)
 
-    A bad trait raises `engine.store.users.ProfileError`; the caller then rolls back, so
-    nothing of the call is stored. The caller commits.
+
+async def accept(
+    session: AsyncSession, calls: Sequence[Call], *, sent_at: datetime | None = None
+) -> Accepted:
+    """Store every Segment call as an event row, in bulk: one query for the batch's users
+    (three when some are new), one insert for its events. A repeated (user, `messageId`) is
+    accepted and ignored. `identify` and `group` change the profile once per message id;
+    `context.timezone`/`locale`/`ip` fill a profile that has none. A call carrying both a
+    `userId` and an `anonymousId`, and every `alias`, merges the anonymous user into the
+    known one (`engine.store.users.merge`).
+
+    `sent_at`: the batch's `sentAt`, for calls without their own. A bad trait raises
+    `ProfileError`; the caller then rolls back, so nothing of the request is stored. The
+    caller commits.
     """
     accepted = Accepted()
+    if not calls:
+        return accepted
     received = now()
+    keys = {call.identity for call in calls}
+    users = await ensure_users(session, keys)
+    earlier = await existing_users(session, [k for call in calls for k in _previous_keys(call)])
+    for call in calls:
+        for previous in _previous_keys(call):
+            if previous in earlier:
+                await merge(
+                    session,
+                    source=earlier[previous],
+                    target=users[call.identity],
+                    into=accepted.merged,
+                )
+    if accepted.merged.merged:
+        users = await ensure_users(session, keys)  # merged keys now lead to the known user
+    rows = []
     for call in calls:
         message_id = call.message_id or ids.new_message_id()
         accepted.message_ids.append(message_id)
-        user = await ensure_user(session, external_id=call.user_id, anonymous_id=call.anonymous_id)
-        if isinstance(call, IdentifyCall):
-            name, properties = "Identify", dict(call.traits)
-        else:
-            name, properties = call.event, dict(call.properties)
-        inserted = await add_event(
-            session,
-            user_id=user.id,
-            name=name,
-            message_id=message_id,
-            properties=properties,
-            source="api",
-            context=dict(call.context),
-            timestamp=call.timestamp or received,
-            received_at=received,
-            kind=call.type,
+        rows.append(
+            {
+                "message_id": message_id,
+                "user_id": users[call.identity],
+                "type": call.type,
+                "name": call.event_name(),
+                "properties": call.event_properties(),
+                "context": dict(call.context),
+                "timestamp": corrected_timestamp(call, sent_at=sent_at, received=received),
+                "original_timestamp": call.timestamp or call.original_timestamp,
+                "sent_at": call.sent_at or sent_at,
+                "received_at": received,
+                # Profile-only calls have nothing to route.
+                "routed_at": None if call.type in ROUTED_TYPES else received,
+                "route_attempts": 0,
+            }
         )
-        if inserted:
-            if isinstance(call, IdentifyCall):  # once per message id: a repeat changes nothing
-                apply_profile(user, call.traits)
-            accepted.stored += 1
-            EVENTS_ACCEPTED.labels(call.type).inc()
-        else:
-            accepted.duplicates += 1
+    stmt = (
+        insert_for(session)(Event)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["user_id", "message_id"])
+        .returning(Event.user_id, Event.message_id)
+    )
+    inserted = {(uid, mid) for uid, mid in await session.execute(stmt)}
+    accepted.stored = len(inserted)
+    accepted.duplicates = len(rows) - len(inserted)
+    fresh = [
+        call
+        for call, row in zip(calls, rows, strict=True)
+        if (row["user_id"], row["message_id"]) in inserted
+    ]
+    await _apply_profiles(session, fresh, users)
+    for call in fresh:
+        EVENTS_ACCEPTED.labels(call.type).inc()
     return accepted
+
+
+def _previous_keys(call: Call) -> list[str]:
+    """The keys a call says belong to its user too (to merge into it)."""
+    if isinstance(call, AliasCall):
+        return [
+            key
+            for key in (call.previous_id, f"anonymous:{call.previous_id}")
+            if key != call.identity
+        ]
+    if call.user_id and call.anonymous_id:
+        return [f"anonymous:{call.anonymous_id}"]
+    return []
+
+
+async def _apply_profiles(session: AsyncSession, calls: list[Call], users: dict[str, str]) -> None:
+    """Traits of new identify/group calls, and context facts, onto the profiles (one query
+    loads the users concerned)."""
+    changes: list[tuple[str, dict[str, Any], bool]] = []
+    for call in calls:
+        uid = users[call.identity]
+        if isinstance(call, IdentifyCall):
+            changes.append((uid, dict(call.traits), False))
+        elif isinstance(call, GroupCall):
+            changes.append((uid, {"group_id": call.group_id, "group": dict(call.traits)}, False))
+        facts = {
+            name: call.context[name]
+            for name in ("timezone", "locale", "ip")
+            if isinstance(call.context.get(name), str) and call.context[name]
+        }
+        if facts:
+            changes.append((uid, facts, True))
+    if not changes:
+        return
+    wanted = sorted({uid for uid, _, _ in changes})
+    found = {u.id: u for u in await session.scalars(select(User).where(User.id.in_(wanted)))}
+    for uid, fields, only_missing in changes:
+        user = found.get(uid)
+        if user is None:
+            continue
+        if only_missing:
+            # A client's guess (e.g. a browser's zone) never breaks the call: keep what is valid.
+            for name, value in fields.items():
+                with contextlib.suppress(ProfileError):
+                    apply_profile(user, {name: value}, only_missing=True)
+        else:
+            apply_profile(user, fields)
 
 
 # -- the router's side -------------------------------------------------------------------

@@ -1,20 +1,36 @@
-"""Users: internal ids for the product's userIds, and their profiles."""
+"""Users: internal ids for the product's userIds, their profiles, and merges.
+
+A user is found by its key: the product's `userId`, or `anonymous:<anonymousId>` before
+the product knows who it is. When an anonymous user turns out to be a known one (an
+`identify` or `track` carrying both ids, or an `alias`), the anonymous user is merged into
+the known one: its events, devices, consent log, messages and ended runs move over, its
+open runs end (outcome `merged`: the caller terminates their workflows), and its key keeps
+pointing at the known user (`merged_into`), so later calls under the old id land there too.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import ids
 from engine.clock import now
 from engine.store import phones
-from engine.store.models import User
-from engine.store.rows import insert_ignore
+from engine.store.models import Consent, Device, Event, JourneyRun, Message, User
+from engine.store.rows import insert_for
+from schemas.common import RunStatus
+from schemas.events import check_storable
 
 PROFILE_TRAITS = ("timezone", "locale", "phone", "email")
+MAX_EMAIL = 320
+MAX_LOCALE = 35
+_LOCALE = re.compile(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$")
 
 
 class ProfileError(ValueError):
@@ -26,14 +42,65 @@ class ProfileError(ValueError):
 
 
 async def find_user(session: AsyncSession, *, external_id: str) -> User | None:
-    """The live (not erased) user with this external id, if any."""
-    return (
+    """The user with this key (userId or `anonymous:<id>`), following a merge."""
+    user = (
         await session.execute(select(User).where(User.external_id == external_id))
     ).scalar_one_or_none()
+    if user is not None and user.merged_into is not None:
+        return await session.get(User, user.merged_into)
+    return user
 
 
 async def get_user(session: AsyncSession, *, user_id: str) -> User | None:
     return await session.get(User, user_id)
+
+
+async def ensure_users(session: AsyncSession, keys: Iterable[str]) -> dict[str, str]:
+    """Internal ids for user keys, creating the missing users (race-safe): one query when
+    every user exists, three when some are new. A merged key maps to the user it joined."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    found = await _ids_for(session, wanted)
+    missing = [key for key in wanted if key not in found]
+    if missing:
+        stamp = now()
+        rows: list[dict[str, Any]] = [
+            {
+                "id": ids.new_user_id(),
+                "external_id": key,
+                "anonymous_id": key.removeprefix("anonymous:") if _anonymous(key) else None,
+                "attributes": {},
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+            for key in missing
+        ]
+        stmt = insert_for(session)(User).values(rows)
+        await session.execute(stmt.on_conflict_do_nothing(index_elements=["external_id"]))
+        found.update(await _ids_for(session, missing))
+    return found
+
+
+async def existing_users(session: AsyncSession, keys: Iterable[str]) -> dict[str, str]:
+    """Internal ids of the keys that have a user of their own (none is created; a key
+    already merged into someone is left out: it is not a user to merge any more)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(User.external_id, User.id).where(
+            User.external_id.in_(wanted), User.merged_into.is_(None)
+        )
+    )
+    return {key: uid for key, uid in rows if key is not None}
+
+
+async def _ids_for(session: AsyncSession, keys: list[str]) -> dict[str, str]:
+    rows = await session.execute(
+        select(User.external_id, User.id, User.merged_into).where(User.external_id.in_(keys))
+    )
+    return {key: merged or uid for key, uid, merged in rows if key is not None}
 
 
 async def ensure_user(
@@ -41,26 +108,74 @@ async def ensure_user(
 ) -> User:
     """The user for a Segment call, created on first sight (race-safe)."""
     key = external_id if external_id else f"anonymous:{anonymous_id}"
-    user = await find_user(session, external_id=key)
-    if user is not None:
-        return user
-    stamp = now()
-    await insert_ignore(
-        session,
-        User,
-        {
-            "id": ids.new_user_id(),
-            "external_id": key,
-            "anonymous_id": anonymous_id,
-            "attributes": {},
-            "created_at": stamp,
-            "updated_at": stamp,
-        },
-        conflict=["external_id"],
-    )
-    user = await find_user(session, external_id=key)
+    uid = (await ensure_users(session, [key]))[key]
+    user = await session.get(User, uid)
     assert user is not None
     return user
+
+
+def _anonymous(key: str) -> bool:
+    return key.startswith("anonymous:")
+
+
+@dataclass
+class Merged:
+    """What merging users did: the workflow ids of the runs it ended (to terminate)."""
+
+    ended_runs: list[str] = field(default_factory=list)
+    merged: int = 0
+
+
+async def merge(session: AsyncSession, *, source: str, target: str, into: Merged) -> None:
+    """Merge user `source` (e.g. an anonymous visitor) into `target` (internal ids).
+
+    Idempotent: a user already merged, or merged into itself, is left alone. The caller
+    commits, then terminates `into.ended_runs`.
+    """
+    if source == target:
+        return
+    old = await session.get(User, source)
+    new = await session.get(User, target)
+    if old is None or new is None or old.merged_into is not None or old.erased_at is not None:
+        return
+    stamp = now()
+    # Events: a message id both users have is kept twice, the source's renamed, so
+    # (user, message id) stays unique and nothing an entry points at is lost.
+    taken = select(Event.message_id).where(Event.user_id == target).scalar_subquery()
+    await session.execute(
+        update(Event)
+        .where(Event.user_id == source, Event.message_id.in_(taken))
+        .values(message_id=Event.message_id + f"#merged:{source}")
+    )
+    for model in (Event, Device, Consent, Message):
+        await session.execute(update(model).where(model.user_id == source).values(user_id=target))
+    open_runs = list(
+        await session.scalars(
+            select(JourneyRun.workflow_id).where(
+                JourneyRun.user_id == source, JourneyRun.status == RunStatus.OPEN
+            )
+        )
+    )
+    await session.execute(
+        update(JourneyRun)
+        .where(JourneyRun.user_id == source, JourneyRun.status == RunStatus.OPEN)
+        .values(status=RunStatus.TERMINATED, outcome="merged", ended_at=stamp)
+    )
+    await session.execute(
+        update(JourneyRun).where(JourneyRun.user_id == source).values(user_id=target)
+    )
+    for name in PROFILE_TRAITS:
+        if getattr(new, name) is None and getattr(old, name) is not None:
+            setattr(new, name, getattr(old, name))
+    new.attributes = {**(old.attributes or {}), **(new.attributes or {})}
+    new.anonymous_id = new.anonymous_id or old.anonymous_id
+    new.updated_at = stamp
+    old.merged_into = target
+    old.attributes = {}
+    old.timezone = old.locale = old.phone = old.email = None
+    old.updated_at = stamp
+    into.ended_runs.extend(open_runs)
+    into.merged += 1
 
 
 def validate_timezone(value: str) -> str:
@@ -79,26 +194,42 @@ def normalise_phone(value: str) -> str:
         raise ProfileError("phone", str(exc)) from exc
 
 
-def apply_profile(user: User, fields: dict[str, Any]) -> None:
+def _profile_value(name: str, value: str) -> str:
+    if name == "timezone":
+        return validate_timezone(value)
+    if name == "phone":
+        return normalise_phone(value)
+    if name == "email" and (len(value) > MAX_EMAIL or "@" not in value):
+        raise ProfileError(name, f"email must be an address of at most {MAX_EMAIL} characters")
+    if name == "locale" and (len(value) > MAX_LOCALE or not _LOCALE.match(value)):
+        raise ProfileError(name, f"locale must be a BCP 47 tag of at most {MAX_LOCALE} characters")
+    return value
+
+
+def apply_profile(user: User, fields: dict[str, Any], *, only_missing: bool = False) -> None:
     """Set profile fields (timezone, locale, phone, email) and merge other attributes.
 
-    Validates before changing anything, so a bad field changes nothing.
+    Validates before changing anything, so a bad field changes nothing. `only_missing`:
+    set only what the profile does not have yet (facts from an event's `context`).
     """
     clean: dict[str, Any] = {}
     attributes = dict(user.attributes or {})
     for name, value in fields.items():
+        try:
+            check_storable(value, name)
+            check_storable(name, "attribute names")
+        except ValueError as exc:
+            raise ProfileError(name, str(exc)) from None
         if name in PROFILE_TRAITS:
+            if only_missing and getattr(user, name) is not None:
+                continue
             if value is None:
                 clean[name] = None
             elif not isinstance(value, str):
                 raise ProfileError(name, f"{name} must be a string")
-            elif name == "timezone":
-                clean[name] = validate_timezone(value)
-            elif name == "phone":
-                clean[name] = normalise_phone(value)
             else:
-                clean[name] = value
-        else:
+                clean[name] = _profile_value(name, value)
+        elif not only_missing or name not in attributes:
             attributes[name] = value
     for name, value in clean.items():
         setattr(user, name, value)
