@@ -13,6 +13,7 @@ from engine.config.nudge_toml import NudgeConfig, load_config
 from engine.config.settings import Settings
 from engine.store.migrate import check_schema
 from engine.store.session import make_engine, make_sessionmaker
+from engine.store.webhooks import KINDS_KEY
 
 
 @dataclass
@@ -36,7 +37,9 @@ class Context:
         except BaseException:
             await engine.dispose()
             raise
-        return cls(settings, config, engine, make_sessionmaker(engine))
+        kinds = frozenset(kind for hook in config.webhooks for kind in hook.events)
+        sessions = make_sessionmaker(engine, info={KINDS_KEY: kinds})
+        return cls(settings, config, engine, sessions)
 
     async def close(self) -> None:
         await self.engine.dispose()

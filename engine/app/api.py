@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import uvicorn
 from fastapi import FastAPI
 
-from engine.app.router import build_router
+from engine.app.router import build_dispatcher, build_router
 from engine.app.temporal import TemporalConnection
 from engine.config.settings import Settings
 from engine.context import Context
@@ -33,6 +34,8 @@ async def serve_api(settings: Settings) -> None:
         if settings.api_router:
             routing = await stack.enter_async_context(Context.opened(settings))
             router = build_router(routing, temporal.get)
+            dispatching = asyncio.create_task(build_dispatcher(routing, temporal.get).run())
+            stack.callback(dispatching.cancel)
         app = api_app(context, temporal, router=router)
         server = uvicorn.Server(
             uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None)

@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 
 from engine.app.api import api_app
 from engine.app.providers import build_providers
-from engine.app.router import build_router
+from engine.app.router import build_dispatcher, build_router
 from engine.app.temporal import TemporalConnection
 from engine.app.worker import build_worker
 from engine.config.settings import Settings
@@ -159,12 +159,14 @@ async def run_dev(
         worker = build_worker(client, context, providers=providers)
         temporal_connection = TemporalConnection(settings)
         router = build_router(context, temporal_connection.get)
+        dispatcher = build_dispatcher(context, temporal_connection.get)
         app = api_app(context, temporal_connection, router=router)
         server = _Server(
             uvicorn.Config(app, host=settings.api_host, port=api_port, log_level="warning")
         )
         async with worker:
             serving = asyncio.create_task(server.serve())
+            dispatching = asyncio.create_task(dispatcher.run())
             print(
                 f"Nudge is running.\n"
                 f"  API         http://127.0.0.1:{api_port}  (docs: /docs)\n"
@@ -178,8 +180,10 @@ async def run_dev(
                 [serving, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
             )
             server.should_exit = True
+            dispatching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await serving
+                await dispatching
         await providers.close()
     finally:
         if context is not None:

@@ -1,4 +1,5 @@
-"""The event router's wiring: `nudge router` (its own process), or inside `nudge api`."""
+"""The outboxes' wiring: the event router and the webhook dispatcher, in `nudge router` (their
+own process) or inside `nudge api`."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from engine.config.settings import Settings
 from engine.context import Context
 from engine.journey import Journeys
 from triggers.router import Router
+from triggers.webhooks import WebhookDispatcher
 
-__all__ = ["Router", "build_router", "run_router"]
+__all__ = ["Router", "build_dispatcher", "build_router", "run_router"]
 
 
 def build_router(
@@ -39,6 +41,19 @@ def build_router(
     )
 
 
+def build_dispatcher(
+    context: Context, client: Callable[[], Awaitable[Client]]
+) -> WebhookDispatcher:
+    """The webhook dispatcher on the context's database (idle without `[[webhooks]]`)."""
+    return WebhookDispatcher(
+        sessionmaker=context.sessions,
+        client=client,
+        config=context.config,
+        task_queue=context.settings.task_queue,
+        poll_interval=context.settings.router_poll_interval,
+    )
+
+
 async def run_router(settings: Settings) -> None:
     """`nudge router`: route the outbox into Temporal until SIGTERM/SIGINT. Run as many as
     you like on one Postgres: they share the backlog and keep each user's order."""
@@ -47,8 +62,12 @@ async def run_router(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with Context.opened(settings) as context:
-        router = build_router(context, TemporalConnection(settings).get)
-        routing = asyncio.create_task(router.run())
+        temporal = TemporalConnection(settings).get
+        tasks = [
+            asyncio.create_task(build_router(context, temporal).run()),
+            asyncio.create_task(build_dispatcher(context, temporal).run()),
+        ]
         await stop.wait()
-        routing.cancel()
-        await asyncio.gather(routing, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -14,6 +14,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.deliver import DeliveryActivities
 from activities.runs import RunActivities
+from activities.webhooks import WebhookActivities
 from engine.app.journeys import shipped_journeys, template_store
 from engine.app.providers import build_providers
 from engine.app.temporal import sdk_runtime
@@ -24,11 +25,14 @@ from engine.delivery import Deliverer
 from engine.delivery.templates import TemplateStore
 from engine.journey import Journey, Journeys
 from engine.observability.metrics import REGISTRY
+from engine.system.webhooks import WebhookDelivery
 from engine.temporal.client import connect
 
 # Deterministic modules shared by all runs instead of re-imported per run (the sandbox's
 # main CPU and memory cost); journeys in `workflows/` stay sandboxed.
 PASSTHROUGH = ("engine", "schemas", "activities", "liquid", "yaml")
+SYSTEM_WORKFLOWS = (WebhookDelivery,)
+"""Nudge's own workflows, run beside the journeys."""
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -60,16 +64,19 @@ def build_worker(
         sessions=context.sessions, config=context.config, version=context.settings.build_id
     )
     classes: Sequence[type[Journey[Any]]] = list((journeys or shipped_journeys()).values())
+    hooks = WebhookActivities(sessions=context.sessions, config=context.config)
     return Worker(
         client,
         task_queue=task_queue or context.settings.task_queue,
-        workflows=list(classes),
+        workflows=[*classes, *SYSTEM_WORKFLOWS],
         activities=[
             delivery.deliver,
             bookkeeping.run_started,
             bookkeeping.run_finished,
             bookkeeping.goal_reached,
             bookkeeping.user_zone,
+            hooks.deliver,
+            hooks.gave_up,
         ],
         workflow_runner=workflow_runner(),
         max_cached_workflows=max_cached_workflows,

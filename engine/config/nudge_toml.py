@@ -153,6 +153,40 @@ class Channels(_Strict):
     push: PushChannel = PushChannel()
 
 
+WebhookKind = Literal[
+    "message.sent",
+    "message.delivered",
+    "message.failed",
+    "message.suppressed",
+    "message.clicked",
+    "message.opened",
+    "journey.entered",
+    "journey.exited",
+    "journey.completed",
+    "journey.converted",
+    "consent.changed",
+]
+WEBHOOK_KINDS: tuple[str, ...] = WebhookKind.__args__  # type: ignore[attr-defined]
+
+
+class Webhook(_Strict):
+    """An endpoint that receives Nudge's message, journey and consent events, signed as
+    Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`: HMAC-SHA256
+    over `id.timestamp.body` with the secret, `whsec_<base64>`), retried with back-off by
+    Temporal until `give_up_after`, at least once per event id."""
+
+    name: str = Field(pattern=r"^[a-z0-9_-]{1,40}$")
+    url: str = Field(pattern=r"^https?://")
+    events: list[WebhookKind] = Field(min_length=1)
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    timeout: Duration = timedelta(seconds=10)
+    give_up_after: Duration = timedelta(days=3)
+    """How long deliveries of one event are retried (a receiver down for a day loses nothing)."""
+    max_retry_interval: Duration = timedelta(minutes=5)
+    """The longest wait between two attempts: how soon after a receiver is back it is caught up."""
+
+
 class NudgeConfig(_Strict):
     """The whole of `nudge.toml`. Names may grow, never change."""
 
@@ -161,6 +195,19 @@ class NudgeConfig(_Strict):
     caps: list[Cap] = Field(default_factory=list)
     channels: Channels = Channels()
     journeys: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    webhooks: list[Webhook] = Field(default_factory=list)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_webhooks(cls, value: list[Webhook]) -> list[Webhook]:
+        names = [hook.name for hook in value]
+        if len(names) != len(set(names)):
+            raise ValueError("webhook names must be unique")
+        return value
+
+    def webhooks_for(self, kind: str) -> list[Webhook]:
+        """The endpoints subscribed to events of `kind`."""
+        return [hook for hook in self.webhooks if kind in hook.events]
 
     _zone = field_validator("timezone")(classmethod(lambda cls, v: _check_zone(v)))
 

@@ -37,7 +37,7 @@ from engine.delivery.gate import Reserved, device_address, run_gate
 from engine.delivery.templates import TemplateStore
 from engine.observability.metrics import DEVICE_DEACTIVATIONS, PROVIDER_LATENCY, SENDS
 from engine.policy import gate as decide
-from engine.store import devices, sms
+from engine.store import devices, sms, webhooks
 from engine.store import messages as message_rows
 from engine.store.models import Device, Message, MessageAttempt, User
 from engine.store.rows import lock
@@ -150,6 +150,14 @@ class Deliverer:
                 if isinstance(decision, Reserved):
                     claims = [self._claim(row, address, clock) for row, address in decision.rows]
                 session.add_all(new_rows)
+                if isinstance(decision, decide.Suppress):
+                    for row in new_rows:
+                        await webhooks.enqueue(
+                            session,
+                            kind="message.suppressed",
+                            payload=webhooks.message_payload(row),
+                            user_id=row.user_id,
+                        )
                 session.add_all(
                     MessageAttempt(message_id=c.row.id, attempt=1, started_at=wall_now())
                     for c in claims
@@ -262,6 +270,13 @@ class Deliverer:
                     DEVICE_DEACTIVATIONS.labels(error or "permanent").inc()
             if part_ids:
                 await sms.record_parts(session, message_id=row.id, part_ids=list(part_ids))
+            if outcome in ("sent", "permanent", "invalid"):
+                await webhooks.enqueue(
+                    session,
+                    kind="message.sent" if outcome == "sent" else "message.failed",
+                    payload=webhooks.message_payload(row),
+                    user_id=row.user_id,
+                )
         if retry is not None:
             raise retry
         return row

@@ -11,6 +11,7 @@ from sqlalchemy import ScalarSelect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.clock import now
+from engine.store import webhooks
 from engine.store.models import Consent
 from engine.store.outbox import add_event
 from schemas.common import (
@@ -62,6 +63,19 @@ async def record(
     )
     session.add(entry)
     await session.flush()
+    await webhooks.enqueue(
+        session,
+        kind="consent.changed",
+        payload={
+            "channel": channel,
+            "topic": topic,
+            "state": str(state),
+            "source": str(source),
+            "actor": actor,
+        },
+        user_id=user_id,
+        at=entry.created_at,
+    )
     return entry
 
 

@@ -267,3 +267,46 @@ class SmsReceipt(Base):
     error_code: Mapped[str | None] = mapped_column(String(32))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookEvent(Base):
+    """Something webhooks report (a message sent, a run ended, a consent change), written in
+    the same transaction as the fact itself, so none is lost; dispatched to each subscribed
+    endpoint as a `WebhookDelivery`. `id` is the `webhook-id` receivers deduplicate on."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index(
+            "ix_webhook_events_undispatched",
+            "created_at",
+            postgresql_where=text("dispatched_at IS NULL"),
+            sqlite_where=text("dispatched_at IS NULL"),
+        ),
+    )
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint: its state, attempts and the receiver's last answer."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    endpoint: Mapped[str] = mapped_column(String(40))
+    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("endpoint", "event_id", name="uq_webhook_delivery"),)

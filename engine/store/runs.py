@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.clock import now
+from engine.store import webhooks
 from engine.store.models import JourneyRun, Message
 from engine.store.rows import insert_for
 from schemas.common import MessageStatus, RunStatus
@@ -82,6 +83,14 @@ async def add_entries(session: AsyncSession, entries: Sequence[dict[str, Any]]) 
     rows = [{**entry, "status": RunStatus.OPEN} for entry in entries]
     stmt = insert_for(session)(JourneyRun).values(rows)
     await session.execute(stmt.on_conflict_do_nothing(index_elements=["journey", "entry_event_id"]))
+    for entry in entries:
+        await webhooks.enqueue(
+            session,
+            kind="journey.entered",
+            payload={"journey": entry["journey"], "workflow_id": entry["workflow_id"]},
+            user_id=entry["user_id"],
+            at=entry["started_at"],
+        )
 
 
 async def mark_started(session: AsyncSession, *, workflow_id: str, run_id: str) -> None:
@@ -124,9 +133,27 @@ async def mark_finished(
         values["variant"] = variant
     if version is not None:
         values["version"] = version
-    result = await session.execute(query.values(**values))
-    if run_id is not None and not getattr(result, "rowcount", 0):
+    result = await session.execute(
+        query.values(**values).returning(JourneyRun.user_id, JourneyRun.journey)
+    )
+    closed = list(result)
+    if run_id is not None and not closed:
         await _require_row(session, workflow_id=workflow_id, run_id=run_id)
+    kind = "journey.exited" if status == RunStatus.EXITED else "journey.completed"
+    for user_id, journey in closed:
+        await webhooks.enqueue(
+            session,
+            kind=kind,
+            payload={
+                "journey": journey,
+                "workflow_id": workflow_id,
+                "status": str(status),
+                "outcome": outcome,
+                "variant": variant,
+            },
+            user_id=user_id,
+            at=values["ended_at"],  # type: ignore[arg-type]
+        )
 
 
 async def mark_converted(
@@ -139,6 +166,7 @@ async def mark_converted(
 ) -> None:
     """Record the run's conversion (once), attributed to `message_id`. Raises
     `RunRowMissing` while no row of that run exists yet."""
+    stamp = at or now()
     result = await session.execute(
         update(JourneyRun)
         .where(
@@ -146,10 +174,14 @@ async def mark_converted(
             (JourneyRun.run_id == run_id) | JourneyRun.run_id.is_(None),
             JourneyRun.converted_at.is_(None),
         )
-        .values(converted_at=at or now(), conversion_message_id=message_id)
+        .values(converted_at=stamp, conversion_message_id=message_id)
+        .returning(JourneyRun.user_id, JourneyRun.journey)
     )
-    if not getattr(result, "rowcount", 0):
+    converted = list(result)
+    if not converted:
         await _require_row(session, workflow_id=workflow_id, run_id=run_id)
+    for user_id, journey in converted:
+        await _converted(session, user_id, journey, workflow_id, message_id, stamp)
 
 
 async def _require_row(session: AsyncSession, *, workflow_id: str, run_id: str) -> None:
@@ -197,8 +229,26 @@ async def convert_closed(
                 .limit(1)
             )
             run.converted_at, run.conversion_message_id = at, last
+            await _converted(session, run.user_id, run.journey, run.workflow_id, last, at)
             converted += 1
     return converted
+
+
+async def _converted(
+    session: AsyncSession,
+    user_id: str,
+    journey: str,
+    workflow_id: str,
+    message_id: str | None,
+    at: datetime,
+) -> None:
+    await webhooks.enqueue(
+        session,
+        kind="journey.converted",
+        payload={"journey": journey, "workflow_id": workflow_id, "message_id": message_id},
+        user_id=user_id,
+        at=at,
+    )
 
 
 async def terminated(session: AsyncSession, *, workflow_ids: Iterable[str], outcome: str) -> None:

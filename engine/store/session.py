@@ -49,8 +49,12 @@ def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncE
     )
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(
+    engine: AsyncEngine, *, info: dict[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions on `engine`; `info` is copied into every session's `info` (e.g. the webhook
+    kinds an endpoint subscribes to, read by `engine.store.webhooks.enqueue`)."""
+    return async_sessionmaker(engine, expire_on_commit=False, info=dict(info or {}))
 
 
 def dialect_name(session: AsyncSession) -> str:

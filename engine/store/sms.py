@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.clock import now
+from engine.store import webhooks
 from engine.store.models import Event, Message, MessagePart, SmsReceipt
 from engine.store.outbox import add_event
 from engine.store.rows import insert_ignore, lock_keys
@@ -113,6 +114,13 @@ async def _settle(session: AsyncSession, message_id: str) -> None:
     else:
         return
     message.updated_at = stamp
+    await webhooks.enqueue(
+        session,
+        kind="message.delivered" if name == "Message Delivered" else "message.failed",
+        payload=webhooks.message_payload(message),
+        user_id=message.user_id,
+        at=stamp,
+    )
     await add_event(
         session,
         user_id=message.user_id,
