@@ -32,6 +32,17 @@ def journey_workflow_id(journey: str, user_id: str, key: str | None = None) -> s
     return f"{base}/{key}" if key else base
 
 
+def user_of_workflow(workflow_id: str | None) -> str | None:
+    """The internal user id a journey's workflow id names (`journey/{name}/{uid}[/{key}]`),
+    or None for workflows that belong to no one user."""
+    if not workflow_id:
+        return None
+    parts = workflow_id.split("/", 3)
+    if len(parts) >= 3 and parts[0] == "journey" and parts[2].startswith("u_"):
+        return parts[2]
+    return None
+
+
 def send_idempotency_key(workflow_id: str, first_run_id: str, step: str) -> str:
     """The key of one `send` step of one journey entry.
 

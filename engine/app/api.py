@@ -12,6 +12,7 @@ from engine.app.router import build_dispatcher, build_router
 from engine.app.temporal import TemporalConnection
 from engine.config.settings import Settings
 from engine.context import Context
+from engine.store.data_keys import StoreUserKeys
 from triggers.api.app import create_app
 from triggers.router import Router
 
@@ -27,9 +28,9 @@ def api_app(
 async def serve_api(settings: Settings) -> None:
     """Serve until uvicorn stops. The router gets a database pool of its own, so a burst of
     ingestion never starves routing (and vice versa); `nudge router` runs it on its own."""
-    temporal = TemporalConnection(settings)
     async with contextlib.AsyncExitStack() as stack:
         context = await stack.enter_async_context(Context.opened(settings))
+        temporal = TemporalConnection(settings, user_keys=StoreUserKeys(context.sessions))
         router = None
         if settings.api_router:
             routing = await stack.enter_async_context(Context.opened(settings))

@@ -25,10 +25,12 @@ from engine.app.temporal import TemporalConnection
 from engine.app.worker import build_worker
 from engine.config.settings import Settings
 from engine.context import Context
+from engine.store.data_keys import StoreUserKeys
 from engine.store.keys import create_key, has_key
 from engine.store.migrate import upgrade
 from engine.store.session import make_engine
 from engine.temporal.client import SEARCH_ATTRIBUTES, connect, temporal_binary
+from engine.temporal.codec import UserKeys
 
 
 class _Server(uvicorn.Server):
@@ -73,12 +75,14 @@ async def start_temporal(
     )
 
 
-async def wait_for_temporal(settings: Settings, *, timeout: float = 60) -> Client:
+async def wait_for_temporal(
+    settings: Settings, *, user_keys: UserKeys | None = None, timeout: float = 60
+) -> Client:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         try:
-            return await connect(settings)
+            return await connect(settings, user_keys=user_keys)
         except (RPCError, RuntimeError, OSError):
             if loop.time() > deadline:
                 raise DevError(
@@ -152,12 +156,13 @@ async def run_dev(
         await upgrade(engine)
         await engine.dispose()
         context = await Context.open(settings)
-        client = await wait_for_temporal(settings)
+        user_keys = StoreUserKeys(context.sessions)
+        client = await wait_for_temporal(settings, user_keys=user_keys)
         key = await dev_key(context, state_dir)
         providers = build_providers(context)
         await providers.start()
         worker = build_worker(client, context, providers=providers)
-        temporal_connection = TemporalConnection(settings)
+        temporal_connection = TemporalConnection(settings, user_keys=user_keys)
         router = build_router(context, temporal_connection.get)
         dispatcher = build_dispatcher(context, temporal_connection.get)
         app = api_app(context, temporal_connection, router=router)

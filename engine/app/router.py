@@ -14,6 +14,7 @@ from engine.app.temporal import TemporalConnection
 from engine.config.settings import Settings
 from engine.context import Context
 from engine.journey import Journeys
+from engine.store.data_keys import StoreUserKeys
 from triggers.router import Router
 from triggers.webhooks import WebhookDispatcher
 
@@ -62,7 +63,7 @@ async def run_router(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with Context.opened(settings) as context:
-        temporal = TemporalConnection(settings).get
+        temporal = TemporalConnection(settings, user_keys=StoreUserKeys(context.sessions)).get
         tasks = [
             asyncio.create_task(build_router(context, temporal).run()),
             asyncio.create_task(build_dispatcher(context, temporal).run()),

@@ -11,6 +11,7 @@ from temporalio.service import RPCError
 from engine.config.settings import Settings
 from engine.observability.metrics import temporal_runtime_with_prometheus
 from engine.temporal.client import connect
+from engine.temporal.codec import UserKeys
 
 _RUNTIME: Runtime | None = None
 
@@ -25,10 +26,12 @@ def sdk_runtime(settings: Settings) -> Runtime:
 
 class TemporalConnection:
     """Connects on first use and keeps the client; a failed attempt is retried next call,
-    so the API keeps accepting events while Temporal is down."""
+    so the API keeps accepting events while Temporal is down. `user_keys`: per-user payload
+    keys (crypto-shredding), when the process has the database."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, user_keys: UserKeys | None = None) -> None:
         self._settings = settings
+        self._user_keys = user_keys
         self._client: Client | None = None
         self._lock = asyncio.Lock()
 
@@ -39,7 +42,9 @@ class TemporalConnection:
             if self._client is None:
                 try:
                     self._client = await connect(
-                        self._settings, runtime=sdk_runtime(self._settings)
+                        self._settings,
+                        runtime=sdk_runtime(self._settings),
+                        user_keys=self._user_keys,
                     )
                 except RPCError as exc:
                     raise RuntimeError(f"Temporal unreachable: {exc.message}") from exc

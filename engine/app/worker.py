@@ -25,6 +25,7 @@ from engine.delivery import Deliverer
 from engine.delivery.templates import TemplateStore
 from engine.journey import Journey, Journeys
 from engine.observability.metrics import REGISTRY
+from engine.store.data_keys import StoreUserKeys
 from engine.system.webhooks import WebhookDelivery
 from engine.temporal.client import connect
 
@@ -101,7 +102,11 @@ async def run_worker(
             host, _, port = settings.worker_metrics_bind.rpartition(":")
             prometheus_client.start_http_server(int(port), host or "0.0.0.0", registry=REGISTRY)
         try:
-            client = await connect(settings, runtime=sdk_runtime(settings))
+            client = await connect(
+                settings,
+                runtime=sdk_runtime(settings),
+                user_keys=StoreUserKeys(context.sessions),
+            )
             await providers.start()
             async with build_worker(client, context, providers=providers):
                 await stop.wait()

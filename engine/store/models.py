@@ -310,3 +310,13 @@ class WebhookDelivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("endpoint", "event_id", name="uq_webhook_delivery"),)
+
+
+class UserKey(Base):
+    """The salt of a user's payload key (see `engine.store.data_keys`); deleted at erasure."""
+
+    __tablename__ = "user_keys"
+
+    user_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    salt: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -13,6 +13,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from engine.config.settings import Settings
+from engine.temporal.codec import UserKeys
 
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
     SearchAttributeKey.for_keyword("NudgeJourney"),
@@ -21,23 +22,30 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
 )
 
 
-def data_converter(settings: Settings) -> DataConverter:
-    """Pydantic payloads, encrypted with the configured keys (AES-256-GCM) when set."""
+def data_converter(settings: Settings, *, user_keys: UserKeys | None = None) -> DataConverter:
+    """Pydantic payloads, encrypted with the configured keys (AES-256-GCM) when set; with
+    `user_keys`, a journey's payloads are encrypted with its user's derived key."""
     from engine.temporal.codec import codec_from_secret
     from engine.temporal.codec import data_converter as build
 
     secret = settings.encryption_keys.get_secret_value() if settings.encryption_keys else None
-    return build(codec_from_secret(secret))
+    return build(codec_from_secret(secret, user_keys=user_keys))
 
 
 async def connect(
-    settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None
+    settings: Settings,
+    *,
+    lazy: bool = False,
+    runtime: Runtime | None = None,
+    user_keys: UserKeys | None = None,
 ) -> Client:
-    """Connect to `NUDGE_TEMPORAL_ADDRESS` / `NUDGE_TEMPORAL_NAMESPACE`."""
+    """Connect to `NUDGE_TEMPORAL_ADDRESS` / `NUDGE_TEMPORAL_NAMESPACE`. Processes with a
+    database pass `user_keys` (`engine.store.data_keys.StoreUserKeys`), so erasure reaches
+    Temporal."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter(settings),
+        data_converter=data_converter(settings, user_keys=user_keys),
         tls=tls_config(settings),
         interceptors=tracing_interceptors(settings),
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
