@@ -21,6 +21,8 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 from temporalio.converter import PayloadCodec
 
+from schemas.api import HealthOut, Problem
+
 PROBLEM_UNAUTHORIZED = "urn:nudge:problem:unauthorized"
 PROBLEM_BAD_PAYLOADS = "urn:nudge:problem:invalid-payloads"
 PROBLEM_CODEC_FAILED = "urn:nudge:problem:codec-failed"
@@ -29,8 +31,9 @@ _PROBLEM_JSON = "application/problem+json"
 
 def _problem(status: int, type_: str, title: str, detail: str) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    body = Problem(type=type_, title=title, status=status, detail=detail)
     return JSONResponse(
-        {"type": type_, "title": title, "status": status, "detail": detail},
+        body.model_dump(mode="json", exclude_none=True),
         status_code=status,
         media_type=_PROBLEM_JSON,
         headers=headers,
@@ -99,7 +102,7 @@ def create_codec_app(codec: PayloadCodec, *, token: str | None, cors_origins: li
         return await transform(request, encode=False)
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> HealthOut:
+        return HealthOut()
 
     return app

@@ -15,32 +15,27 @@ from temporalio.service import RPCError
 from engine import ids
 from engine.clock import now
 from engine.store import runs
-from engine.store.messages import public
 from engine.store.models import Consent, Device, Event, JourneyRun, Message, User
+from schemas.api import GdprExportOut, MessageRecordOut
 from schemas.common import MessageStatus, RunStatus
 
 log = logging.getLogger(__name__)
 
 
-def _row(obj: Any, *skip: str) -> dict[str, Any]:
-    return {c.key: getattr(obj, c.key) for c in obj.__table__.columns if c.key not in skip}
-
-
-async def export(session: AsyncSession, *, user: User) -> dict[str, Any]:
+async def export(session: AsyncSession, *, user: User) -> GdprExportOut:
     """Profile, devices, consent log, events, journey runs and messages (with bodies)."""
 
     async def rows(model: Any) -> list[Any]:
         return list(await session.scalars(select(model).where(model.user_id == user.id)))
 
-    messages = await rows(Message)
-    return {
-        "user": _row(user, "erased_hash"),
-        "devices": [_row(d) for d in await rows(Device)],
-        "consent_log": [_row(c, "user_id") for c in await rows(Consent)],
-        "events": [_row(e, "user_id") for e in await rows(Event)],
-        "journey_runs": [_row(r, "user_id") for r in await rows(JourneyRun)],
-        "messages": [{**public(m), "body": m.body} for m in messages],
-    }
+    return GdprExportOut(
+        user=user,
+        devices=await rows(Device),
+        consent_log=await rows(Consent),
+        events=await rows(Event),
+        journey_runs=await rows(JourneyRun),
+        messages=[MessageRecordOut.of(m, user_id=user.external_id) for m in await rows(Message)],
+    )
 
 
 async def erase(session: AsyncSession, *, user: User, salt: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,30 +93,6 @@ async def attempts(session: AsyncSession, *, message_id: str) -> list[MessageAtt
             .order_by(MessageAttempt.attempt)
         )
     )
-
-
-def public(message: Message) -> dict[str, Any]:
-    """A message as every surface shows it (API, CLI): no address, no body."""
-    return {
-        "id": message.id,
-        "user_id": message.user_id,
-        "journey": message.journey,
-        "step": message.step,
-        "channel": message.channel,
-        "template": message.template,
-        "device_id": message.device_id,
-        "status": message.status,
-        "reason": message.reason,
-        "provider": message.provider,
-        "provider_id": message.provider_id,
-        "encoding": message.encoding,
-        "parts": message.parts,
-        "attempts": message.attempts,
-        "transactional": message.transactional,
-        "created_at": message.created_at,
-        "sent_at": message.sent_at,
-        "delivered_at": message.delivered_at,
-    }
 
 
 async def finish_attempt(

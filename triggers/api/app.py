@@ -13,10 +13,11 @@ from temporalio.client import Client
 
 from engine.context import Context
 from engine.temporal.codec import codec_from_secret
+from schemas.api import HealthOut
 from triggers.api import messages, problems, tracking, users
 from triggers.api.auth import KeyChecker
 from triggers.api.deps import ApiState, state
-from triggers.api.problems import Problem, problem_response
+from triggers.api.problems import Problem, problem_response, problem_responses
 from triggers.codec_server import create_codec_app
 from triggers.router import Router
 
@@ -70,9 +71,8 @@ def create_app(
         return await call_next(request)
 
     secured = [Depends(KeyChecker(context.sessions))]
-    app.include_router(tracking.router, dependencies=secured)
-    app.include_router(users.router, dependencies=secured)
-    app.include_router(messages.router, dependencies=secured)
+    for routes in (tracking.router, users.router, messages.router):
+        app.include_router(routes, dependencies=secured, responses=problem_responses(401))
 
     codec = codec_from_secret(context.settings.encryption_keys)
     token = context.settings.codec_token
@@ -88,11 +88,11 @@ def create_app(
         )
 
     @app.get("/healthz", tags=["ops"])
-    async def healthz(request: Request) -> dict[str, str]:
+    async def healthz(request: Request) -> HealthOut:
         """Liveness and database reachability."""
         async with state(request).context.sessions() as db:
             await db.execute(text("SELECT 1"))
-        return {"status": "ok"}
+        return HealthOut()
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     async def metrics() -> Response:

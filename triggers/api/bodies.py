@@ -119,7 +119,9 @@ async def _read(receive: Receive, limit: int, encoding: str) -> bytes:
     return b"".join(chunks)
 
 
-async def _problem(send: Send, status: int, slug: str, title: str, limit: int | None = None) -> None:
+async def _problem(
+    send: Send, status: int, slug: str, title: str, limit: int | None = None
+) -> None:
     detail = f"at most {limit} bytes here (after decompression)" if limit else title
     body = json.dumps(
         {

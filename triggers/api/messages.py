@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine.store import messages
 from engine.store.models import Message, User
 from engine.store.users import find_user
+from schemas.api import FieldError, MessageAttemptOut, MessageDetailOut, MessageOut, Page
 from triggers.api.deps import session
-from triggers.api.problems import Problem
+from triggers.api.problems import Problem, problem_responses
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
 
@@ -35,61 +35,51 @@ def _parse_cursor(cursor: str) -> tuple[datetime, str]:
             400,
             "invalid-cursor",
             "The cursor is not valid",
-            errors=[{"field": "cursor", "message": "use the `next` value as given"}],
+            errors=[FieldError(field="cursor", message="use the `next` value as given")],
         ) from None
 
 
-async def message_json(
-    db: AsyncSession, message: Message, external: dict[str, str | None]
-) -> dict[str, Any]:
-    if message.user_id not in external:
+async def _owner(db: AsyncSession, message: Message, known: dict[str, str | None]) -> str | None:
+    """The product's id of the message's user (the row holds Nudge's), looked up once."""
+    if message.user_id not in known:
         user = await db.get(User, message.user_id)
-        external[message.user_id] = user.external_id if user else None
-    return {
-        **messages.public(message),
-        "user_id": external[message.user_id],
-        "uid": message.user_id,
-    }
+        known[message.user_id] = user.external_id if user else None
+    return known[message.user_id]
 
 
-@router.get("")
+@router.get("", responses=problem_responses(400, 422))
 async def list_messages(
     user_id: str | None = None,
     cursor: str | None = None,
     limit: int = Query(default=50, ge=1, le=500),
     db: AsyncSession = Depends(session),
-) -> dict[str, Any]:
+) -> Page[MessageOut]:
     """Messages newest first; `user_id` is the product's user id."""
     uid = None
     if user_id is not None:
         user = await find_user(db, external_id=user_id)
         if user is None:
-            return {"items": [], "next": None}
+            return Page[MessageOut](items=[])
         uid = user.id
     rows = await messages.list_messages(
         db, user_id=uid, after=_parse_cursor(cursor) if cursor else None, limit=limit + 1
     )
-    external: dict[str, str | None] = {}
-    items = [await message_json(db, m, external) for m in rows[:limit]]
-    return {"items": items, "next": _cursor(rows[limit - 1]) if len(rows) > limit else None}
+    known: dict[str, str | None] = {}
+    items = [MessageOut.of(m, user_id=await _owner(db, m, known)) for m in rows[:limit]]
+    return Page[MessageOut](
+        items=items, next=_cursor(rows[limit - 1]) if len(rows) > limit else None
+    )
 
 
-@router.get("/{message_id}")
-async def get_message(message_id: str, db: AsyncSession = Depends(session)) -> dict[str, Any]:
+@router.get("/{message_id}", responses=problem_responses(404))
+async def get_message(message_id: str, db: AsyncSession = Depends(session)) -> MessageDetailOut:
+    """A message with every provider call made for it."""
     message = await db.get(Message, message_id)
     if message is None:
         raise Problem(404, "message-not-found", "No such message")
     attempts = await messages.attempts(db, message_id=message_id)
-    body = await message_json(db, message, {})
-    body["attempt_log"] = [
-        {
-            "attempt": a.attempt,
-            "started_at": a.started_at,
-            "finished_at": a.finished_at,
-            "outcome": a.outcome,
-            "provider_id": a.provider_id,
-            "error": a.error,
-        }
-        for a in attempts
-    ]
-    return body
+    return MessageDetailOut.of(
+        message,
+        user_id=await _owner(db, message, {}),
+        attempt_log=[MessageAttemptOut.model_validate(a) for a in attempts],
+    )

@@ -11,9 +11,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.observability.metrics import EVENTS_REJECTED
 from engine.store.users import ProfileError
+from schemas.api import FieldError
+from schemas.api import Problem as ProblemDocument
 
 PROBLEM_JSON = "application/problem+json"
 TRACKING_PATHS = frozenset({"/v1/track", "/v1/identify", "/v1/batch"})
+COMPONENTS = "#/components/schemas/"
+_MEANINGS = {
+    400: "A parameter is not valid",
+    401: "No valid write key",
+    404: "No such resource",
+    413: "The request body is too large",
+    422: "The body or a parameter is not valid",
+}
 
 
 class Problem(Exception):
@@ -26,7 +36,7 @@ class Problem(Exception):
         title: str,
         detail: str | None = None,
         *,
-        errors: list[dict[str, Any]] | None = None,
+        errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(title)
@@ -35,23 +45,34 @@ class Problem(Exception):
 
 
 def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": f"urn:nudge:problem:{problem.slug}",
-        "title": problem.title,
-        "status": problem.status,
-    }
-    if problem.detail:
-        body["detail"] = problem.detail
-    if instance:
-        body["instance"] = instance
-    if problem.errors is not None:
-        body["errors"] = problem.errors
+    body = ProblemDocument(
+        type=f"urn:nudge:problem:{problem.slug}",
+        title=problem.title,
+        status=problem.status,
+        detail=problem.detail or None,
+        instance=instance or None,
+        errors=problem.errors,
+    )
     return JSONResponse(
-        body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+        body.model_dump(mode="json", exclude_none=True),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
     )
 
 
-def field_errors(errors: Any, *, prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=`: the problem document it can answer with, for each status."""
+    return {
+        status: {
+            "description": _MEANINGS[status],
+            "content": {PROBLEM_JSON: {"schema": {"$ref": COMPONENTS + "Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+def field_errors(errors: Any, *, prefix: tuple[Any, ...] = ()) -> list[FieldError]:
     """Pydantic errors as `{"field": "batch[2].event", "message": ...}` items."""
     out = []
     for err in errors:
@@ -59,7 +80,7 @@ def field_errors(errors: Any, *, prefix: tuple[Any, ...] = ()) -> list[dict[str,
         field = ""
         for part in loc:
             field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
-        out.append({"field": field or "body", "message": err.get("msg", "invalid")})
+        out.append(FieldError(field=field or "body", message=err.get("msg", "invalid")))
     return out
 
 
@@ -75,7 +96,7 @@ def install(app: FastAPI) -> None:
         if request.url.path in TRACKING_PATHS:
             EVENTS_REJECTED.labels("invalid").inc()
         errors = field_errors(exc.errors())
-        fields = ", ".join(e["field"] for e in errors)
+        fields = ", ".join(e.field for e in errors)
         return problem_response(
             Problem(
                 422, "invalid-body", "The request is not valid", f"check: {fields}", errors=errors
@@ -91,7 +112,7 @@ def install(app: FastAPI) -> None:
                 "invalid-profile",
                 "A profile field is not valid",
                 str(exc),
-                errors=[{"field": exc.field, "message": str(exc)}],
+                errors=[FieldError(field=exc.field, message=str(exc))],
             ),
             request.url.path,
         )
@@ -105,3 +126,35 @@ def install(app: FastAPI) -> None:
             Problem(exc.status_code, slug, str(exc.detail), headers=getattr(exc, "headers", None)),
             request.url.path,
         )
+
+    _document_problems(app)
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Add the problem schemas to `/openapi.json` (`problem_responses` refers to them), and
+    take out the 422 body FastAPI declares by itself on every route with parameters: this app
+    never sends it (`_invalid` answers with a problem document), and a route that can
+    answer 422 declares it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        fastapi_422 = {"$ref": COMPONENTS + "HTTPValidationError"}
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                declared = operation["responses"].get("422", {}).get("content", {})
+                if declared.get("application/json", {}).get("schema") == fastapi_422:
+                    del operation["responses"]["422"]
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        problem = ProblemDocument.model_json_schema(
+            ref_template=COMPONENTS + "{model}", mode="serialization"
+        )
+        schemas.update(problem.pop("$defs", {}))
+        schemas["Problem"] = problem
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

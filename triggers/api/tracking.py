@@ -9,11 +9,13 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.store import outbox as events
+from schemas.api import FieldError
 from schemas.events import AcceptedResponse, BatchCall, IdentifyCall, TrackCall
 from triggers.api.deps import session, state
-from triggers.api.problems import Problem, field_errors
+from triggers.api.problems import Problem, field_errors, problem_responses
 
-router = APIRouter(prefix="/v1", tags=["tracking"])
+# Every call has a body: too large (413) or not valid (422).
+router = APIRouter(prefix="/v1", tags=["tracking"], responses=problem_responses(413, 422))
 
 _CALLS: dict[str, TypeAdapter[Any]] = {
     "track": TypeAdapter(TrackCall),
@@ -21,7 +23,9 @@ _CALLS: dict[str, TypeAdapter[Any]] = {
 }
 
 
-async def _store(request: Request, db: AsyncSession, calls: list[events.Call]) -> AcceptedResponse:
+async def _store(
+    request: Request, db: AsyncSession, calls: list[TrackCall | IdentifyCall]
+) -> AcceptedResponse:
     """Store before answering: the event rows are durable when the 200 goes out."""
     accepted = await events.accept(db, calls)
     await db.commit()
@@ -31,7 +35,7 @@ async def _store(request: Request, db: AsyncSession, calls: list[events.Call]) -
     return AcceptedResponse(message_ids=accepted.message_ids, duplicates=accepted.duplicates)
 
 
-@router.post("/track", response_model=AcceptedResponse, response_model_by_alias=True)
+@router.post("/track")
 async def track(
     call: TrackCall, request: Request, db: AsyncSession = Depends(session)
 ) -> AcceptedResponse:
@@ -39,7 +43,7 @@ async def track(
     return await _store(request, db, [call])
 
 
-@router.post("/identify", response_model=AcceptedResponse, response_model_by_alias=True)
+@router.post("/identify")
 async def identify(
     call: IdentifyCall, request: Request, db: AsyncSession = Depends(session)
 ) -> AcceptedResponse:
@@ -48,25 +52,27 @@ async def identify(
     return await _store(request, db, [call])
 
 
-@router.post("/batch", response_model=AcceptedResponse, response_model_by_alias=True)
+@router.post("/batch")
 async def batch(
     body: BatchCall, request: Request, db: AsyncSession = Depends(session)
 ) -> AcceptedResponse:
     """Several calls at once. All or nothing: if any item is invalid, nothing is stored and
     the problem document lists every rejected item by index."""
-    calls: list[events.Call] = []
-    errors: list[dict[str, Any]] = []
+    calls: list[TrackCall | IdentifyCall] = []
+    errors: list[FieldError] = []
     for index, item in enumerate(body.batch):
         kind = item.get("type")
         adapter = _CALLS.get(kind) if isinstance(kind, str) else None
         if adapter is None:
             errors.append(
-                {"field": f"batch[{index}].type", "message": "type must be 'track' or 'identify'"}
+                FieldError(
+                    field=f"batch[{index}].type", message="type must be 'track' or 'identify'"
+                )
             )
             continue
         own_context = item.get("context") or {}
         if not isinstance(own_context, dict):
-            errors.append({"field": f"batch[{index}].context", "message": "must be an object"})
+            errors.append(FieldError(field=f"batch[{index}].context", message="must be an object"))
             continue
         merged = {**item, "context": {**body.context, **own_context}}
         try:
@@ -74,7 +80,7 @@ async def batch(
         except ValidationError as exc:
             errors.extend(field_errors(exc.errors(), prefix=("batch", index)))
     if errors:
-        rejected = sorted({e["field"].split("]")[0] + "]" for e in errors})
+        rejected = sorted({e.field.split("]")[0] + "]" for e in errors})
         raise Problem(
             422,
             "invalid-batch",

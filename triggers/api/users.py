@@ -10,60 +10,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.store import consent, devices, gdpr, runs
 from engine.store.consent import opt_in_requested
-from engine.store.models import Device, JourneyRun, User
 from engine.store.users import apply_profile, ensure_user
-from schemas.api import ConsentIn, DeviceIn, ProfileIn
+from schemas.api import (
+    ConsentEntryOut,
+    ConsentIn,
+    ConsentStatesOut,
+    DeviceIn,
+    DeviceOut,
+    ErasureOut,
+    GdprExportOut,
+    Page,
+    ProfileIn,
+    RunOut,
+    UserOut,
+)
 from schemas.common import Channel
 from triggers.api.deps import existing_user, session, state
-from triggers.api.problems import Problem
+from triggers.api.problems import Problem, problem_responses
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 log = logging.getLogger(__name__)
-
-
-def user_json(user: User) -> dict[str, Any]:
-    return {
-        "id": user.external_id,
-        "uid": user.id,
-        "timezone": user.timezone,
-        "locale": user.locale,
-        "phone": user.phone,
-        "email": user.email,
-        "attributes": user.attributes or {},
-        "created_at": user.created_at,
-        "updated_at": user.updated_at,
-    }
-
-
-def device_json(device: Device) -> dict[str, Any]:
-    return {
-        "id": device.id,
-        "platform": device.platform,
-        "app_id": device.app_id,
-        "active": device.active,
-        "deactivated_reason": device.deactivated_reason,
-        "deactivated_at": device.deactivated_at,
-        "created_at": device.created_at,
-        "updated_at": device.updated_at,
-    }
-
-
-def run_json(run: JourneyRun) -> dict[str, Any]:
-    return {
-        "journey": run.journey,
-        "workflow_id": run.workflow_id,
-        "run_id": run.run_id,
-        "key": run.key,
-        "status": run.status,
-        "outcome": run.outcome,
-        "step": run.step,
-        "version": run.version,
-        "variant": run.variant,
-        "started_at": run.started_at,
-        "ended_at": run.ended_at,
-        "converted_at": run.converted_at,
-        "conversion_message_id": run.conversion_message_id,
-    }
 
 
 def _channel(channel: str) -> Channel:
@@ -75,10 +41,8 @@ def _channel(channel: str) -> Channel:
         ) from None
 
 
-@router.put("/{user_id}")
-async def put_user(
-    user_id: str, body: ProfileIn, db: AsyncSession = Depends(session)
-) -> dict[str, Any]:
+@router.put("/{user_id}", responses=problem_responses(413, 422))
+async def put_user(user_id: str, body: ProfileIn, db: AsyncSession = Depends(session)) -> UserOut:
     """Create or update a profile: timezone (IANA), locale, phone (E.164), attributes."""
     user = await ensure_user(db, external_id=user_id)
     fields: dict[str, Any] = dict(body.attributes)
@@ -91,18 +55,18 @@ async def put_user(
     )
     apply_profile(user, fields)
     await db.commit()
-    return user_json(user)
+    return UserOut.model_validate(user)
 
 
-@router.get("/{user_id}")
-async def get_user(user_id: str, db: AsyncSession = Depends(session)) -> dict[str, Any]:
-    return user_json(await existing_user(db, user_id))
+@router.get("/{user_id}", responses=problem_responses(404))
+async def get_user(user_id: str, db: AsyncSession = Depends(session)) -> UserOut:
+    return UserOut.model_validate(await existing_user(db, user_id))
 
 
-@router.delete("/{user_id}")
+@router.delete("/{user_id}", responses=problem_responses(404))
 async def delete_user(
     user_id: str, request: Request, db: AsyncSession = Depends(session)
-) -> dict[str, Any]:
+) -> ErasureOut:
     """GDPR erasure: profile, addresses, events and message bodies go; the consent log stays,
     tied to a salted hash; the user's open runs are ended."""
     user = await existing_user(db, user_id)
@@ -110,19 +74,19 @@ async def delete_user(
     await gdpr.erase(db, user=user, salt=state(request).context.settings.erasure_salt_text())
     await db.commit()
     ended = await gdpr.end_runs(state(request).temporal, open_runs)
-    return {"erased": True, "runs_ended": ended, "runs_open": len(open_runs) - ended}
+    return ErasureOut(runs_ended=ended, runs_open=len(open_runs) - ended)
 
 
-@router.get("/{user_id}/export")
-async def export_user(user_id: str, db: AsyncSession = Depends(session)) -> dict[str, Any]:
+@router.get("/{user_id}/export", responses=problem_responses(404))
+async def export_user(user_id: str, db: AsyncSession = Depends(session)) -> GdprExportOut:
     """Everything held about the user, as JSON."""
     return await gdpr.export(db, user=await existing_user(db, user_id))
 
 
-@router.post("/{user_id}/devices", status_code=201)
+@router.post("/{user_id}/devices", status_code=201, responses=problem_responses(413, 422))
 async def add_device(
     user_id: str, body: DeviceIn, db: AsyncSession = Depends(session)
-) -> dict[str, Any]:
+) -> DeviceOut:
     """Register a device; a token already known moves to this user."""
     user = await ensure_user(db, external_id=user_id)
     token = str(body.subscription.endpoint) if body.subscription else (body.token or "").strip()
@@ -137,19 +101,17 @@ async def add_device(
         timezone=body.timezone,
     )
     await db.commit()
-    return device_json(device)
+    return DeviceOut.model_validate(device)
 
 
-@router.get("/{user_id}/devices")
-async def list_devices(user_id: str, db: AsyncSession = Depends(session)) -> dict[str, Any]:
+@router.get("/{user_id}/devices", responses=problem_responses(404))
+async def list_devices(user_id: str, db: AsyncSession = Depends(session)) -> Page[DeviceOut]:
     user = await existing_user(db, user_id)
-    return {
-        "items": [device_json(d) for d in await devices.list_devices(db, user_id=user.id)],
-        "next": None,
-    }
+    found = await devices.list_devices(db, user_id=user.id)
+    return Page[DeviceOut](items=found)
 
 
-@router.delete("/{user_id}/devices/{device_id}", status_code=204)
+@router.delete("/{user_id}/devices/{device_id}", status_code=204, responses=problem_responses(404))
 async def remove_device(
     user_id: str, device_id: str, db: AsyncSession = Depends(session)
 ) -> Response:
@@ -160,45 +122,33 @@ async def remove_device(
     return Response(status_code=204)
 
 
-@router.get("/{user_id}/journeys")
-async def list_journeys(user_id: str, db: AsyncSession = Depends(session)) -> dict[str, Any]:
+@router.get("/{user_id}/journeys", responses=problem_responses(404))
+async def list_journeys(user_id: str, db: AsyncSession = Depends(session)) -> Page[RunOut]:
     """The user's journey runs, open and ended, oldest first."""
     user = await existing_user(db, user_id)
-    return {
-        "items": [run_json(r) for r in await runs.runs_of_user(db, user_id=user.id)],
-        "next": None,
-    }
+    found = await runs.runs_of_user(db, user_id=user.id)
+    return Page[RunOut](items=found)
 
 
-def consent_json(entry: Any) -> dict[str, Any]:
-    return {
-        "channel": entry.channel,
-        "topic": entry.topic,
-        "state": entry.state,
-        "source": entry.source,
-        "evidence": entry.evidence,
-        "actor": entry.actor,
-        "created_at": entry.created_at,
-    }
-
-
-@router.get("/{user_id}/consent/log")
-async def consent_log_all(user_id: str, db: AsyncSession = Depends(session)) -> dict[str, Any]:
+@router.get("/{user_id}/consent/log", responses=problem_responses(404))
+async def consent_log_all(
+    user_id: str, db: AsyncSession = Depends(session)
+) -> Page[ConsentEntryOut]:
+    """The user's whole consent log, every channel, oldest first."""
     user = await existing_user(db, user_id)
-    return {
-        "items": [consent_json(e) for e in await consent.log(db, user_id=user.id)],
-        "next": None,
-    }
+    entries = await consent.log(db, user_id=user.id)
+    return Page[ConsentEntryOut](items=entries)
 
 
-@router.put("/{user_id}/consent/{channel}")
+# 404 for an unknown channel; the body can be too large or not valid.
+@router.put("/{user_id}/consent/{channel}", responses=problem_responses(404, 413, 422))
 async def put_consent(
     user_id: str,
     channel: str,
     body: ConsentIn,
     request: Request,
     db: AsyncSession = Depends(session),
-) -> dict[str, Any]:
+) -> ConsentEntryOut:
     """Append to the consent log; an opt-out takes effect for every later send at once."""
     kind = _channel(channel)
     user = await ensure_user(db, external_id=user_id)
@@ -219,24 +169,26 @@ async def put_consent(
     router = state(request).router
     if kind is Channel.SMS and body.state == "pending" and router is not None:
         router.wake()
-    return consent_json(entry)
+    return ConsentEntryOut.model_validate(entry)
 
 
-@router.get("/{user_id}/consent/{channel}")
+@router.get("/{user_id}/consent/{channel}", responses=problem_responses(404))
 async def get_consent(
     user_id: str, channel: str, db: AsyncSession = Depends(session)
-) -> dict[str, Any]:
+) -> ConsentStatesOut:
+    """The current state of each topic on the channel (`unknown` where never set)."""
     kind = _channel(channel)
     user = await existing_user(db, user_id)
     current = await consent.states(db, user_id=user.id, channel=kind.value)
-    return {"channel": kind.value, "topics": {t: s.value for t, s in current.items()}}
+    return ConsentStatesOut(channel=kind, topics=current)
 
 
-@router.get("/{user_id}/consent/{channel}/log")
+@router.get("/{user_id}/consent/{channel}/log", responses=problem_responses(404))
 async def consent_log(
     user_id: str, channel: str, db: AsyncSession = Depends(session)
-) -> dict[str, Any]:
+) -> Page[ConsentEntryOut]:
+    """The channel's consent log, oldest first."""
     kind = _channel(channel)
     user = await existing_user(db, user_id)
     entries = await consent.log(db, user_id=user.id, channel=kind.value)
-    return {"items": [consent_json(e) for e in entries], "next": None}
+    return Page[ConsentEntryOut](items=entries)
