@@ -132,6 +132,10 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     errors: list[FieldError] | None = None
+    code: str | None = None
+    """Segment's error fields beside the RFC 9457 ones, so Segment's and RudderStack's clients
+    log the reason instead of failing on the body: `code` is the slug of `type`."""
+    message: str | None = None
 
 
 class _Profile(_Out):

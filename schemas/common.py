@@ -73,3 +73,22 @@ class ConsentSource(StrEnum):
     FORM = "form"
     IMPORT = "import"
     DEVICE = "device"
+
+
+class KeyScope(StrEnum):
+    """What an API key may do.
+
+    `source`: send data in (track/identify/... and registering devices): safe to build into
+    an app, as Segment's write keys are. `read`: also read users, messages, runs, consent and
+    stats. `admin`: everything, including profile and consent changes, export, erasure.
+    """
+
+    SOURCE = "source"
+    READ = "read"
+    ADMIN = "admin"
+
+    def allows(self, needed: KeyScope) -> bool:
+        """Whether a key of this scope may call a route that needs `needed`."""
+        if self is KeyScope.ADMIN:
+            return True
+        return self is needed

@@ -31,6 +31,7 @@ from engine.store.migrate import upgrade
 from engine.store.session import make_engine
 from engine.temporal.client import SEARCH_ATTRIBUTES, connect, temporal_binary
 from engine.temporal.codec import UserKeys
+from schemas.common import KeyScope
 
 
 class _Server(uvicorn.Server):
@@ -100,7 +101,8 @@ async def dev_key(context: Context, state_dir: Path) -> str:
             key = path.read_text().strip()
             if await has_key(db, key=key):
                 return key
-        key = await create_key(db, name="development")
+        # An admin key: `nudge dev` is one person on their own machine.
+        key = await create_key(db, name="development", scope=KeyScope.ADMIN)
         await db.commit()
     path.write_text(key + "\n")
     path.chmod(0o600)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,11 +19,19 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Nudge: journeys over SMS and push."
 )
 users_app = typer.Typer(no_args_is_help=True, help="Inspect users.")
-keys_app = typer.Typer(no_args_is_help=True, help="Create keys.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys, payload keys, VAPID keys.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+webhooks_app = typer.Typer(no_args_is_help=True, help="Webhooks out: what was delivered.")
+app.add_typer(webhooks_app, name="webhooks")
+
+
+class KeyScopeOption(StrEnum):
+    SOURCE = "source"
+    READ = "read"
+    ADMIN = "admin"
 
 
 def settings() -> Settings:
@@ -304,17 +313,155 @@ def _props(items: list[str] | None) -> dict[str, Any]:
 
 
 @keys_app.command("create")
-def keys_create(name: Annotated[str, typer.Option(help="a label for the key")] = "default") -> None:
-    """Create an API write key; it is shown once and stored hashed."""
+def keys_create(
+    name: Annotated[str, typer.Option(help="a label for the key")] = "default",
+    scope: Annotated[
+        KeyScopeOption,
+        typer.Option(help="source: send data (safe in an app); read; admin: everything"),
+    ] = KeyScopeOption.SOURCE,
+    env: Annotated[str, typer.Option("--env", help="the environment it is for")] = "default",
+) -> None:
+    """Create an API key; it is shown once and stored hashed."""
     from engine.context import Context
+    from engine.store import audit
     from engine.store.keys import create_key
+    from schemas.common import KeyScope
 
     async def go() -> None:
         async with Context.opened(settings()) as context:
             async with context.sessions() as db:
-                key = await create_key(db, name=name)
+                key = await create_key(db, name=name, scope=KeyScope(scope.value), environment=env)
+                await audit.record(
+                    db, actor="cli", action="key.create", target=name, detail={"scope": scope.value}
+                )
                 await db.commit()
             out.print(key)
+
+    run(go)
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
+) -> None:
+    """Every API key (never its text): id, name, scope, environment, prefix, state."""
+    from engine.context import Context
+    from engine.store.keys import list_keys
+
+    async def go() -> None:
+        async with Context.opened(settings()) as context, context.sessions() as db:
+            rows = await list_keys(db)
+        listed = [
+            {
+                "id": k.id,
+                "name": k.name,
+                "scope": str(k.scope),
+                "environment": k.environment,
+                "prefix": k.prefix,
+                "created_at": k.created_at.isoformat(),
+                "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+            }
+            for k in rows
+        ]
+        if as_json:
+            for item in listed:
+                out.print_json(json.dumps(item))
+            return
+        table = Table(title="API keys")
+        for column in ("id", "name", "scope", "environment", "prefix", "created", "state"):
+            table.add_column(column)
+        for item in listed:
+            table.add_row(
+                str(item["id"]),
+                str(item["name"]),
+                str(item["scope"]),
+                str(item["environment"]),
+                f"{item['prefix'] or '?'}...",
+                str(item["created_at"])[:19],
+                "revoked" if item["revoked_at"] else "active",
+            )
+        out.print(table)
+
+    run(go)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    which: Annotated[str, typer.Argument(help="the key's id, name or prefix (see keys list)")],
+) -> None:
+    """Revoke keys; every API process refuses them from the next call on."""
+    from engine.cli.common import CliError
+    from engine.context import Context
+    from engine.store import audit
+    from engine.store.keys import revoke
+
+    async def go() -> None:
+        async with Context.opened(settings()) as context, context.sessions() as db:
+            revoked = await revoke(db, which=which)
+            if not revoked:
+                raise CliError(f"no active key matches {which!r} (see `nudge keys list`)")
+            for key in revoked:
+                await audit.record(db, actor="cli", action="key.revoke", target=str(key.id))
+            await db.commit()
+        for key in revoked:
+            out.print(f"revoked key {key.id} ({key.name}, {key.scope})")
+
+    run(go)
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(
+    endpoint: Annotated[str | None, typer.Option(help="one [[webhooks]] name")] = None,
+    status: Annotated[str | None, typer.Option(help="pending, delivered or failed")] = None,
+    limit: Annotated[int, typer.Option(help="how many, newest first")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
+) -> None:
+    """Recent webhook deliveries: event, endpoint, state, attempts, the receiver's answer."""
+    from engine.cli.common import CliError
+    from engine.context import Context
+    from engine.store import webhooks
+
+    if status is not None and status not in (webhooks.PENDING, webhooks.DELIVERED, webhooks.FAILED):
+        raise CliError("--status is pending, delivered or failed", code=2)
+
+    async def go() -> None:
+        async with Context.opened(settings()) as context, context.sessions() as db:
+            rows = await webhooks.deliveries(db, endpoint=endpoint, status=status, limit=limit)
+        listed = [
+            {
+                "event_id": event.id,
+                "kind": event.kind,
+                "endpoint": delivery.endpoint,
+                "status": delivery.status,
+                "attempts": delivery.attempts,
+                "last_status": delivery.last_status,
+                "last_error": delivery.last_error,
+                "created_at": delivery.created_at.isoformat(),
+                "delivered_at": delivery.delivered_at.isoformat()
+                if delivery.delivered_at
+                else None,
+            }
+            for delivery, event in rows
+        ]
+        if as_json:
+            for item in listed:
+                out.print_json(json.dumps(item))
+            return
+        table = Table(title="webhook deliveries")
+        for column in ("created (UTC)", "event", "kind", "endpoint", "state", "tries", "answer"):
+            table.add_column(column)
+        for item in listed:
+            answer = item["last_status"] or item["last_error"] or "-"
+            table.add_row(
+                str(item["created_at"])[:19],
+                str(item["event_id"]),
+                str(item["kind"]),
+                str(item["endpoint"]),
+                str(item["status"]),
+                str(item["attempts"]),
+                str(answer),
+            )
+        out.print(table)
 
     run(go)
 

@@ -10,10 +10,17 @@ import re
 import tomllib
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from engine.durations import Duration
 
@@ -187,8 +194,39 @@ class Webhook(_Strict):
     """The longest wait between two attempts: how soon after a receiver is back it is caught up."""
 
 
+def _check_limit(value: str) -> str:
+    from limits import parse  # the rate-limit library the API enforces these with
+
+    try:
+        parse(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a rate like '100/second' or '20/minute'") from None
+    return value
+
+
+RateLimit = Annotated[str, AfterValidator(_check_limit)]
+
+
+class RateLimits(_Strict):
+    """API rate limits (moving windows, per API process), as "N/second|minute|hour". A call
+    over a limit gets 429 with `Retry-After`."""
+
+    per_key: RateLimit = "1000/second"
+    per_address: RateLimit = "300/second"
+    failed_auth: RateLimit = "20/minute"
+    """Failed authentications per client address (a guessed key is a failure too)."""
+
+
+class ApiConfig(_Strict):
+    rate_limits: RateLimits = RateLimits()
+    trust_forwarded_for: bool = False
+    """Take the client address from `X-Forwarded-For` (only behind a proxy you run)."""
+
+
 class NudgeConfig(_Strict):
     """The whole of `nudge.toml`. Names may grow, never change."""
+
+    api: ApiConfig = ApiConfig()
 
     timezone: str = "UTC"
     quiet_hours: QuietHours = QuietHours()

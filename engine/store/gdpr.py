@@ -14,8 +14,16 @@ from temporalio.service import RPCError
 
 from engine import ids
 from engine.clock import now
-from engine.store import runs
-from engine.store.models import Consent, Device, Event, JourneyRun, Message, User
+from engine.store import data_keys, runs
+from engine.store.models import (
+    Consent,
+    Device,
+    Event,
+    JourneyRun,
+    Message,
+    User,
+    WebhookEvent,
+)
 from schemas.api import GdprExportOut, MessageRecordOut
 from schemas.common import MessageStatus, RunStatus
 
@@ -65,6 +73,14 @@ async def erase(session: AsyncSession, *, user: User, salt: str) -> None:
         if entry.evidence and not entry.evidence.startswith("sha256:"):
             digest = hashlib.sha256(f"{salt}:{entry.evidence}".encode()).hexdigest()
             entry.evidence = f"sha256:{digest}"
+    # Webhook events name the user: their payloads go too (deliveries still pending send
+    # nothing personal).
+    await session.execute(
+        update(WebhookEvent).where(WebhookEvent.user_id == user.id).values(payload={})
+    )
+    # Crypto-shredding: without the user's salt, nothing Temporal holds about them (inputs,
+    # signals, activity payloads, in every history) can be decrypted again.
+    await data_keys.shred(session, user_id=user.id)
     for run in await runs.open_runs(session, user_id=user.id):
         await runs.mark_finished(
             session,
@@ -75,8 +91,10 @@ async def erase(session: AsyncSession, *, user: User, salt: str) -> None:
         )
 
 
-async def end_runs(client: Callable[[], Awaitable[Client]], workflow_ids: list[str]) -> int:
-    """Terminate the erased user's open runs; returns how many were ended."""
+async def end_runs(
+    client: Callable[[], Awaitable[Client]], workflow_ids: list[str], *, reason: str = "user erased"
+) -> int:
+    """Terminate open runs (of an erased or merged user); returns how many were ended."""
     if not workflow_ids:
         return 0
     ended = 0
@@ -87,7 +105,7 @@ async def end_runs(client: Callable[[], Awaitable[Client]], workflow_ids: list[s
         return 0
     for workflow_id in workflow_ids:
         try:
-            await temporal.get_workflow_handle(workflow_id).terminate(reason="user erased")
+            await temporal.get_workflow_handle(workflow_id).terminate(reason=reason)
             ended += 1
         except RPCError:
             log.warning("could not end run %s", workflow_id)

@@ -23,6 +23,7 @@ from schemas.common import (
     Channel,
     ConsentSource,
     ConsentState,
+    KeyScope,
     MessageStatus,
     Platform,
     RunStatus,
@@ -60,15 +61,34 @@ class User(Base):
 
 
 class WriteKey(Base):
-    """An API write key; only its SHA-256 is stored."""
+    """An API key; only its SHA-256 is stored. `scope` says what it may do (`KeyScope`),
+    `environment` which deployment it was made for (a label: "production", "staging")."""
 
     __tablename__ = "write_keys"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(100))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[KeyScope] = mapped_column(enum_column(KeyScope), default=KeyScope.SOURCE)
+    environment: Mapped[str] = mapped_column(String(40), default="default")
+    prefix: Mapped[str | None] = mapped_column(String(16))
+    """The key's first characters, shown by `nudge keys list` to tell keys apart."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(Base):
+    """An admin action through the API or the CLI: who (the key), what, on what."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(120))
+    """`key:<id>:<name>` for an API key, `cli` for the command line."""
+    action: Mapped[str] = mapped_column(String(60))
+    target: Mapped[str | None] = mapped_column(String(300))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
 
 class Device(Base):

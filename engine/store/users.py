@@ -206,14 +206,11 @@ def _profile_value(name: str, value: str) -> str:
     return value
 
 
-def apply_profile(user: User, fields: dict[str, Any], *, only_missing: bool = False) -> None:
-    """Set profile fields (timezone, locale, phone, email) and merge other attributes.
-
-    Validates before changing anything, so a bad field changes nothing. `only_missing`:
-    set only what the profile does not have yet (facts from an event's `context`).
-    """
+def validate_profile(fields: dict[str, Any]) -> dict[str, Any]:
+    """The profile fields of `fields` (timezone, locale, phone, email) as they would be
+    stored; raises `ProfileError` naming the first field that cannot be. Other traits are
+    only checked to be storable."""
     clean: dict[str, Any] = {}
-    attributes = dict(user.attributes or {})
     for name, value in fields.items():
         try:
             check_storable(value, name)
@@ -221,15 +218,24 @@ def apply_profile(user: User, fields: dict[str, Any], *, only_missing: bool = Fa
         except ValueError as exc:
             raise ProfileError(name, str(exc)) from None
         if name in PROFILE_TRAITS:
-            if only_missing and getattr(user, name) is not None:
-                continue
-            if value is None:
-                clean[name] = None
-            elif not isinstance(value, str):
+            if value is not None and not isinstance(value, str):
                 raise ProfileError(name, f"{name} must be a string")
-            else:
-                clean[name] = _profile_value(name, value)
-        elif not only_missing or name not in attributes:
+            clean[name] = None if value is None else _profile_value(name, value)
+    return clean
+
+
+def apply_profile(user: User, fields: dict[str, Any], *, only_missing: bool = False) -> None:
+    """Set profile fields (timezone, locale, phone, email) and merge other attributes.
+
+    Validates before changing anything, so a bad field changes nothing. `only_missing`:
+    set only what the profile does not have yet (facts from an event's `context`).
+    """
+    clean = validate_profile(fields)
+    if only_missing:
+        clean = {name: value for name, value in clean.items() if getattr(user, name) is None}
+    attributes = dict(user.attributes or {})
+    for name, value in fields.items():
+        if name not in PROFILE_TRAITS and (not only_missing or name not in attributes):
             attributes[name] = value
     for name, value in clean.items():
         setattr(user, name, value)

@@ -179,7 +179,12 @@ async def seed(api: Stack) -> dict[str, str]:
 CALLS: list[tuple[str, str, str, Any]] = [
     ("POST", "/v1/track", "", {"userId": "ada", "event": "Viewed"}),
     ("POST", "/v1/identify", "", {"userId": "ada", "traits": {"plan": "pro"}}),
+    ("POST", "/v1/page", "", {"userId": "ada", "name": "Home"}),
+    ("POST", "/v1/screen", "", {"userId": "ada", "name": "Cart"}),
+    ("POST", "/v1/group", "", {"userId": "ada", "groupId": "acme", "traits": {"plan": "team"}}),
+    ("POST", "/v1/alias", "", {"userId": "ada", "previousId": "visitor-1"}),
     ("POST", "/v1/batch", "", {"batch": [{"type": "track", "userId": "ada", "event": "B"}]}),
+    ("POST", "/v1/import", "", {"batch": [{"type": "track", "userId": "ada", "event": "C"}]}),
     ("PUT", "/v1/users/{user_id}", "", {"locale": "fr-FR"}),
     ("GET", "/v1/users/{user_id}", "", None),
     ("POST", "/v1/users/{user_id}/devices", "", {"platform": "android", "token": "fcm-1"}),

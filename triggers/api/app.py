@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from sqlalchemy import text
 from temporalio.client import Client
@@ -15,14 +15,12 @@ from engine.context import Context
 from engine.temporal.codec import codec_from_secret
 from schemas.api import HealthOut
 from triggers.api import messages, problems, tracking, users
-from triggers.api.auth import KeyChecker
+from triggers.api.auth import Access
+from triggers.api.bodies import BodyLimits
 from triggers.api.deps import ApiState, state
-from triggers.api.problems import Problem, problem_response, problem_responses
+from triggers.api.problems import problem_responses
 from triggers.codec_server import create_codec_app
 from triggers.router import Router
-
-MAX_CALL_BYTES = 32 * 1024
-MAX_BATCH_BYTES = 500 * 1024
 
 
 def create_app(
@@ -54,25 +52,13 @@ def create_app(
     app.state.nudge = ApiState(context=context, router=router, temporal=temporal)
     problems.install(app)
 
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """Segment's limits: 32 KB a call, 500 KB a batch (so every event fits in Temporal)."""
-        limit = MAX_BATCH_BYTES if request.url.path == "/v1/batch" else MAX_CALL_BYTES
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            return problem_response(
-                Problem(
-                    413, "too-large", "The request body is too large", f"at most {limit} bytes here"
-                ),
-                request.url.path,
-            )
-        return await call_next(request)
+    # Body limits on the bytes that arrive (chunked or not) and on what gzip inflates to.
+    app.add_middleware(BodyLimits)
+    app.state.access = Access(context.sessions, context.config.api)
 
-    secured = [Depends(KeyChecker(context.sessions))]
+    # Every route states the scope it needs (`triggers.api.auth.require`).
     for routes in (tracking.router, users.router, messages.router):
-        app.include_router(routes, dependencies=secured, responses=problem_responses(401))
+        app.include_router(routes, responses=problem_responses(401, 403, 429))
 
     codec = codec_from_secret(context.settings.encryption_keys)
     token = context.settings.codec_token

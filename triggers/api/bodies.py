@@ -9,11 +9,12 @@ documents. A route gets the plain (inflated) body and never sees `Content-Encodi
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from triggers.api.problems import Problem, problem_response
 
 MAX_CALL_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -122,26 +123,13 @@ async def _read(receive: Receive, limit: int, encoding: str) -> bytes:
 async def _problem(
     send: Send, status: int, slug: str, title: str, limit: int | None = None
 ) -> None:
-    detail = f"at most {limit} bytes here (after decompression)" if limit else title
-    body = json.dumps(
-        {
-            "type": f"urn:nudge:problem:{slug}",
-            "title": title,
-            "status": status,
-            "detail": detail,
-            # Segment-style fields, so official clients log the reason instead of failing.
-            "code": slug,
-            "message": title,
-        }
-    ).encode()
+    detail = f"at most {limit} bytes here (after decompression)" if limit else None
+    response = problem_response(Problem(status, slug, title, detail))
     await send(
         {
             "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
+            "status": response.status_code,
+            "headers": response.raw_headers,
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": response.body})

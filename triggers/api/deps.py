@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from engine.context import Context
+from engine.store import audit as audit_log
 from engine.store.models import User
 from engine.store.users import find_user
 from triggers.api.problems import Problem
@@ -37,3 +39,17 @@ async def existing_user(db: AsyncSession, external_id: str) -> User:
     if user is None:
         raise Problem(404, "user-not-found", "No such user", f"no user {external_id!r}")
     return user
+
+
+async def audit(
+    request: Request,
+    db: AsyncSession,
+    *,
+    action: str,
+    target: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Record an admin action in the caller's transaction, naming the key that made it."""
+    key = getattr(request.state, "key", None)
+    actor = key.actor if key is not None else "unknown"
+    await audit_log.record(db, actor=actor, action=action, target=target, detail=detail)

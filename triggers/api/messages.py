@@ -12,10 +12,14 @@ from engine.store import messages
 from engine.store.models import Message, User
 from engine.store.users import find_user
 from schemas.api import FieldError, MessageAttemptOut, MessageDetailOut, MessageOut, Page
+from schemas.common import KeyScope
+from triggers.api.auth import require
 from triggers.api.deps import session
 from triggers.api.problems import Problem, problem_responses
 
-router = APIRouter(prefix="/v1/messages", tags=["messages"])
+router = APIRouter(
+    prefix="/v1/messages", tags=["messages"], dependencies=[Depends(require(KeyScope.READ))]
+)
 
 
 def _cursor(message: Message) -> str:

@@ -15,14 +15,29 @@ from schemas.api import FieldError
 from schemas.api import Problem as ProblemDocument
 
 PROBLEM_JSON = "application/problem+json"
-TRACKING_PATHS = frozenset({"/v1/track", "/v1/identify", "/v1/batch"})
+TRACKING_PATHS = frozenset(
+    {
+        "/v1/track",
+        "/v1/identify",
+        "/v1/page",
+        "/v1/screen",
+        "/v1/group",
+        "/v1/alias",
+        "/v1/batch",
+        "/v1/import",
+    }
+)
 COMPONENTS = "#/components/schemas/"
 _MEANINGS = {
     400: "A parameter is not valid",
-    401: "No valid write key",
+    401: "No valid API key",
+    403: "The key's scope does not allow this route",
     404: "No such resource",
     413: "The request body is too large",
+    415: "The body's Content-Encoding is not supported",
     422: "The body or a parameter is not valid",
+    429: "Too many requests: wait `Retry-After` seconds",
+    503: "A dependency (database, Temporal) cannot be reached: retry after `Retry-After`",
 }
 
 
@@ -52,6 +67,8 @@ def problem_response(problem: Problem, instance: str | None = None) -> JSONRespo
         detail=problem.detail or None,
         instance=instance or None,
         errors=problem.errors,
+        code=problem.slug,
+        message=problem.detail or problem.title,
     )
     return JSONResponse(
         body.model_dump(mode="json", exclude_none=True),

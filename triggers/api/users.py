@@ -24,8 +24,9 @@ from schemas.api import (
     RunOut,
     UserOut,
 )
-from schemas.common import Channel
-from triggers.api.deps import existing_user, session, state
+from schemas.common import Channel, KeyScope
+from triggers.api.auth import require
+from triggers.api.deps import audit, existing_user, session, state
 from triggers.api.problems import Problem, problem_responses
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
@@ -41,8 +42,14 @@ def _channel(channel: str) -> Channel:
         ) from None
 
 
-@router.put("/{user_id}", responses=problem_responses(413, 422))
-async def put_user(user_id: str, body: ProfileIn, db: AsyncSession = Depends(session)) -> UserOut:
+@router.put(
+    "/{user_id}",
+    dependencies=[Depends(require(KeyScope.ADMIN))],
+    responses=problem_responses(413, 422),
+)
+async def put_user(
+    user_id: str, body: ProfileIn, request: Request, db: AsyncSession = Depends(session)
+) -> UserOut:
     """Create or update a profile: timezone (IANA), locale, phone (E.164), attributes."""
     user = await ensure_user(db, external_id=user_id)
     fields: dict[str, Any] = dict(body.attributes)
@@ -54,16 +61,23 @@ async def put_user(user_id: str, body: ProfileIn, db: AsyncSession = Depends(ses
         }
     )
     apply_profile(user, fields)
+    await audit(
+        request, db, action="profile.update", target=user.id, detail={"fields": sorted(fields)}
+    )
     await db.commit()
     return UserOut.model_validate(user)
 
 
-@router.get("/{user_id}", responses=problem_responses(404))
+@router.get(
+    "/{user_id}", dependencies=[Depends(require(KeyScope.READ))], responses=problem_responses(404)
+)
 async def get_user(user_id: str, db: AsyncSession = Depends(session)) -> UserOut:
     return UserOut.model_validate(await existing_user(db, user_id))
 
 
-@router.delete("/{user_id}", responses=problem_responses(404))
+@router.delete(
+    "/{user_id}", dependencies=[Depends(require(KeyScope.ADMIN))], responses=problem_responses(404)
+)
 async def delete_user(
     user_id: str, request: Request, db: AsyncSession = Depends(session)
 ) -> ErasureOut:
@@ -72,18 +86,36 @@ async def delete_user(
     user = await existing_user(db, user_id)
     open_runs = [r.workflow_id for r in await runs.open_runs(db, user_id=user.id)]
     await gdpr.erase(db, user=user, salt=state(request).context.settings.erasure_salt_text())
+    await audit(
+        request, db, action="user.erase", target=user.id, detail={"open_runs": len(open_runs)}
+    )
     await db.commit()
     ended = await gdpr.end_runs(state(request).temporal, open_runs)
     return ErasureOut(runs_ended=ended, runs_open=len(open_runs) - ended)
 
 
-@router.get("/{user_id}/export", responses=problem_responses(404))
-async def export_user(user_id: str, db: AsyncSession = Depends(session)) -> GdprExportOut:
+@router.get(
+    "/{user_id}/export",
+    dependencies=[Depends(require(KeyScope.ADMIN))],
+    responses=problem_responses(404),
+)
+async def export_user(
+    user_id: str, request: Request, db: AsyncSession = Depends(session)
+) -> GdprExportOut:
     """Everything held about the user, as JSON."""
-    return await gdpr.export(db, user=await existing_user(db, user_id))
+    user = await existing_user(db, user_id)
+    exported = await gdpr.export(db, user=user)
+    await audit(request, db, action="user.export", target=user.id)
+    await db.commit()
+    return exported
 
 
-@router.post("/{user_id}/devices", status_code=201, responses=problem_responses(413, 422))
+@router.post(
+    "/{user_id}/devices",
+    dependencies=[Depends(require(KeyScope.SOURCE))],
+    status_code=201,
+    responses=problem_responses(413, 422),
+)
 async def add_device(
     user_id: str, body: DeviceIn, db: AsyncSession = Depends(session)
 ) -> DeviceOut:
@@ -104,14 +136,23 @@ async def add_device(
     return DeviceOut.model_validate(device)
 
 
-@router.get("/{user_id}/devices", responses=problem_responses(404))
+@router.get(
+    "/{user_id}/devices",
+    dependencies=[Depends(require(KeyScope.READ))],
+    responses=problem_responses(404),
+)
 async def list_devices(user_id: str, db: AsyncSession = Depends(session)) -> Page[DeviceOut]:
     user = await existing_user(db, user_id)
     found = await devices.list_devices(db, user_id=user.id)
     return Page[DeviceOut](items=found)
 
 
-@router.delete("/{user_id}/devices/{device_id}", status_code=204, responses=problem_responses(404))
+@router.delete(
+    "/{user_id}/devices/{device_id}",
+    dependencies=[Depends(require(KeyScope.SOURCE))],
+    status_code=204,
+    responses=problem_responses(404),
+)
 async def remove_device(
     user_id: str, device_id: str, db: AsyncSession = Depends(session)
 ) -> Response:
@@ -122,7 +163,11 @@ async def remove_device(
     return Response(status_code=204)
 
 
-@router.get("/{user_id}/journeys", responses=problem_responses(404))
+@router.get(
+    "/{user_id}/journeys",
+    dependencies=[Depends(require(KeyScope.READ))],
+    responses=problem_responses(404),
+)
 async def list_journeys(user_id: str, db: AsyncSession = Depends(session)) -> Page[RunOut]:
     """The user's journey runs, open and ended, oldest first."""
     user = await existing_user(db, user_id)
@@ -130,7 +175,11 @@ async def list_journeys(user_id: str, db: AsyncSession = Depends(session)) -> Pa
     return Page[RunOut](items=found)
 
 
-@router.get("/{user_id}/consent/log", responses=problem_responses(404))
+@router.get(
+    "/{user_id}/consent/log",
+    dependencies=[Depends(require(KeyScope.READ))],
+    responses=problem_responses(404),
+)
 async def consent_log_all(
     user_id: str, db: AsyncSession = Depends(session)
 ) -> Page[ConsentEntryOut]:
@@ -141,7 +190,11 @@ async def consent_log_all(
 
 
 # 404 for an unknown channel; the body can be too large or not valid.
-@router.put("/{user_id}/consent/{channel}", responses=problem_responses(404, 413, 422))
+@router.put(
+    "/{user_id}/consent/{channel}",
+    dependencies=[Depends(require(KeyScope.ADMIN))],
+    responses=problem_responses(404, 413, 422),
+)
 async def put_consent(
     user_id: str,
     channel: str,
@@ -165,6 +218,13 @@ async def put_consent(
     if kind is Channel.SMS and body.state == "pending":
         # Double opt-in: the sms_double_opt_in journey texts the confirmation request.
         await opt_in_requested(db, user_id=user.id, topic=body.topic, source=body.source)
+    await audit(
+        request,
+        db,
+        action="consent.set",
+        target=user.id,
+        detail={"channel": kind.value, "topic": body.topic, "state": body.state},
+    )
     await db.commit()
     router = state(request).router
     if kind is Channel.SMS and body.state == "pending" and router is not None:
@@ -172,7 +232,11 @@ async def put_consent(
     return ConsentEntryOut.model_validate(entry)
 
 
-@router.get("/{user_id}/consent/{channel}", responses=problem_responses(404))
+@router.get(
+    "/{user_id}/consent/{channel}",
+    dependencies=[Depends(require(KeyScope.READ))],
+    responses=problem_responses(404),
+)
 async def get_consent(
     user_id: str, channel: str, db: AsyncSession = Depends(session)
 ) -> ConsentStatesOut:
@@ -183,7 +247,11 @@ async def get_consent(
     return ConsentStatesOut(channel=kind, topics=current)
 
 
-@router.get("/{user_id}/consent/{channel}/log", responses=problem_responses(404))
+@router.get(
+    "/{user_id}/consent/{channel}/log",
+    dependencies=[Depends(require(KeyScope.READ))],
+    responses=problem_responses(404),
+)
 async def consent_log(
     user_id: str, channel: str, db: AsyncSession = Depends(session)
 ) -> Page[ConsentEntryOut]:
