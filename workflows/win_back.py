@@ -22,6 +22,7 @@ from engine import (
     journey,
 )
 
+
 class WinBackSettings(JourneySettings):
     second_offer_after: Duration = timedelta(days=3)
     """How long to wait for the user to come back before the last offer."""

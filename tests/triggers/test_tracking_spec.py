@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -124,7 +125,7 @@ async def test_write_key_in_the_body_and_compressed_bodies(
         )
         assert broken.status_code == 400
 
-        async def chunks() -> object:
+        async def chunks() -> AsyncIterator[bytes]:
             for _ in range(40):
                 yield b'{"userId": "gil", "event": "Big", "properties": {"x": "' + b"a" * 1000
             yield b'"}}'
