@@ -211,8 +211,8 @@ class RateLimits(_Strict):
     """API rate limits (moving windows, per API process), as "N/second|minute|hour". A call
     over a limit gets 429 with `Retry-After`."""
 
-    per_key: RateLimit = "1000/second"
-    per_address: RateLimit = "300/second"
+    per_key: RateLimit = "2000/second"
+    per_address: RateLimit = "1000/second"
     failed_auth: RateLimit = "20/minute"
     """Failed authentications per client address (a guessed key is a failure too)."""
 
