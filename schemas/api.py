@@ -106,9 +106,24 @@ class Page(_Out, Generic[T]):
 
 
 class HealthOut(_Out):
-    """`GET /healthz`: the process is up and the database answers."""
+    """`GET /healthz`: the process is up (liveness; it checks nothing else)."""
 
     status: Literal["ok"] = "ok"
+
+
+class CheckOut(_Out):
+    """One dependency of `GET /readyz`."""
+
+    ok: bool
+    detail: str | None = None
+    """Why not (never a secret): e.g. "timed out after 2 s"."""
+
+
+class ReadyOut(_Out):
+    """`GET /readyz`: whether the dependencies answer (200 ready, 503 not)."""
+
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, CheckOut]
 
 
 class FieldError(_Out):

@@ -32,6 +32,8 @@ class MessageStatus(StrEnum):
     UNDELIVERED = "undelivered"
     SUPPRESSED = "suppressed"
     FAILED = "failed"
+    UNKNOWN = "unknown"
+    """An attempt started and never finished; left, not resent (`[delivery]` policy)."""
 
 
 class SendStatus(StrEnum):
@@ -40,6 +42,8 @@ class SendStatus(StrEnum):
     SENT = "sent"
     SUPPRESSED = "suppressed"
     FAILED = "failed"
+    UNKNOWN = "unknown"
+    """It may have been delivered: an attempt's outcome was never known, and it was left."""
 
 
 class RunStatus(StrEnum):

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from engine.app.router import build_dispatcher, build_router
 from engine.app.temporal import TemporalConnection
-from engine.config.settings import Settings
+from engine.config.settings import Settings, require_encryption
 from engine.context import Context
 from engine.store.data_keys import StoreUserKeys
 from triggers.api.app import create_app
@@ -30,6 +30,7 @@ async def serve_api(settings: Settings) -> None:
     ingestion never starves routing (and vice versa); `nudge router` runs it on its own."""
     async with contextlib.AsyncExitStack() as stack:
         context = await stack.enter_async_context(Context.opened(settings))
+        require_encryption(settings)
         temporal = TemporalConnection(settings, user_keys=StoreUserKeys(context.sessions))
         router = None
         if settings.api_router:

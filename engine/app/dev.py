@@ -12,9 +12,11 @@ import contextlib
 import os
 import signal
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -30,7 +32,7 @@ from engine.store.keys import create_key, has_key
 from engine.store.migrate import upgrade
 from engine.store.session import make_engine
 from engine.temporal.client import SEARCH_ATTRIBUTES, connect, temporal_binary
-from engine.temporal.codec import UserKeys
+from engine.temporal.codec import UserKeys, generate_key
 from schemas.common import KeyScope
 
 
@@ -93,6 +95,18 @@ async def wait_for_temporal(
             await asyncio.sleep(0.3)
 
 
+def dev_payload_key(state_dir: Path) -> str:
+    """The payload key of `nudge dev` ("kid:base64key"), made and kept in `state_dir` on
+    first start (readable by its owner only); losing it makes old dev histories unreadable."""
+    path = state_dir / "payload-key"
+    if path.exists():
+        return path.read_text().strip()
+    key = f"dev{datetime.now(UTC):%Y%m%d}:{generate_key()}"
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
 async def dev_key(context: Context, state_dir: Path) -> str:
     """The development write key: created and saved in `state_dir` on first start."""
     path = state_dir / "dev-write-key"
@@ -146,8 +160,21 @@ async def run_dev(
     }
     if "NUDGE_DATABASE_URL" not in os.environ:
         updates["database_url"] = f"sqlite+aiosqlite:///{state_dir / 'nudge.db'}"
+    if settings.encryption_keys is None:
+        # Encrypted by default: a payload key of this state folder's own, and the Temporal
+        # UI decodes through the API's codec endpoint (local, so no token).
+        updates["encryption_keys"] = SecretStr(dev_payload_key(state_dir))
+        updates["codec_allow_anonymous"] = settings.codec_token is None
+    ui_origins = [f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}"]
+    updates["codec_cors_origins"] = ",".join([*settings.cors_origins(), *ui_origins])
     settings = settings.model_copy(update=updates)
-    temporal = await start_temporal(state_dir, port=temporal_port, ui_port=ui_port)
+    codec_endpoint = f"http://127.0.0.1:{api_port}/codec"
+    temporal = await start_temporal(
+        state_dir,
+        port=temporal_port,
+        ui_port=ui_port,
+        extra=["--ui-codec-endpoint", codec_endpoint],
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -161,7 +188,7 @@ async def run_dev(
         user_keys = StoreUserKeys(context.sessions)
         client = await wait_for_temporal(settings, user_keys=user_keys)
         key = await dev_key(context, state_dir)
-        providers = build_providers(context)
+        providers = build_providers(context, show_bodies=True)
         await providers.start()
         worker = build_worker(client, context, providers=providers)
         temporal_connection = TemporalConnection(settings, user_keys=user_keys)
@@ -177,8 +204,9 @@ async def run_dev(
             print(
                 f"Nudge is running.\n"
                 f"  API         http://127.0.0.1:{api_port}  (docs: /docs)\n"
-                f"  write key   {key}\n"
-                f"  Temporal UI http://127.0.0.1:{ui_port}\n"
+                f"  admin key   {key}\n"
+                f"  Temporal UI http://127.0.0.1:{ui_port}  (payloads encrypted; the UI\n"
+                f"              decodes them through {codec_endpoint})\n"
                 f"  database    {settings.database_url}\n"
                 f"Press Ctrl-C to stop.",
                 flush=True,

@@ -10,10 +10,11 @@ from engine.context import Context
 from schemas.common import Channel, Platform
 
 
-def build_providers(context: Context) -> Providers:
-    """Console for channels configured `provider = "console"`, the real clients otherwise."""
+def build_providers(context: Context, *, show_bodies: bool = False) -> Providers:
+    """Console for channels configured `provider = "console"`, the real clients otherwise.
+    `show_bodies`: the console prints message text (`nudge dev` only: it is personal data)."""
     channels = context.config.channels
-    console = ConsoleProvider()
+    console = ConsoleProvider(show_bodies=show_bodies)
     routes: dict[Route, ChannelProvider] = {}
     rates: dict[str, float] = {}
     if channels.push.provider == "console":

@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from engine.app.journeys import shipped_journeys
 from engine.app.temporal import TemporalConnection
-from engine.config.settings import Settings
+from engine.config.settings import Settings, require_encryption
 from engine.context import Context
 from engine.journey import Journeys
 from engine.store.data_keys import StoreUserKeys
@@ -63,6 +63,7 @@ async def run_router(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with Context.opened(settings) as context:
+        require_encryption(settings)
         temporal = TemporalConnection(settings, user_keys=StoreUserKeys(context.sessions)).get
         tasks = [
             asyncio.create_task(build_router(context, temporal).run()),

@@ -19,7 +19,7 @@ from engine.app.journeys import shipped_journeys, template_store
 from engine.app.providers import build_providers
 from engine.app.temporal import sdk_runtime
 from engine.channels.registry import Providers
-from engine.config.settings import Settings
+from engine.config.settings import Settings, require_encryption
 from engine.context import Context
 from engine.delivery import Deliverer
 from engine.delivery.templates import TemplateStore
@@ -97,6 +97,7 @@ async def run_worker(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
     async with Context.opened(settings) as context:
+        require_encryption(settings)
         providers = build_providers(context)
         if settings.worker_metrics_bind:
             host, _, port = settings.worker_metrics_bind.rpartition(":")

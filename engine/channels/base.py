@@ -95,6 +95,11 @@ class RetryableError(ProviderError):
     """Transient (5xx, connection loss, timeout): retry with back-off."""
 
 
+class UnknownOutcomeError(RetryableError):
+    """The request may have reached the provider, but no answer came (a timeout after it was
+    written): sending again may deliver twice. The delivery policy decides (`[delivery]`)."""
+
+
 class ThrottledError(RetryableError):
     """The provider asked us to slow down; `retry_after` in seconds when it said."""
 

@@ -9,13 +9,15 @@ from engine.channels.base import ChannelProvider, OutboundMessage, ProviderResul
 
 
 class ConsoleProvider(ChannelProvider):
-    """Delivers to a terminal. This is a development sink: it shows message text, which is
-    why it never runs in production configurations (`provider = "console"` only)."""
+    """Delivers to a terminal (`provider = "console"`). Message text is personal data: it is
+    printed only with `show_bodies` (what `nudge dev` and tests use); otherwise each message
+    is one line of ids."""
 
     name = "console"
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, show_bodies: bool = False) -> None:
         self._stream = stream
+        self._show_bodies = show_bodies or stream is not None
         self.sent: list[OutboundMessage] = []
 
     async def send(self, message: OutboundMessage) -> ProviderResult:
@@ -24,6 +26,9 @@ class ConsoleProvider(ChannelProvider):
         content = message.content
         text = content.sms if message.address.channel == "sms" else content.body
         head = f"[console {message.address.channel}] {message.message_id}"
-        title = f" {content.title!r}" if content.title else ""
-        print(f"{head}{title} {text!r}", file=stream, flush=True)
+        if not self._show_bodies:
+            print(f"{head} (body not shown outside `nudge dev`)", file=stream, flush=True)
+        else:
+            title = f" {content.title!r}" if content.title else ""
+            print(f"{head}{title} {text!r}", file=stream, flush=True)
         return ProviderResult(provider=self.name, provider_id=message.message_id)

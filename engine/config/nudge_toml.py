@@ -223,8 +223,37 @@ class ApiConfig(_Strict):
     """Take the client address from `X-Forwarded-For` (only behind a proxy you run)."""
 
 
+OnUnknown = Literal["leave", "resend"]
+
+
+class UnknownOutcome(_Strict):
+    """What to do with a message whose attempt started and never finished (a worker died
+    mid-call, a provider timed out after the request was written): `leave` marks it
+    `unknown` and never sends it again (a lost push beats a duplicate), `resend` sends it
+    again (an OTP must arrive). Per kind of message, optionally per channel."""
+
+    marketing: OnUnknown = "leave"
+    transactional: OnUnknown = "resend"
+    channels: dict[CapChannel, dict[Literal["marketing", "transactional"], OnUnknown]] = Field(
+        default_factory=dict
+    )
+
+    def decide(self, *, channel: str, transactional: bool) -> OnUnknown:
+        kind: Literal["marketing", "transactional"] = (
+            "transactional" if transactional else "marketing"
+        )
+        override = self.channels.get(channel, {})  # type: ignore[call-overload]
+        return override.get(kind, getattr(self, kind))  # type: ignore[no-any-return]
+
+
+class DeliveryConfig(_Strict):
+    unknown_outcome: UnknownOutcome = UnknownOutcome()
+
+
 class NudgeConfig(_Strict):
     """The whole of `nudge.toml`. Names may grow, never change."""
+
+    delivery: DeliveryConfig = DeliveryConfig()
 
     api: ApiConfig = ApiConfig()
 

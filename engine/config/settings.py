@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     build_id: str = "dev"
     # Codec keys: "kid:base64key,kid2:base64key"; the first one encrypts.
     encryption_keys: SecretStr | None = None
+    # `nudge api`, `worker` and `router` refuse to start without encryption keys unless this
+    # is set: payloads would reach Temporal's database in plain text.
+    allow_plaintext: bool = False
     codec_token: SecretStr | None = None
     # Serve `/codec` without a token (only behind a private network: the Temporal Web UI
     # cannot send a static token). Off: without a token the endpoint is not mounted.
@@ -73,6 +76,22 @@ class Settings(BaseSettings):
         """The configured salt, or a fixed development salt when none is set."""
         value = self.erasure_salt
         return value.get_secret_value() if value else "nudge-development-salt"
+
+
+def require_encryption(settings: Settings) -> None:
+    """Refuse (ConfigError) a production process without payload keys, unless plaintext was
+    explicitly allowed."""
+    from engine.config.nudge_toml import ConfigError
+
+    if settings.allow_plaintext:
+        return
+    keys = settings.encryption_keys.get_secret_value() if settings.encryption_keys else ""
+    if not keys.strip():
+        raise ConfigError(
+            "NUDGE_ENCRYPTION_KEYS is not set: payloads (events, profiles) would reach "
+            "Temporal in plain text. Make a key with `nudge keys codec`, or set "
+            "NUDGE_ALLOW_PLAINTEXT=true to run unencrypted on purpose"
+        )
 
 
 @lru_cache(maxsize=1)

@@ -28,6 +28,7 @@ from engine.channels.base import (
     PermanentAddressError,
     RetryableError,
     ThrottledError,
+    UnknownOutcomeError,
 )
 from engine.channels.registry import NoProvider, Providers
 from engine.clock import now as wall_now
@@ -198,6 +199,21 @@ class Deliverer:
                 return current or row
             if current.attempts != row.attempts:
                 raise DeliveryRetry("in_progress", delay=5.0)
+            dangling = await message_rows.unfinished_attempt(session, message_id=current.id)
+            if dangling is not None:
+                # The previous attempt died mid-call: it may have been delivered.
+                resend = self._on_unknown(current) == "resend"
+                await message_rows.close_attempt(
+                    session,
+                    message_id=current.id,
+                    attempt=dangling,
+                    outcome="unknown_resent" if resend else "unknown",
+                    at=wall_now(),
+                )
+                if not resend:
+                    rows.finish(current, MessageStatus.UNKNOWN, "unknown_outcome", clock.now())
+                    await self._unknown(session, current)
+                    return current
             address = await _row_address(session, current)
             provider = None
             if address is not None:
@@ -216,6 +232,21 @@ class Deliverer:
                 )
             )
         return await self._send(_Claim(current, address, provider), clock)
+
+    def _on_unknown(self, row: Message) -> str:
+        return self._config.delivery.unknown_outcome.decide(
+            channel=str(row.channel), transactional=row.transactional
+        )
+
+    async def _unknown(self, session: AsyncSession, row: Message) -> None:
+        """A message left `unknown`: counted, reported (webhooks see it as failed)."""
+        SENDS.labels(row.channel, "unknown").inc()
+        await webhooks.enqueue(
+            session,
+            kind="message.failed",
+            payload=webhooks.message_payload(row),
+            user_id=row.user_id,
+        )
 
     async def _send(self, claim: _Claim, clock: _Clock) -> Message:
         """One provider call for a claimed row, then its outcome recorded."""
@@ -240,6 +271,12 @@ class Deliverer:
         except ThrottledError as exc:
             outcome, error = "throttled", exc.code
             retry = DeliveryRetry(exc.code, delay=exc.retry_after)
+        except UnknownOutcomeError as exc:
+            outcome, error = "unknown", exc.code
+            if self._on_unknown(row) == "resend":
+                retry = DeliveryRetry(exc.code)
+            else:
+                rows.finish(row, MessageStatus.UNKNOWN, "unknown_outcome", clock.now())
         except RetryableError as exc:
             outcome, error, retry = "retryable", exc.code, DeliveryRetry(exc.code)
         except InvalidRequestError as exc:
@@ -270,6 +307,8 @@ class Deliverer:
                     DEVICE_DEACTIVATIONS.labels(error or "permanent").inc()
             if part_ids:
                 await sms.record_parts(session, message_id=row.id, part_ids=list(part_ids))
+            if outcome == "unknown" and retry is None:
+                await self._unknown(session, row)
             if outcome in ("sent", "permanent", "invalid"):
                 await webhooks.enqueue(
                     session,

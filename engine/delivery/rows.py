@@ -67,6 +67,9 @@ def result_of(rows: list[Message]) -> SendResult:
     sent = [r.id for r in rows if r.status in (MessageStatus.SENT, MessageStatus.DELIVERED)]
     if sent:
         return SendResult(status=SendStatus.SENT, message_ids=sent)
+    unknown = [r.id for r in rows if r.status == MessageStatus.UNKNOWN]
+    if unknown:
+        return SendResult(status=SendStatus.UNKNOWN, reason="unknown_outcome", message_ids=unknown)
     suppressed_rows = [r for r in rows if r.status == MessageStatus.SUPPRESSED]
     if suppressed_rows and len(suppressed_rows) == len(rows):
         return SendResult(

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.clock import now
 from engine.store.models import UserKey
-from engine.store.rows import insert_ignore
+from engine.store.rows import insert_for, insert_ignore
 
 SALT_BYTES = 32
 CACHE_SECONDS = 30.0
@@ -39,6 +39,26 @@ async def salt_of(session: AsyncSession, *, user_id: str, create: bool) -> bytes
     return base64.b64decode(found) if found else None
 
 
+async def add_salts(session: AsyncSession, *, user_ids: list[str]) -> None:
+    """Give new users their salt in the transaction that creates them, so the codec only
+    ever reads salts (never writes one while another transaction holds SQLite's lock)."""
+    if not user_ids:
+        return
+    stamp = now()
+    rows = [
+        {
+            "user_id": uid,
+            "salt": base64.b64encode(os.urandom(SALT_BYTES)).decode(),
+            "created_at": stamp,
+        }
+        for uid in user_ids
+    ]
+    stmt = (
+        insert_for(session)(UserKey).values(rows).on_conflict_do_nothing(index_elements=["user_id"])
+    )
+    await session.execute(stmt)
+
+
 async def shred(session: AsyncSession, *, user_id: str) -> bool:
     """Delete the user's salt: their Temporal payloads can never be decrypted again."""
     result = await session.execute(delete(UserKey).where(UserKey.user_id == user_id))
@@ -57,12 +77,23 @@ class StoreUserKeys:
         hit = self._cache.get(user_id)
         if hit is not None and hit[0] > time.monotonic() and (hit[1] is not None or not create):
             return hit[1]
-        async with self._sessions() as session, session.begin():
-            found = await salt_of(session, user_id=user_id, create=create)
+        found = await self._read(user_id)
+        if found is None and create:
+            async with self._sessions() as session, session.begin():
+                found = await salt_of(session, user_id=user_id, create=True)
         if len(self._cache) > 50_000:
             self._cache.clear()
         self._cache[user_id] = (time.monotonic() + CACHE_SECONDS, found)
         return found
+
+    async def _read(self, user_id: str) -> bytes | None:
+        # Outside a transaction: on SQLite a read must not wait for the writers' lock.
+        session = self._sessions()
+        async with session.bind.connect() as conn:  # type: ignore[union-attr]
+            plain = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            found = await plain.scalar(select(UserKey.salt).where(UserKey.user_id == user_id))
+        await session.close()
+        return base64.b64decode(found) if found else None
 
     def forget(self, user_id: str) -> None:
         """Drop a cached salt (this process erased the user)."""

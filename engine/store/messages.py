@@ -17,6 +17,7 @@ COUNTED = (
     MessageStatus.SENT,
     MessageStatus.DELIVERED,
     MessageStatus.UNDELIVERED,
+    MessageStatus.UNKNOWN,  # it may have reached the person
 )
 
 
@@ -118,4 +119,29 @@ async def finish_attempt(
         update(MessageAttempt)
         .where(MessageAttempt.message_id == row.id, MessageAttempt.attempt == row.attempts)
         .values(finished_at=finished_at, outcome=outcome, error=error, provider_id=row.provider_id)
+    )
+
+
+async def unfinished_attempt(session: AsyncSession, *, message_id: str) -> int | None:
+    """The number of an attempt of this message that started and never finished (the worker
+    died mid-call), if any: its outcome is unknown."""
+    return await session.scalar(
+        select(func.max(MessageAttempt.attempt)).where(
+            MessageAttempt.message_id == message_id, MessageAttempt.finished_at.is_(None)
+        )
+    )
+
+
+async def close_attempt(
+    session: AsyncSession, *, message_id: str, attempt: int, outcome: str, at: datetime
+) -> None:
+    """Close an attempt that will never report (its worker died): say what became of it."""
+    await session.execute(
+        update(MessageAttempt)
+        .where(
+            MessageAttempt.message_id == message_id,
+            MessageAttempt.attempt == attempt,
+            MessageAttempt.finished_at.is_(None),
+        )
+        .values(finished_at=at, outcome=outcome)
     )

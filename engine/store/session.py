@@ -39,6 +39,8 @@ def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncE
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn: Any) -> None:
+            if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+                return  # a read outside any transaction (health checks): no write lock
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine

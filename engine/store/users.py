@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import ids
 from engine.clock import now
-from engine.store import phones
+from engine.store import data_keys, phones
 from engine.store.models import Consent, Device, Event, JourneyRun, Message, User
 from engine.store.rows import insert_for
 from schemas.common import RunStatus
@@ -76,8 +76,13 @@ async def ensure_users(session: AsyncSession, keys: Iterable[str]) -> dict[str, 
             }
             for key in missing
         ]
-        stmt = insert_for(session)(User).values(rows)
-        await session.execute(stmt.on_conflict_do_nothing(index_elements=["external_id"]))
+        stmt = (
+            insert_for(session)(User)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["external_id"])
+        )
+        created = [uid for (uid,) in await session.execute(stmt.returning(User.id))]
+        await data_keys.add_salts(session, user_ids=created)
         found.update(await _ids_for(session, missing))
     return found
 

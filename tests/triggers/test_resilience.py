@@ -38,6 +38,7 @@ def worker_env(url: str, client: Client, queue: str, config: Path) -> dict[str, 
         "NUDGE_DATABASE_URL": base,
         "NUDGE_DATABASE_SCHEMA": schema,
         "NUDGE_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "NUDGE_ALLOW_PLAINTEXT": "true",  # the test server's histories are read unencrypted
         "NUDGE_TASK_QUEUE": queue,
         "NUDGE_CONFIG": str(config),
         "NUDGE_LOG_JSON": "true",

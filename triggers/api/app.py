@@ -7,17 +7,17 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
-from sqlalchemy import text
+from fastapi.responses import JSONResponse, Response
 from temporalio.client import Client
 
 from engine.context import Context
+from engine.store.data_keys import StoreUserKeys
 from engine.temporal.codec import codec_from_secret
-from schemas.api import HealthOut
+from schemas.api import HealthOut, ReadyOut
 from triggers.api import messages, problems, tracking, users
 from triggers.api.auth import Access
 from triggers.api.bodies import BodyLimits
-from triggers.api.deps import ApiState, state
+from triggers.api.deps import ApiState, readiness, state
 from triggers.api.problems import problem_responses
 from triggers.codec_server import create_codec_app
 from triggers.router import Router
@@ -60,7 +60,9 @@ def create_app(
     for routes in (tracking.router, users.router, messages.router):
         app.include_router(routes, responses=problem_responses(401, 403, 429))
 
-    codec = codec_from_secret(context.settings.encryption_keys)
+    codec = codec_from_secret(
+        context.settings.encryption_keys, user_keys=StoreUserKeys(context.sessions)
+    )
     token = context.settings.codec_token
     if codec is not None and (token is not None or context.settings.codec_allow_anonymous):
         # The remote codec endpoint for the Temporal Web UI (`/codec/decode`, `/codec/encode`).
@@ -74,11 +76,21 @@ def create_app(
         )
 
     @app.get("/healthz", tags=["ops"])
-    async def healthz(request: Request) -> HealthOut:
-        """Liveness and database reachability."""
-        async with state(request).context.sessions() as db:
-            await db.execute(text("SELECT 1"))
+    async def healthz() -> HealthOut:
+        """Liveness: the process answers (it checks no dependency; see `/readyz`)."""
         return HealthOut()
+
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        responses={503: {"description": "A dependency does not answer", "model": ReadyOut}},
+    )
+    async def readyz(request: Request) -> JSONResponse:
+        """Readiness: the database and Temporal answer within a couple of seconds."""
+        checks = await readiness(state(request))
+        ready = all(check.ok for check in checks.values())
+        body = ReadyOut(status="ready" if ready else "unavailable", checks=checks)
+        return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     async def metrics() -> Response:

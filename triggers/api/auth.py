@@ -80,6 +80,7 @@ def require(scope: KeyScope) -> Callable[[Request], Awaitable[KeyInfo]]:
         access: Access = request.app.state.access
         return await access.check(request, scope)
 
+    check.nudge_scope = scope.value  # type: ignore[attr-defined]  # read by the OpenAPI document
     return check
 
 

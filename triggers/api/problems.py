@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.observability.metrics import EVENTS_REJECTED
@@ -14,7 +16,10 @@ from engine.store.users import ProfileError
 from schemas.api import FieldError
 from schemas.api import Problem as ProblemDocument
 
+log = logging.getLogger(__name__)
+
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = 5
 TRACKING_PATHS = frozenset(
     {
         "/v1/track",
@@ -101,6 +106,37 @@ def field_errors(errors: Any, *, prefix: tuple[Any, ...] = ()) -> list[FieldErro
     return out
 
 
+def unreachable(exc: BaseException) -> bool:
+    """Whether a database error means "cannot reach the database" (retry later), not "this
+    request's data is wrong"."""
+    if isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return True
+    cause = getattr(exc, "orig", None) or exc.__cause__
+    return isinstance(cause, OSError | TimeoutError | ConnectionError) or type(cause).__name__ in (
+        "CannotConnectNowError",
+        "ConnectionDoesNotExistError",
+        "TooManyConnectionsError",
+        "InterfaceError",
+    )
+
+
+def _unavailable(request: Request, what: str) -> JSONResponse:
+    """503 with Retry-After: what was accepted before stays accepted; retry this call."""
+    log.warning("%s is unreachable; answering 503 on %s", what, request.url.path)
+    return problem_response(
+        Problem(
+            503,
+            "unavailable",
+            "Service unavailable",
+            f"{what} cannot be reached right now; retry shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ),
+        request.url.path,
+    )
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -133,6 +169,28 @@ def install(app: FastAPI) -> None:
             ),
             request.url.path,
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if not unreachable(exc):
+            # A query the database refused for its data (too long, out of range): the
+            # caller's input, not the server's fault.
+            log.warning(
+                "database refused a request on %s: %s", request.url.path, type(exc.orig).__name__
+            )
+            return problem_response(
+                Problem(422, "unstorable", "The request holds a value the database cannot store"),
+                request.url.path,
+            )
+        return _unavailable(request, "the database")
+
+    @app.exception_handler(OSError)
+    async def _os(request: Request, exc: OSError) -> JSONResponse:
+        return _unavailable(request, "a dependency")
+
+    @app.exception_handler(TimeoutError)
+    async def _timeout(request: Request, exc: TimeoutError) -> JSONResponse:
+        return _unavailable(request, "a dependency")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -172,6 +230,42 @@ def _document_problems(app: FastAPI) -> None:
         )
         schemas.update(problem.pop("$defs", {}))
         schemas["Problem"] = problem
+        _document_security(app, document)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_security(app: FastAPI, document: dict[str, Any]) -> None:
+    """Declare how keys are presented (HTTP Basic with the key as username, or Bearer) and,
+    on every route that checks one, the scope it needs (`x-nudge-scope`)."""
+    document["components"]["securitySchemes"] = {
+        "basicKey": {
+            "type": "http",
+            "scheme": "basic",
+            "description": "The API key as the username, empty password (as Segment does).",
+        },
+        "bearerKey": {"type": "http", "scheme": "bearer", "description": "The API key."},
+    }
+    for route in app.routes:
+        scope = _scope_of(route)
+        if scope is None:
+            continue
+        path = getattr(route, "path_format", None) or getattr(route, "path", "")
+        for method in getattr(route, "methods", ()):
+            operation = document["paths"].get(path, {}).get(method.lower())
+            if operation is not None:
+                operation["security"] = [{"basicKey": []}, {"bearerKey": []}]
+                operation["x-nudge-scope"] = scope
+
+
+def _scope_of(route: Any) -> str | None:
+    dependant = getattr(route, "dependant", None)
+    stack = list(getattr(dependant, "dependencies", []))
+    while stack:
+        dependency = stack.pop()
+        scope = getattr(dependency.call, "nudge_scope", None)
+        if scope is not None:
+            return str(scope)
+        stack.extend(dependency.dependencies)
+    return None

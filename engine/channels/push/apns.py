@@ -35,6 +35,7 @@ from engine.channels.base import (
     ProviderResult,
     RetryableError,
     ThrottledError,
+    UnknownOutcomeError,
 )
 from engine.config.nudge_toml import ApnsSettings, ConfigError, read_secret
 
@@ -230,7 +231,7 @@ class ApnsProvider(ChannelProvider):
                 self._client.send_notification(request), timeout=self._timeout
             )
         except TimeoutError as exc:
-            raise RetryableError("Timeout", f"no answer within {self._timeout:g}s") from exc
+            raise UnknownOutcomeError("Timeout", f"no answer within {self._timeout:g}s") from exc
         except (MaxAttemptsExceeded, ApnsConnectionError, OSError, H2Error) as exc:
             raise RetryableError("ConnectionFailed", type(exc).__name__) from exc
         return _map_result(result)

@@ -29,6 +29,7 @@ from engine.channels.base import (
     ProviderResult,
     RetryableError,
     ThrottledError,
+    UnknownOutcomeError,
     parse_retry_after,
 )
 from engine.config.nudge_toml import ConfigError, FcmSettings
@@ -192,7 +193,7 @@ class FcmProvider(ChannelProvider):
                 messaging.send_each_async([fcm_message], app=self._app), timeout=self._timeout
             )
         except TimeoutError as exc:
-            raise RetryableError("Timeout", f"no answer within {self._timeout:g}s") from exc
+            raise UnknownOutcomeError("Timeout", f"no answer within {self._timeout:g}s") from exc
         except ValueError as exc:  # the message failed firebase-admin's own validation
             raise InvalidRequestError("InvalidMessage", str(exc)) from exc
         except (fb_exceptions.FirebaseError, httpx.HTTPError, OSError) as exc:

@@ -28,6 +28,7 @@ from engine.channels.base import (
     ProviderResult,
     RetryableError,
     ThrottledError,
+    UnknownOutcomeError,
     parse_retry_after,
 )
 from engine.config.nudge_toml import ConfigError, WebPushSettings, read_secret
@@ -169,7 +170,7 @@ class WebPushProvider(ChannelProvider):
                 timeout=self._timeout,
             )
         except TimeoutError as exc:
-            raise RetryableError("Timeout", f"no answer within {self._timeout:g}s") from exc
+            raise UnknownOutcomeError("Timeout", f"no answer within {self._timeout:g}s") from exc
         except WebPushException as exc:
             raise _map_error(exc) from exc
         except (aiohttp.ClientError, OSError) as exc:

@@ -30,7 +30,7 @@ from typing import Any
 import smpplib.exceptions
 import smpplib.smpp
 
-from engine.channels.base import RetryableError
+from engine.channels.base import RetryableError, UnknownOutcomeError
 from engine.channels.ratelimit import TokenBucket
 from engine.channels.sms.client import (
     ESME_RINVCMDID,
@@ -207,7 +207,9 @@ class SmppBridge:
                     self._link_down(client)
                     continue
                 except TimeoutError:
-                    raise RetryableError("submit_timeout", "no submit_sm_resp in time") from None
+                    raise UnknownOutcomeError(
+                        "submit_timeout", "no submit_sm_resp in time"
+                    ) from None
                 finally:
                     self._pending.pop(pdu.sequence, None)
                 if status != ESME_ROK:
