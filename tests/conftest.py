@@ -1,7 +1,8 @@
-"""Shared fixtures: the real Temporal dev server and real databases (Postgres and SQLite).
+"""Shared fixtures: the real Temporal dev server and real databases (Postgres and SQLite),
+and the journey test kit's `journey_env` (time skipping) on that same server.
 
 Nothing here skips: if Postgres or the Temporal dev server cannot be reached, the suite
-fails with a message saying which.
+fails with a message saying which. The harnesses themselves live in `tests/kit/`.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ from engine.store.migrate import upgrade
 from engine.store.session import make_engine
 from engine.temporal.client import SEARCH_ATTRIBUTES, data_converter, temporal_binary
 from engine.temporal.timeskip import TIME_SKIPPING_DEV_SERVER_ARGS
+from engine.testing.pytest_plugin import journey_env
+
+__all__ = ["journey_env"]  # the kit's fixture, on the session's server (below)
 
 POSTGRES_URL = os.environ.get(
     "NUDGE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 TABLES = (
-    "sms_receipts, message_parts, message_attempts, links, messages, journey_runs, events, "
-    "consents, devices, write_keys, users"
+    "webhook_deliveries, webhook_events, sms_receipts, message_parts, message_attempts, links, "
+    "messages, journey_runs, events, consents, devices, write_keys, users"
 )
 
 
@@ -55,6 +59,12 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client
+
+
+@pytest.fixture(scope="session")
+def nudge_temporal_client(temporal_client: Client) -> Client:
+    """The kit's server (`journey_env`): the session's own, which has time skipping on."""
+    return temporal_client
 
 
 POSTGRES_SCHEMA = f"nudge_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"

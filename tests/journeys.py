@@ -1,4 +1,11 @@
-"""Journeys made for tests: each exercises one part of the contract, in seconds."""
+"""Journeys made for tests: each exercises one part of the contract, in seconds.
+
+Their templates are in `tests/templates/<journey>/` (`tests.kit.Stack` loads them; give
+`templates=kit_templates()` to the time-skipping kit). The workflow sandbox imports this
+module: it imports only what a journey may.
+Waits that a test answers are long (an hour): a test waits for the run to reach the step,
+then sends the event, so nothing depends on how fast the machine is.
+"""
 
 from __future__ import annotations
 
@@ -52,8 +59,8 @@ class TPair(Journey[JourneySettings]):
 
     @workflow.run
     async def run(self, entry: JourneyEntry) -> JourneyResult:
-        ping = await self.wait_for("Ping", timeout=timedelta(seconds=8))
-        pong = await self.wait_for("Pong", timeout=timedelta(seconds=3))
+        ping = await self.wait_for("Ping", timeout=timedelta(hours=1))
+        pong = await self.wait_for("Pong", timeout=timedelta(hours=1))
         return self.finish(f"ping={bool(ping)} pong={bool(pong)}")
 
 
@@ -71,9 +78,12 @@ class TOnce(Journey[QuickSettings]):
         return self.finish("done")
 
 
-@journey(trigger="Cool Start", reentry=timedelta(seconds=4), name="t_cool")
+COOL_DOWN = timedelta(hours=1)
+
+
+@journey(trigger="Cool Start", reentry=COOL_DOWN, name="t_cool")
 class TCool(Journey[JourneySettings]):
-    """Ends at once; a new entry needs 4 s since the last one."""
+    """Ends at once; a new entry needs `COOL_DOWN` since the last one."""
 
     @workflow.run
     async def run(self, entry: JourneyEntry) -> JourneyResult:

@@ -10,6 +10,8 @@ Device-token prefix selects the answer:
   gone*       410 Unregistered + timestamp  throttle*    429 TooManyRequests once, then 200
   error*      500 InternalServerError       unavailable* 503 ServiceUnavailable
   slow*       200 after `slow_delay` s      goaway*      GOAWAY, connection closed
+  hang*       the first request of each token is never answered (held until the connection
+              closes: a provider or worker that dies mid-send); later ones 200 at once
 Other checks: wrong topic 400 BadTopic, body > 4096 bytes 413 PayloadTooLarge, bad or missing
 JWT 403 InvalidProviderToken / MissingProviderToken / ExpiredProviderToken.
 
@@ -69,6 +71,7 @@ class ApnsReceived:
     headers: dict[str, str]
     payload: dict[str, Any]
     status: int
+    """The status answered; 0 for a request held unanswered (`hang*`)."""
     reason: str | None = None
     jwt_header: dict[str, Any] = field(default_factory=dict)
     jwt_claims: dict[str, Any] = field(default_factory=dict)
@@ -165,6 +168,7 @@ class ApnsPeer(ThreadedPeer):
         self.connections = 0
         self._open: set[_H2Server] = set()
         self._throttled: set[str] = set()
+        self._hung: set[str] = set()
         self._dir: Path | None = None
         self._server: asyncio.Server | None = None
         self.ca_file = self.cert_file = self.key_file = Path()
@@ -254,6 +258,9 @@ class ApnsPeer(ThreadedPeer):
             rec.status, rec.reason = 429, "TooManyRequests"
         elif token.startswith("slow"):
             action = "slow"
+        elif token.startswith("hang") and token not in self._hung:
+            self._hung.add(token)
+            rec.status, rec.reason, action = 0, "held", "hang"
         elif token.startswith("goaway"):
             action = "goaway"
         else:
@@ -330,6 +337,8 @@ class _H2Server(asyncio.Protocol):
             return
         if action == "slow":
             await asyncio.sleep(self.peer.slow_delay)
+        if action == "hang":
+            await asyncio.Event().wait()  # cancelled when the connection is lost
         if self.streams.pop(stream_id, None) is None:
             return  # the client reset the stream meanwhile
         apns_id = headers.get("apns-id") or str(uuid.uuid4()).upper()

@@ -75,7 +75,7 @@ class NodeSmscPeer:
         )
         self._reader = asyncio.create_task(self._read(self._proc))
         try:
-            ready = await self.wait_for("listening", within=10)
+            ready = await self.wait_for("listening")
         except BaseException:
             await self.stop()
             raise
@@ -107,7 +107,7 @@ class NodeSmscPeer:
         kind: str,
         count: int = 1,
         *,
-        within: float = 5.0,
+        within: float = 60.0,
     ) -> dict[str, Any]:
         """The `count`-th event of this kind (waiting for it up to `within` seconds)."""
         async with asyncio.timeout(within):

@@ -27,6 +27,9 @@ from smpp34._smpp34 import ESME_RTHROTTLED, TLV_MESSAGE_STATE, TLV_RECEIPTED_MES
 
 from engine.channels.sms.encoding import concat_info, decode_body, encode_sms, split_udh
 
+WAIT = 60.0
+"""Seconds the `wait_for_*` helpers wait before failing (a bound, not an expectation)."""
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
@@ -59,11 +62,13 @@ class Smpp34Peer:
     """SMSC double: accepts submits with ids `m1`, `m2`, ...; records them; sends a receipt
     for each when `registered_delivery & 1`; every `throttle_every`-th submit is answered
     ESME_RTHROTTLED instead (0 = never). `receipt_first` sends the receipt before the
-    submit_sm_resp, the race a real SMSC can produce."""
+    submit_sm_resp, the race a real SMSC can produce. While `hold` is an unset event, every
+    accepted submit waits for it before its submit_sm_resp (a slow SMSC the test controls)."""
 
     throttle_every: int = 0
     receipt_first: bool = False
     accept_delay: float = 0.0  # seconds each submit waits before its submit_sm_resp
+    hold: asyncio.Event | None = None
     receipt_stat: str = "DELIVRD"
     port: int = field(default_factory=free_port)
     submits: list[RecordedSubmit] = field(default_factory=list)
@@ -141,7 +146,7 @@ class Smpp34Peer:
         if not resp.is_success:
             raise RuntimeError(f"deliver_sm rejected: status {resp.command_status:#x}")
 
-    async def wait_for_submits(self, count: int, within: float = 5.0) -> list[RecordedSubmit]:
+    async def wait_for_submits(self, count: int, within: float = WAIT) -> list[RecordedSubmit]:
         """Wait until `count` submits were accepted; returns them."""
         async with asyncio.timeout(within):
             while len(self.submits) < count:
@@ -149,7 +154,7 @@ class Smpp34Peer:
                 await self._changed.wait()
         return list(self.submits)
 
-    async def wait_for_binds(self, count: int, within: float = 5.0) -> None:
+    async def wait_for_binds(self, count: int, within: float = WAIT) -> None:
         """Wait until ESMEs have bound `count` times in all (reconnects included)."""
         async with asyncio.timeout(within):
             while self.binds < count:
@@ -163,7 +168,14 @@ class Smpp34Peer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _bound_esme(self, within: float = 5.0) -> smpp34.Esme:
+    async def wait_for_in_flight(self, count: int, within: float = WAIT) -> None:
+        """Wait until `count` submits await their submit_sm_resp at once (see `hold`)."""
+        async with asyncio.timeout(within):
+            while self.in_flight < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def _bound_esme(self, within: float = WAIT) -> smpp34.Esme:
         async with asyncio.timeout(within):
             while not self._esmes:
                 self._changed.clear()
@@ -215,6 +227,8 @@ class Smpp34Peer:
     async def _accept_submit(self, event: smpp34.SubmitSmEvent) -> None:
         if self.accept_delay:
             await asyncio.sleep(self.accept_delay)
+        if self.hold is not None:
+            await self.hold.wait()
         message_id = f"m{next(self._ids)}"
         udh, body = split_udh(event.short_message, event.esm_class)
         self.submits.append(

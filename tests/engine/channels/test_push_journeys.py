@@ -1,9 +1,9 @@
 """Push delivery end to end: journeys through the API, the worker and the real clients,
-against the APNs (TLS HTTP/2), FCM v1 and Web Push peers."""
+against the APNs (TLS HTTP/2), FCM v1 and Web Push peers. The provider tests of each client
+are in `push/`."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +19,12 @@ from engine.channels.registry import Providers
 from engine.config.nudge_toml import NudgeConfig, WebPushSettings, load_config
 from engine.journey import Journeys
 from schemas.common import Channel, Platform
-from tests.harness import Stack, eventually, sent
 from tests.journeys import TEST_JOURNEYS
+from tests.kit import Stack, eventually, sent
+from tests.kit.processes import start_worker, worker_env
 from tests.peers.apns import ApnsPeer
 from tests.peers.fcm import FcmPeer
 from tests.peers.webpush import WebPushPeer
-from tests.triggers.test_resilience import start_worker, worker_env
 
 VAPID_PRIVATE, VAPID_PUBLIC = generate_vapid_keypair()
 
@@ -32,7 +32,7 @@ VAPID_PRIVATE, VAPID_PUBLIC = generate_vapid_keypair()
 @pytest.fixture(scope="module")
 def peers() -> Iterator[tuple[ApnsPeer, FcmPeer, WebPushPeer]]:
     with (
-        ApnsPeer(slow_delay=4.0) as apns,
+        ApnsPeer() as apns,
         FcmPeer() as fcm,
         WebPushPeer(application_server_key=VAPID_PUBLIC) as web,
     ):
@@ -45,7 +45,7 @@ def providers(apns: ApnsPeer, fcm: FcmPeer, web: WebPushPeer) -> Providers:
     )
     return Providers(
         {
-            (Channel.PUSH, Platform.IOS): ApnsProvider(apns.settings(timeout="3s")),
+            (Channel.PUSH, Platform.IOS): ApnsProvider(apns.settings(timeout="30s")),
             (Channel.PUSH, Platform.ANDROID): FcmProvider(
                 fcm.settings(), credentials=fcm.credentials()
             ),
@@ -98,7 +98,7 @@ async def test_abandoned_cart_reaches_every_device_with_rendered_copy(
         await s.profile("ada", attributes={"first_name": "Ada"})
         await register_all(s, "ada", web, "ada")
         await s.track("ada", "Cart Updated", {"item_count": 2})
-        rows = await eventually(lambda: sent(s, "ada", 3), timeout=30)
+        rows = await eventually(lambda: sent(s, "ada", 3))
         assert {m["provider"] for m in rows} == {"apns", "fcm", "webpush"}
         title, body = "Still thinking it over, Ada?", "Your cart with 2 items is waiting for you."
         ios = next(r for r in apns.delivered if r.token == "ok-ada-ios")
@@ -148,7 +148,7 @@ async def test_throttled_send_is_retried_as_one_message_with_two_attempts(
     async with stack(postgres_url, temporal_client, task_queue, peers) as s:
         await s.device("tim", "ios", "throttle-tim")
         await s.track("tim", "Cart Touched", {"cart_id": "1"})
-        await s.wait_closed("tim", timeout=30)
+        await s.wait_closed("tim")
         [message] = await s.messages("tim")
         assert message["status"] == "sent" and message["attempts"] == 2
         detail = await s.call("GET", f"/v1/messages/{message['id']}")
@@ -185,11 +185,13 @@ async def test_worker_killed_during_a_send_never_makes_a_second_message(
 ) -> None:
     apns, _, _ = peers
     config = tmp_path / "nudge.toml"
+    # The first request for the token is held unanswered until the worker dies; the
+    # provider's own timeout is far longer, so the kill, not a timeout, ends attempt 1.
     config.write_text(
         '[channels.push]\nprovider = "native"\n'
         f'apns = {{ key_file = "{apns.key_file}", key_id = "{apns.key_id}", '
         f'team_id = "{apns.team_id}", topic = "{apns.topic}", '
-        f'endpoint = "{apns.endpoint}", ca_file = "{apns.ca_file}", timeout = "8s" }}\n'
+        f'endpoint = "{apns.endpoint}", ca_file = "{apns.ca_file}", timeout = "10m" }}\n'
         '[journeys.abandoned_cart]\nnudge_after = "1s"\n'
     )
     env = worker_env(postgres_url, temporal_client, task_queue, config)
@@ -201,16 +203,17 @@ async def test_worker_killed_during_a_send_never_makes_a_second_message(
         config=load_config(config),
         run_worker=False,
     ) as s:
-        await s.device("kit", "ios", "slow-kit")  # the peer answers after 4 s
+        await s.device("kit", "ios", "hang-kit")
         first = await start_worker(env, log)
         try:
             await s.track("kit", "Cart Updated")
-            await eventually(lambda: _received(apns, "slow-kit", 1), timeout=30)
+            await eventually(lambda: _received(apns, "hang-kit", 1), timeout=120)
             first.send_signal(signal.SIGKILL)  # the send's outcome is now unknown
             await first.wait()
+            # Temporal retries the send after its heartbeat timeout, on the next worker.
             second = await start_worker(env, log)
             try:
-                await eventually(lambda: sent(s, "kit", 1), timeout=60)
+                await eventually(lambda: sent(s, "kit", 1), timeout=180)
             finally:
                 second.terminate()
                 await second.wait()
@@ -219,10 +222,11 @@ async def test_worker_killed_during_a_send_never_makes_a_second_message(
                 first.kill()
         [message] = await s.messages("kit")
         assert message["status"] == "sent" and message["attempts"] == 2
-        ids = {r.headers["apns-id"] for r in apns.received if r.token == "slow-kit"}
+        tried = [r for r in apns.received if r.token == "hang-kit"]
+        assert [r.status for r in tried] == [0, 200]  # held, then answered on the retry
+        ids = {r.headers["apns-id"] for r in tried}
         assert ids == {apns_id_for(message["id"])}  # a retry of the same notification
 
 
 async def _received(peer: ApnsPeer, token: str, count: int) -> bool:
-    await asyncio.sleep(0)
     return sum(r.token == token for r in peer.received) >= count

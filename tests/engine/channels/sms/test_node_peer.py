@@ -12,7 +12,7 @@ import pytest
 from engine.channels.base import ThrottledError
 from engine.channels.sms.bridge import BindError
 from engine.channels.sms.provider import SmppProvider
-from tests.engine.channels.sms._harness import PHONE, Recorder, make_provider, message
+from tests.kit.sms import PHONE, Recorder, make_provider, message
 from tests.peers.node_peer import NodeSmscPeer
 
 PASSWORD = "s3cret"
@@ -82,7 +82,7 @@ async def test_node_decodes_gsm_ucs2_and_udh(
 
 
 async def test_node_enquire_link_is_answered(node: NodeSmscPeer, provider: SmppProvider) -> None:
-    await node.wait_for("enquire_link_resp", 3, within=2)
+    await node.wait_for("enquire_link_resp", 3)
     assert {e["status"] for e in node.of("enquire_link_resp")} == {0}
     assert provider.bridge.bound
 
@@ -95,7 +95,7 @@ async def test_we_send_enquire_link_when_idle(recorder: Recorder) -> None:
     )
     try:
         await provider.start()
-        await node.wait_for("enquire_link", 2, within=2)
+        await node.wait_for("enquire_link", 2)
         assert provider.bridge.bound and provider.bridge.binds == 1
     finally:
         await provider.close()

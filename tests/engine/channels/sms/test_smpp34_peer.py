@@ -1,4 +1,7 @@
-"""SmppBridge + SmppProvider against the in-process smpp34 SMSC (real sockets, real PDUs)."""
+"""SmppBridge + SmppProvider against the in-process smpp34 SMSC (real sockets, real PDUs).
+
+Where a test needs the SMSC or a callback to be slow, the test holds it (an event it sets)
+instead of relying on a delay being long enough."""
 
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from engine.channels.base import (
 from engine.channels.sms.encoding import ESC
 from engine.channels.sms.keywords import classify
 from engine.channels.sms.provider import SmppProvider
-from tests.engine.channels.sms._harness import PHONE, Recorder, make_provider, message
+from tests.kit import eventually
+from tests.kit.sms import PHONE, Recorder, make_provider, message
 from tests.peers.smpp34_peer import Smpp34Peer, free_port
 
 
@@ -113,10 +117,13 @@ async def test_mo_stop_reaches_on_inbound(
 async def test_deliver_sm_resp_waits_for_the_callback(
     peer: Smpp34Peer, provider: SmppProvider, recorder: Recorder
 ) -> None:
-    recorder.inbound_delay = 0.2
-    started = time.monotonic()
-    await peer.send_mo(PHONE, "NUDGE", "HELP")
-    assert time.monotonic() - started >= 0.2  # deliver_sm_resp only after the callback
+    recorder.hold_inbound = asyncio.Event()
+    mo = asyncio.create_task(peer.send_mo(PHONE, "NUDGE", "HELP"))
+    await recorder.wait(holding=1)  # the callback runs (and is held) ...
+    await asyncio.sleep(0)
+    assert not mo.done()  # ... and the SMSC has no deliver_sm_resp yet
+    recorder.hold_inbound.set()
+    await mo  # answered once the callback returned
     assert [m.text for m in recorder.inbound] == ["HELP"]
 
 
@@ -199,14 +206,18 @@ async def test_retry_never_resubmits_an_acknowledged_part(recorder: Recorder) ->
 
 
 async def test_window_bounds_submits_in_flight(recorder: Recorder) -> None:
-    peer = Smpp34Peer(accept_delay=0.05)
+    peer = Smpp34Peer(hold=asyncio.Event())  # no submit_sm_resp until the test says so
     await peer.start()
     provider = make_provider(peer.port, recorder, window=3)
     try:
         await provider.start()
-        await asyncio.gather(
+        sends = asyncio.gather(
             *(provider.send(message(f"w{i}", message_id=f"w{i}")) for i in range(9))
         )
+        await peer.wait_for_in_flight(3)  # the window is full: the other six must wait
+        assert peer.hold is not None
+        peer.hold.set()
+        await sends
         assert peer.max_in_flight == 3
     finally:
         await provider.close()
@@ -233,10 +244,14 @@ async def test_reconnects_and_sends_pending_messages(
         asyncio.create_task(provider.send(message(f"during {i}", message_id=f"d{i}")))
         for i in range(3)
     ]
-    await asyncio.sleep(0.3)
-    assert not any(t.done() for t in sends) and not provider.bridge.bound
+
+    async def unbound() -> bool:
+        return not provider.bridge.bound
+
+    await eventually(unbound)  # the bridge saw the SMSC go
+    assert not any(t.done() for t in sends)  # nothing can be sent meanwhile
     await peer.start()  # same port
-    await asyncio.wait_for(asyncio.gather(*sends), 5)
+    await asyncio.wait_for(asyncio.gather(*sends), 60)
     assert provider.bridge.binds == 2 and peer.binds == 2
     assert Counter(s.text for s in peer.submits) == Counter(
         ["before", "during 0", "during 1", "during 2"]
@@ -247,7 +262,7 @@ async def test_unbind_from_the_smsc_is_answered_and_rebound(
     peer: Smpp34Peer, provider: SmppProvider
 ) -> None:
     await peer.unbind()
-    await peer.wait_for_binds(2, within=3)
+    await peer.wait_for_binds(2)
     await provider.send(message("after unbind"))
     assert provider.bridge.binds == 2
     assert [s.text for s in peer.submits] == ["after unbind"]

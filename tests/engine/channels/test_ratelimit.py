@@ -1,15 +1,20 @@
-"""Token bucket: the schedule it makes (property tests on a fake clock) and real waiting."""
+"""engine.channels.ratelimit, the one token bucket: the schedule it makes (property tests on
+a fake clock), that `acquire` sleeps exactly what the schedule says (a recorded sleep), and
+real waiting. Real time only gives lower bounds (a bucket may never let callers go faster
+than its rate); how much longer a loaded machine takes is never asserted."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
+import types
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.channels import ratelimit
 from engine.channels.ratelimit import RateLimiters, TokenBucket
 
 EPS = 1e-6
@@ -87,6 +92,36 @@ def test_bad_arguments() -> None:
     assert TokenBucket(50).burst == 50.0
 
 
+class RecordedSleep:
+    """Stands in for `asyncio.sleep` inside the rate limiter: notes each delay, waits none."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def sleep(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> RecordedSleep:
+    recorded = RecordedSleep()
+    fake = types.SimpleNamespace(sleep=recorded.sleep, CancelledError=asyncio.CancelledError)
+    monkeypatch.setattr(ratelimit, "asyncio", fake)
+    return recorded
+
+
+async def test_acquire_sleeps_what_the_schedule_says_in_call_order(slept: RecordedSleep) -> None:
+    clock = FakeClock()  # frozen: every caller queues behind the ones before
+    bucket = TokenBucket(40, burst=10, clock=clock)
+    for _ in range(25):
+        await bucket.acquire()
+    # The burst goes at once (no sleep at all), then one caller every 1/40 s, in order.
+    assert slept.delays == pytest.approx([(k + 1) / 40 for k in range(15)])
+    clock.now = 100.0  # long idle: the bucket is full again
+    await bucket.acquire(10)
+    assert len(slept.delays) == 15
+
+
 async def test_a_burst_queues_at_the_rate_in_order() -> None:
     rate, n = 100.0, 61
     bucket = TokenBucket(rate, burst=1)
@@ -99,17 +134,8 @@ async def test_a_burst_queues_at_the_rate_in_order() -> None:
     began = time.monotonic()
     await asyncio.gather(*(send(i) for i in range(n)))
     took = time.monotonic() - began
-    assert done == list(range(n))
-    assert (n - 1) / rate * 0.95 <= took <= (n - 1) / rate + 0.3
-
-
-async def test_burst_goes_at_once_then_rate() -> None:
-    bucket = TokenBucket(40, burst=10)
-    began = time.monotonic()
-    await asyncio.gather(*(bucket.acquire() for _ in range(10)))
-    assert time.monotonic() - began < 0.05
-    await asyncio.gather(*(bucket.acquire() for _ in range(10)))
-    assert 0.24 <= time.monotonic() - began <= 0.5
+    assert done == list(range(n))  # deadlines 1/rate apart: woken first come, first served
+    assert took >= (n - 1) / rate * 0.95  # never faster than the rate (timer resolution aside)
 
 
 async def test_cancelled_tail_gives_its_tokens_back() -> None:
@@ -117,7 +143,7 @@ async def test_cancelled_tail_gives_its_tokens_back() -> None:
     bucket = TokenBucket(1, 1, clock=clock)
     await bucket.acquire()
     waiter = asyncio.create_task(bucket.acquire())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # the waiter takes its tokens and sleeps
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
@@ -152,9 +178,11 @@ def test_shared_across_threads_and_loops() -> None:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=5)
+        thread.join(timeout=120)
+        assert not thread.is_alive()
     took = time.monotonic() - began
-    assert 29 / 100 * 0.95 <= took <= 29 / 100 + 0.3
+    # 30 tokens from a bucket of 1 at 100/s, whichever loop took them: at least 0.29 s.
+    assert took >= 29 / 100 * 0.95
 
 
 def test_registry_shares_one_bucket_per_connection() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -31,12 +30,13 @@ from engine.config.nudge_toml import ConfigError, FcmSettings
 from schemas.common import Channel, Platform
 from tests.peers.fcm import FcmPeer, StaticTokenCredentials
 
-TIMEOUT = 1.0
+TIMEOUT = 2.0
+SLOW = 60.0  # `slow*` answers: far beyond TIMEOUT, so a Timeout is our own bound
 
 
 @pytest.fixture(scope="module")
 def peer() -> Iterator[FcmPeer]:
-    with FcmPeer(slow_delay=3.0) as p:
+    with FcmPeer(slow_delay=SLOW) as p:
         yield p
 
 
@@ -166,10 +166,8 @@ async def test_library_retries_a_503(peer: FcmPeer, provider: FcmProvider) -> No
 
 
 async def test_timeout_is_bounded_then_next_send_works(provider: FcmProvider) -> None:
-    started = time.monotonic()
     with pytest.raises(RetryableError):
-        await provider.send(msg(tok("slow")))
-    assert time.monotonic() - started < TIMEOUT + 0.5
+        await provider.send(msg(tok("slow")))  # ends at our bound, not the peer's answer
     assert (await provider.send(msg(tok()))).provider == "fcm"
 
 

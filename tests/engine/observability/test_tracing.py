@@ -10,8 +10,8 @@ from temporalio.client import Client
 
 from engine.config.settings import Settings
 from engine.temporal.client import tracing_interceptors
-from tests.harness import Stack
 from tests.journeys import TEST_JOURNEYS
+from tests.kit import Stack
 
 
 def test_tracing_is_off_unless_configured() -> None:

@@ -1,4 +1,8 @@
-"""ApnsProvider against the local HTTP/2 + TLS APNs peer (real sockets, real aioapns)."""
+"""ApnsProvider against the local HTTP/2 + TLS APNs peer (real sockets, real aioapns).
+
+`slow*` tokens are answered after a minute, far beyond the provider's `TIMEOUT`: a send that
+raises `Timeout` was ended by the provider's own bound, whatever the machine's speed.
+`TIMEOUT` itself is long enough for an ordinary send on a loaded machine."""
 
 from __future__ import annotations
 
@@ -26,12 +30,13 @@ from engine.config.nudge_toml import ApnsSettings, ConfigError
 from schemas.common import Channel, Platform
 from tests.peers.apns import ApnsPeer
 
-TIMEOUT = 0.5
+TIMEOUT = 2.0
+SLOW = 60.0
 
 
 @pytest.fixture(scope="module")
 def peer() -> Iterator[ApnsPeer]:
-    with ApnsPeer(slow_delay=2.0) as p:
+    with ApnsPeer(slow_delay=SLOW) as p:
         yield p
 
 
@@ -83,7 +88,9 @@ async def test_alert_fields_reach_the_peer(peer: ApnsPeer, provider: ApnsProvide
         push=push,
         data={"cart": "c1"},
     )
+    before = int(time.time())
     result = await provider.send(m)
+    after = int(time.time()) + 1
 
     assert result.provider == "apns"
     assert result.provider_id == apns_id_for(m.message_id)
@@ -95,7 +102,7 @@ async def test_alert_fields_reach_the_peer(peer: ApnsPeer, provider: ApnsProvide
     assert h["apns-push-type"] == "alert"
     assert h["apns-priority"] == "10"
     assert h["apns-collapse-id"] == "cart-1"
-    assert abs(int(h["apns-expiration"]) - (time.time() + 3600)) < 5
+    assert before + 3600 <= int(h["apns-expiration"]) <= after + 3600  # now + ttl, at send
     assert rec.jwt_header["kid"] == peer.key_id and rec.jwt_claims["iss"] == peer.team_id
     assert rec.payload == {
         "cart": "c1",
@@ -175,11 +182,9 @@ async def test_throttled_then_retry_succeeds(peer: ApnsPeer, provider: ApnsProvi
 async def test_timeout_is_bounded_and_connection_stays_usable(
     peer: ApnsPeer, provider: ApnsProvider
 ) -> None:
-    started = time.monotonic()
     with pytest.raises(RetryableError) as info:
         await provider.send(msg(tok("slow")))
-    assert info.value.code == "Timeout"
-    assert time.monotonic() - started < TIMEOUT + 0.5
+    assert info.value.code == "Timeout"  # our bound, not the peer's answer a minute later
     before = peer.connections
     assert (await provider.send(msg(tok()))).provider == "apns"
     assert peer.connections == before  # same connection, not a rebuilt client
@@ -193,18 +198,17 @@ async def test_connection_drop_after_timeout_fails_fast(provider: ApnsProvider) 
     request on that connection hangs until our timeout (notes §1.5, bug 1)."""
     with pytest.raises(RetryableError):
         await provider.send(msg(tok("slow")))
-    started = time.monotonic()
     with pytest.raises(RetryableError) as info:
         await provider.send(msg(tok("goaway")))
+    # Fails on the dropped connection itself: a hang until our timeout would be "Timeout".
     assert info.value.code == "ConnectionFailed"
-    assert time.monotonic() - started < TIMEOUT / 2
     assert (await provider.send(msg(tok()))).provider == "apns"
 
 
 async def test_timed_out_stream_gives_its_slot_back() -> None:
     """One connection allowed, one stream per connection: a timed-out request must free
     its stream slot, or every later send would wait for a slot that never comes back."""
-    async with ApnsPeer(slow_delay=2.0, max_concurrent_streams=1) as peer:
+    async with ApnsPeer(slow_delay=SLOW, max_concurrent_streams=1) as peer:
         p = ApnsProvider(peer.settings(timeout=TIMEOUT), max_connections=1)
         try:
             assert (await p.send(msg(tok()))).provider == "apns"  # learns the limit

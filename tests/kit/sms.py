@@ -1,4 +1,5 @@
-"""Shared pieces of the SMPP tests: a recorder for the bridge's callbacks, message builders."""
+"""Shared pieces of the SMPP provider tests: a recorder for the bridge's callbacks, settings
+and message builders."""
 
 from __future__ import annotations
 
@@ -12,18 +13,23 @@ from engine.channels.sms.provider import SmppProvider
 from engine.config.nudge_toml import SmsChannel
 from schemas.common import Channel
 from schemas.sms import InboundSms, Receipt
+from tests.kit.waiting import DEADLINE
 
 PHONE = "+14155550123"
 
 
 @dataclass
 class Recorder:
-    """Stores what the bridge hands over; `fail_inbound` makes the next N callbacks raise."""
+    """Stores what the bridge hands over. `fail_inbound` makes the next N inbound callbacks
+    raise; `hold_inbound`, while set to an unset event, keeps each inbound callback waiting
+    until the test sets it (so a test can see what happens while a callback runs)."""
 
     receipts: list[Receipt] = field(default_factory=list)
     inbound: list[InboundSms] = field(default_factory=list)
     fail_inbound: int = 0
-    inbound_delay: float = 0.0
+    hold_inbound: asyncio.Event | None = None
+    holding: int = 0
+    """Inbound callbacks waiting on `hold_inbound` right now."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def on_receipt(self, receipt: Receipt) -> None:
@@ -31,17 +37,29 @@ class Recorder:
         self._changed.set()
 
     async def on_inbound(self, sms: InboundSms) -> None:
-        if self.inbound_delay:
-            await asyncio.sleep(self.inbound_delay)
+        if self.hold_inbound is not None:
+            self.holding += 1
+            self._changed.set()
+            try:
+                await self.hold_inbound.wait()
+            finally:
+                self.holding -= 1
         if self.fail_inbound:
             self.fail_inbound -= 1
             raise RuntimeError("store unavailable")
         self.inbound.append(sms)
         self._changed.set()
 
-    async def wait(self, *, receipts: int = 0, inbound: int = 0, within: float = 5.0) -> None:
+    async def wait(
+        self, *, receipts: int = 0, inbound: int = 0, holding: int = 0, within: float = DEADLINE
+    ) -> None:
+        """Wait until at least this many receipts, inbound messages and held callbacks."""
         async with asyncio.timeout(within):
-            while len(self.receipts) < receipts or len(self.inbound) < inbound:
+            while (
+                len(self.receipts) < receipts
+                or len(self.inbound) < inbound
+                or self.holding < holding
+            ):
                 self._changed.clear()
                 await self._changed.wait()
 
@@ -52,7 +70,9 @@ def sms_settings(port: int, **overrides: Any) -> SmsChannel:
         "host": "127.0.0.1",
         "port": port,
         "tps": 1000,
-        "submit_timeout": timedelta(seconds=5),
+        # Long enough that a loaded machine never turns a slow answer into a failure; tests
+        # of the timeout itself set their own.
+        "submit_timeout": timedelta(seconds=30),
     }
     values.update(overrides)
     return SmsChannel(**values)

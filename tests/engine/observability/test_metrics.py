@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import socket
 
 import httpx
-import pytest
 from temporalio.runtime import Runtime
 
 from engine.observability.metrics import (
@@ -18,6 +16,7 @@ from engine.observability.metrics import (
     metrics_response,
     temporal_runtime_with_prometheus,
 )
+from tests.kit import eventually
 
 
 def _free_port() -> int:
@@ -44,23 +43,32 @@ def test_metrics_response_exposes_nudge_metrics() -> None:
 
 async def test_temporal_runtime_serves_sdk_metrics_on_its_own_port() -> None:
     port = _free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
     runtime = temporal_runtime_with_prometheus(f"127.0.0.1:{port}")
     runtime.metric_meter.create_counter("nudge_probe", "probe").add(3)
     async with httpx.AsyncClient() as client:
-        for _ in range(20):  # the exporter starts on a core thread
+
+        async def served() -> httpx.Response | None:
             try:
-                response = await client.get(f"http://127.0.0.1:{port}/metrics")
-                break
+                return await client.get(url)
             except httpx.ConnectError:
-                await asyncio.sleep(0.05)
+                return None  # the exporter starts on a core thread
+
+        response = await eventually(served)
         assert response.status_code == 200
         assert "nudge_probe" in response.text
         # Dropping the runtime stops its HTTP server.
         del runtime
         gc.collect()
-        await asyncio.sleep(0.2)
-        with pytest.raises(httpx.ConnectError):
-            await client.get(f"http://127.0.0.1:{port}/metrics")
+
+        async def stopped() -> bool:
+            try:
+                await client.get(url)
+            except httpx.ConnectError:
+                return True
+            return False
+
+        await eventually(stopped)
 
 
 def test_no_bind_means_default_runtime() -> None:

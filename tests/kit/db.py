@@ -1,0 +1,28 @@
+"""Sessions on a test database URL (`database_url`, `postgres_url` fixtures), for tests of
+`engine.store` that call its functions directly. The caller owns each transaction."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from engine.store.session import make_engine, make_sessionmaker
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """Test database URLs carry their Postgres schema as `#schema=...`."""
+    base, _, fragment = url.partition("#schema=")
+    return base, fragment or None
+
+
+@contextlib.asynccontextmanager
+async def sessions(url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A session factory on the test database at `url`, disposed of afterwards."""
+    base, schema = split_url(url)
+    engine = make_engine(base, schema=schema)
+    try:
+        yield make_sessionmaker(engine)
+    finally:
+        await engine.dispose()
