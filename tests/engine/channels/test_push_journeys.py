@@ -1,12 +1,11 @@
 """Push delivery end to end: journeys through the API, the worker and the real clients,
 against the APNs (TLS HTTP/2), FCM v1 and Web Push peers. The provider tests of each client
-are in `push/`."""
+are in `push/`. A worker killed mid-send (the unknown-outcome policy, with the APNs peer
+holding the request) is tests/triggers/test_safety.py."""
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,12 +15,11 @@ from engine.channels.push.apns import ApnsProvider, apns_id_for
 from engine.channels.push.fcm import FcmProvider
 from engine.channels.push.webpush import WebPushProvider, generate_vapid_keypair
 from engine.channels.registry import Providers
-from engine.config.nudge_toml import NudgeConfig, WebPushSettings, load_config
+from engine.config.nudge_toml import NudgeConfig, WebPushSettings
 from engine.journey import Journeys
 from schemas.common import Channel, Platform
 from tests.journeys import TEST_JOURNEYS
 from tests.kit import Stack, eventually, sent
-from tests.kit.processes import start_worker, worker_env
 from tests.peers.apns import ApnsPeer
 from tests.peers.fcm import FcmPeer
 from tests.peers.webpush import WebPushPeer
@@ -178,55 +176,3 @@ async def test_bad_device_registrations_are_refused(
         assert (await s.call("GET", "/v1/users/new/devices"))["items"][0]["id"] == moved["id"]
         await s.call("DELETE", f"/v1/users/new/devices/{moved['id']}")
         assert not (await s.call("GET", "/v1/users/new/devices"))["items"][0]["active"]
-
-
-async def test_worker_killed_during_a_send_never_makes_a_second_message(
-    postgres_url: str, temporal_client: Client, task_queue: str, peers: Any, tmp_path: Path
-) -> None:
-    apns, _, _ = peers
-    config = tmp_path / "nudge.toml"
-    # The first request for the token is held unanswered until the worker dies; the
-    # provider's own timeout is far longer, so the kill, not a timeout, ends attempt 1.
-    config.write_text(
-        '[channels.push]\nprovider = "native"\n'
-        f'apns = {{ key_file = "{apns.key_file}", key_id = "{apns.key_id}", '
-        f'team_id = "{apns.team_id}", topic = "{apns.topic}", '
-        f'endpoint = "{apns.endpoint}", ca_file = "{apns.ca_file}", timeout = "10m" }}\n'
-        '[journeys.abandoned_cart]\nnudge_after = "1s"\n'
-    )
-    env = worker_env(postgres_url, temporal_client, task_queue, config)
-    log = tmp_path / "worker.log"
-    async with Stack(
-        database_url=postgres_url,
-        client=temporal_client,
-        task_queue=task_queue,
-        config=load_config(config),
-        run_worker=False,
-    ) as s:
-        await s.device("kit", "ios", "hang-kit")
-        first = await start_worker(env, log)
-        try:
-            await s.track("kit", "Cart Updated")
-            await eventually(lambda: _received(apns, "hang-kit", 1), timeout=120)
-            first.send_signal(signal.SIGKILL)  # the send's outcome is now unknown
-            await first.wait()
-            # Temporal retries the send after its heartbeat timeout, on the next worker.
-            second = await start_worker(env, log)
-            try:
-                await eventually(lambda: sent(s, "kit", 1), timeout=180)
-            finally:
-                second.terminate()
-                await second.wait()
-        finally:
-            if first.returncode is None:
-                first.kill()
-        [message] = await s.messages("kit")
-        assert message["status"] == "sent" and message["attempts"] == 2
-        tried = [r for r in apns.received if r.token == "hang-kit"]
-        assert [r.status for r in tried] == [0, 200]  # held, then answered on the retry
-        ids = {r.headers["apns-id"] for r in tried}
-        assert ids == {apns_id_for(message["id"])}  # a retry of the same notification
-
-
-async def _received(peer: ApnsPeer, token: str, count: int) -> bool:
-    return sum(r.token == token for r in peer.received) >= count

@@ -20,6 +20,7 @@ from engine import JourneyEvent
 from engine.app.worker import build_worker
 from engine.config.nudge_toml import NudgeConfig
 from engine.journey import EVENT_SIGNAL
+from engine.journey.split import assign
 from engine.testing.pytest_plugin import EnvFactory
 from tests.journeys import COOL_DOWN, TEST_JOURNEYS, TCool, TOnce, TSequence
 from tests.kit import Stack, eventually, idle, kit_templates, sent
@@ -367,25 +368,27 @@ async def test_split_is_deterministic_and_holdout_is_measured(
     database_url: str, temporal_client: Client, task_queue: str
 ) -> None:
     async with stack(database_url, temporal_client, task_queue) as s:
-        users = [f"split-{i}" for i in range(12)]
-        for user in users:
+        # Users until both a holdout and an arm are among them (the arm follows from the
+        # internal id, which the API assigns).
+        arms: dict[str, str] = {}
+        while {"holdout"} == set(arms.values()) or "holdout" not in arms.values():
+            name = f"split-{len(arms)}"
+            uid = (await s.profile(name))["uid"]
+            arms[name] = assign("t_split_test", uid, {"a": 1, "b": 1}, holdout=0.3).name
+        for user in arms:
             await s.device(user)
             await s.track(user, "Split Start")
             await s.track(user, "Split Goal")
-        outcomes = {}
-        for user in users:
-            runs = await s.wait_closed(user)
-            outcomes[user] = runs[0]
-            assert runs[0]["converted_at"] is not None  # holdouts are measured too
-        variants = {u: r["outcome"].split(":")[0] for u, r in outcomes.items()}
-        assert set(variants.values()) <= {"a", "b", "holdout"}
-        assert len(set(variants.values())) >= 2
-        for user, run in outcomes.items():
-            assert run["variant"] == variants[user]
-            if variants[user] == "holdout":
+        for user, arm in arms.items():
+            [run] = await s.wait_closed(user)
+            assert run["variant"] == arm  # (experiment, user) decides, in the run as in pure
+            assert run["converted_at"] is not None  # holdouts are measured too
+            if arm == "holdout":
                 assert run["outcome"] == "holdout:suppressed:holdout"
+            else:
+                assert run["outcome"] == f"{arm}:sent:None"
         # Same (experiment, user) → same variant on re-entry.
-        user = users[0]
+        user = next(iter(arms))
         await s.track(user, "Split Start")
         runs = await s.wait_closed(user, count=2)
-        assert runs[1]["variant"] == runs[0]["variant"]
+        assert runs[1]["variant"] == runs[0]["variant"] == arms[user]

@@ -225,7 +225,7 @@ STEPS = st.lists(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(steps=STEPS)
 def test_the_inbox_follows_the_rule(steps: list[tuple[object, ...]]) -> None:
     run, model = Run(), Model()

@@ -78,7 +78,7 @@ def test_transactional_sends_need_only_no_opt_out_and_skip_quiet_hours() -> None
     assert isinstance(before_caps(night_unknown, strict, rand=0.0), Defer)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     where=zone_and_instant(),
     channel=st.sampled_from(["push", "sms", "webpush"]),
@@ -184,7 +184,7 @@ caps = st.builds(
 ).filter(lambda cap: cap.window == "rolling" or cap.per % timedelta(days=1) == timedelta(0))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     where=zone_and_instant(),
     windows=st.lists(
