@@ -27,6 +27,15 @@ from schemas.common import (
     Platform,
     RunStatus,
 )
+from schemas.fields import (
+    EMAIL_PATTERN,
+    LOCALE_PATTERN,
+    PHONE_PATTERN,
+    CleanText,
+    FreeForm,
+    Zone,
+    text,
+)
 
 
 class ProfileIn(BaseModel):
@@ -34,11 +43,14 @@ class ProfileIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timezone: str | None = None
-    locale: str | None = Field(default=None, max_length=35)
-    phone: str | None = None
-    email: str | None = Field(default=None, max_length=320)
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    timezone: Zone | None = None
+    locale: str | None = Field(default=None, max_length=35, pattern=LOCALE_PATTERN)
+    phone: str | None = Field(default=None, max_length=32, pattern=PHONE_PATTERN)
+    """E.164 or a national format `phonenumbers` can read; stored as E.164."""
+    email: str | None = Field(
+        default=None, max_length=320, json_schema_extra={"pattern": EMAIL_PATTERN}
+    )
+    attributes: FreeForm = Field(default_factory=dict)
 
 
 class SubscriptionKeys(BaseModel):
@@ -54,14 +66,31 @@ class WebPushSubscription(BaseModel):
 class DeviceIn(BaseModel):
     """`POST /v1/users/{id}/devices`: a token for ios/android, a subscription for web."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "properties": {"platform": {"const": "web"}},
+                    "required": ["subscription"],
+                },
+                {
+                    "properties": {
+                        "platform": {"enum": ["ios", "android"]},
+                        "token": {"type": "string"},
+                    },
+                    "required": ["token"],
+                },
+            ]
+        },
+    )
 
     platform: Platform
-    token: str | None = Field(default=None, min_length=1, max_length=4096)
+    token: str | None = Field(default=None, min_length=1, max_length=4096, pattern=r"\S")
     subscription: WebPushSubscription | None = None
-    app_id: str | None = Field(default=None, max_length=255)
-    locale: str | None = Field(default=None, max_length=35)
-    timezone: str | None = None
+    app_id: str | None = text(255, default=None)
+    locale: str | None = Field(default=None, max_length=35, pattern=LOCALE_PATTERN)
+    timezone: Zone | None = None
 
     @model_validator(mode="after")
     def _address(self) -> DeviceIn:
@@ -81,8 +110,8 @@ class ConsentIn(BaseModel):
     topic: str = Field(default="marketing", min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
     state: Literal["subscribed", "unsubscribed", "pending"]
     source: Literal["api", "sms_keyword", "form", "import", "device"] = "api"
-    evidence: str | None = Field(default=None, max_length=2000)
-    actor: str | None = Field(default=None, max_length=255)
+    evidence: CleanText | None = text(2000, default=None)
+    actor: CleanText | None = text(255, default=None)
 
 
 # -- responses ---------------------------------------------------------------------------

@@ -8,71 +8,39 @@ no lone surrogates, finite numbers, bounded lengths, timestamps between 1970 and
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+from schemas.fields import CleanText, FreeForm, Timestamp, check_storable, text
 
-
-def check_storable(value: Any, where: str) -> None:
-    """Refuse what JSON columns cannot hold: NUL characters, lone surrogates (not UTF-8)
-    and non-finite numbers."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{where}: text may not contain NUL characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{where}: text must be valid Unicode (a lone surrogate?)") from None
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{where}: numbers must be finite")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            check_storable(key, where)
-            check_storable(item, where)
-    elif isinstance(value, list):
-        for item in value:
-            check_storable(item, where)
-
-
-def _utc(value: datetime) -> datetime:
-    """An offset-less time is UTC (as Segment reads it); out-of-range times are refused."""
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    try:
-        moment = aware.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("timestamps must lie between 1970 and 2200") from None
-    if not EARLIEST <= moment < LATEST:
-        raise ValueError("timestamps must lie between 1970 and 2200")
-    return moment
+__all__ = ["check_storable"]  # (re-exported: the profile checks share it)
 
 
 def _none_if_blank(value: Any) -> Any:
     return None if value == "" else value
 
 
-Timestamp = Annotated[datetime, AfterValidator(_utc)]
-"""An ISO 8601 time; without an offset it is UTC; always returned in UTC."""
-OptionalId = Annotated[str | None, BeforeValidator(_none_if_blank), Field(max_length=255)]
+OptionalId = Annotated[
+    Annotated[CleanText, text(255, min_length=1)] | None,
+    BeforeValidator(_none_if_blank),
+]
+# Every call names its user: a userId, an anonymousId, or both (the schema says so too).
+_IDENTITY: JsonDict = {
+    "anyOf": [
+        {"required": [name], "properties": {name: {"type": "string"}}}
+        for name in ("userId", "anonymousId")
+    ]
+}
 
 
 class SegmentCall(BaseModel):
     """Fields every Segment call has. Unknown fields are kept (Segment's clients add
     `channel`, `integrations`, `_metadata`, ...)."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
+    model_config = ConfigDict(populate_by_name=True, extra="allow", json_schema_extra=_IDENTITY)
 
     user_id: OptionalId = Field(default=None, alias="userId")
     anonymous_id: OptionalId = Field(default=None, alias="anonymousId")
@@ -80,8 +48,8 @@ class SegmentCall(BaseModel):
     timestamp: Timestamp | None = None
     original_timestamp: Timestamp | None = Field(default=None, alias="originalTimestamp")
     sent_at: Timestamp | None = Field(default=None, alias="sentAt")
-    context: dict[str, Any] = Field(default_factory=dict)
-    integrations: dict[str, Any] = Field(default_factory=dict)
+    context: FreeForm = Field(default_factory=dict)
+    integrations: FreeForm = Field(default_factory=dict)
     write_key: str | None = Field(default=None, alias="writeKey", max_length=255)
 
     @model_validator(mode="before")
@@ -119,8 +87,8 @@ class TrackCall(SegmentCall):
     """`POST /v1/track`: something the user did."""
 
     type: Literal["track"] = "track"
-    event: str = Field(min_length=1, max_length=200)
-    properties: dict[str, Any] = Field(default_factory=dict)
+    event: CleanText = text(200, min_length=1)
+    properties: FreeForm = Field(default_factory=dict)
 
     def event_name(self) -> str:
         return self.event
@@ -134,7 +102,7 @@ class IdentifyCall(SegmentCall):
     RudderStack's clients send them) when there are none at the root."""
 
     type: Literal["identify"] = "identify"
-    traits: dict[str, Any] = Field(default_factory=dict)
+    traits: FreeForm = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _context_traits(self) -> IdentifyCall:
@@ -151,9 +119,9 @@ class IdentifyCall(SegmentCall):
 
 
 class _Viewed(SegmentCall):
-    name: str | None = Field(default=None, max_length=200)
-    category: str | None = Field(default=None, max_length=200)
-    properties: dict[str, Any] = Field(default_factory=dict)
+    name: CleanText | None = text(200, default=None)
+    category: CleanText | None = text(200, default=None)
+    properties: FreeForm = Field(default_factory=dict)
 
     def event_properties(self) -> dict[str, Any]:
         named = {k: v for k, v in (("name", self.name), ("category", self.category)) if v}
@@ -182,8 +150,8 @@ class GroupCall(SegmentCall):
     """`POST /v1/group`: the user's company or team; its traits go on the profile."""
 
     type: Literal["group"] = "group"
-    group_id: str = Field(alias="groupId", min_length=1, max_length=255)
-    traits: dict[str, Any] = Field(default_factory=dict)
+    group_id: CleanText = text(255, min_length=1, alias="groupId")
+    traits: FreeForm = Field(default_factory=dict)
 
     def event_name(self) -> str:
         return "Group"
@@ -197,7 +165,7 @@ class AliasCall(SegmentCall):
     `userId`; what Nudge holds under the previous id moves to the user."""
 
     type: Literal["alias"] = "alias"
-    previous_id: str = Field(alias="previousId", min_length=1, max_length=255)
+    previous_id: CleanText = text(255, min_length=1, alias="previousId")
 
     @model_validator(mode="after")
     def _needs_user(self) -> AliasCall:
@@ -233,7 +201,7 @@ class BatchCall(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="allow")
 
     batch: list[dict[str, Any]] = Field(min_length=1, max_length=2500)
-    context: dict[str, Any] = Field(default_factory=dict)
+    context: FreeForm = Field(default_factory=dict)
     sent_at: Timestamp | None = Field(default=None, alias="sentAt")
     write_key: str | None = Field(default=None, alias="writeKey", max_length=255)
 

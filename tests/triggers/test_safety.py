@@ -25,6 +25,7 @@ from tests.harness import Stack, eventually
 from tests.journeys import TEST_JOURNEYS
 from tests.kit.processes import start_worker, worker_env
 from tests.peers.apns import ApnsPeer
+from tests.peers.tcp_proxy import TcpProxy
 
 KEYS = f"k1:{generate_key()}"
 
@@ -146,3 +147,32 @@ async def test_a_send_whose_worker_died_mid_call_follows_the_unknown_outcome_pol
                 assert message["status"] == "sent" and message["attempts"] == 2
                 assert [r.status for r in tried] == [0, 200]
                 assert {r.headers["apns-id"] for r in tried} == {apns_id_for(message["id"])}
+
+
+async def test_postgres_down_is_a_503_with_retry_after_and_nothing_is_lost(
+    postgres_url: str, temporal_client: Client, task_queue: str
+) -> None:
+    base, _, schema = postgres_url.partition("#schema=")
+    async with TcpProxy(5432) as proxy:
+        through = base.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}") + f"#schema={schema}"
+        async with Stack(
+            database_url=through, client=temporal_client, task_queue=task_queue, run_worker=False
+        ) as s:
+            await s.track("pat", "Before", messageId="before-1")
+            await proxy.cut()
+            down = await s.http.post("/v1/track", json={"userId": "pat", "event": "During"})
+            assert down.status_code == 503, down.text
+            assert down.headers["content-type"] == "application/problem+json"
+            assert int(down.headers["retry-after"]) > 0
+            ready = await s.http.get("/readyz")
+            assert ready.status_code == 503 and not ready.json()["checks"]["database"]["ok"]
+            assert (await s.http.get("/healthz")).status_code == 200  # alive, just not ready
+            await proxy.restore()
+
+            async def back() -> bool:
+                answer = await s.http.post("/v1/track", json={"userId": "pat", "event": "After"})
+                return answer.status_code == 200
+
+            await eventually(back, timeout=30)
+            names = [e["name"] for e in (await s.call("GET", "/v1/users/pat/export"))["events"]]
+            assert names[0] == "Before" and "After" in names

@@ -83,6 +83,7 @@ def create_app(
     @app.get(
         "/readyz",
         tags=["ops"],
+        response_model=ReadyOut,
         responses={503: {"description": "A dependency does not answer", "model": ReadyOut}},
     )
     async def readyz(request: Request) -> JSONResponse:

@@ -15,6 +15,7 @@ from engine.observability.metrics import EVENTS_REJECTED
 from engine.store.users import ProfileError
 from schemas.api import FieldError
 from schemas.api import Problem as ProblemDocument
+from schemas.fields import STORABLE_MARK, STORABLE_SCHEMAS
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ TRACKING_PATHS = frozenset(
 )
 COMPONENTS = "#/components/schemas/"
 _MEANINGS = {
-    400: "A parameter is not valid",
+    400: "A parameter or the body is not valid (e.g. not JSON)",
     401: "No valid API key",
     403: "The key's scope does not allow this route",
     404: "No such resource",
@@ -194,15 +195,31 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized"}.get(
-            exc.status_code, "http-error"
-        )
+        slug = {
+            400: "bad-request",
+            404: "not-found",
+            405: "method-not-allowed",
+            401: "unauthorized",
+        }.get(exc.status_code, "http-error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Every method the path answers, not only the ones of the route that matched.
+            headers["Allow"] = ", ".join(_methods_of(app, request.url.path))
         return problem_response(
-            Problem(exc.status_code, slug, str(exc.detail), headers=getattr(exc, "headers", None)),
+            Problem(exc.status_code, slug, str(exc.detail), headers=headers or None),
             request.url.path,
         )
 
     _document_problems(app)
+
+
+def _methods_of(app: FastAPI, path: str) -> list[str]:
+    methods: set[str] = set()
+    for route in app.routes:
+        matcher = getattr(route, "path_regex", None)
+        if matcher is not None and matcher.match(path):
+            methods |= set(getattr(route, "methods", ()) or ())
+    return sorted(methods)
 
 
 def _document_problems(app: FastAPI) -> None:
@@ -230,10 +247,44 @@ def _document_problems(app: FastAPI) -> None:
         )
         schemas.update(problem.pop("$defs", {}))
         schemas["Problem"] = problem
+        schemas.update(STORABLE_SCHEMAS)
+        _point_at_storable(document)
+        _document_everywhere(document)
         _document_security(app, document)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_everywhere(document: dict[str, Any]) -> None:
+    """Answers any route can give: 400 for a body that is not JSON, 503 while the database
+    cannot be reached (on every route that reads it, i.e. all of `/v1`)."""
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            responses = operation["responses"]
+            needed = []
+            if "requestBody" in operation:
+                needed.append(400)
+            if path.startswith("/v1/"):
+                needed.append(503)
+            for status, response in problem_responses(*needed).items():
+                responses.setdefault(str(status), response)
+
+
+def _point_at_storable(node: Any) -> None:
+    """Free-form JSON fields (`schemas.fields.FreeForm`) refer to the recursive component."""
+    if isinstance(node, dict):
+        for key, value in list(node.items()):
+            if isinstance(value, dict) and value.get(STORABLE_MARK):
+                node[key] = {"$ref": COMPONENTS + "StorableObject"}
+            else:
+                _point_at_storable(value)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            if isinstance(value, dict) and value.get(STORABLE_MARK):
+                node[index] = {"$ref": COMPONENTS + "StorableObject"}
+            else:
+                _point_at_storable(value)
 
 
 def _document_security(app: FastAPI, document: dict[str, Any]) -> None:
