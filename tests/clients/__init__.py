@@ -1,0 +1,1 @@
+"""Official Segment-protocol client libraries, driven unmodified against a local server."""
