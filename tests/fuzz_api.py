@@ -2,7 +2,7 @@
 once with a source key (what an app holds) and once with an admin key: no input may get a
 5xx, every answer must match the documented status codes, media types and schemas.
 
-    python -m tests.fuzz_api [--max-examples N] [--seed S]
+    python -m tests.fuzz_api [--max-examples N] [--seed S] [--phases P,Q] [--only PATH_REGEX]
 
 Run by `.ci/run` after the suite (it takes a few minutes: a few thousand cases). It serves
 the real API (uvicorn on 127.0.0.1, a free port) on Postgres (database `test`, a schema of
@@ -109,6 +109,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-examples", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--phases",
+        # The coverage phase of schemathesis 4.32 fails in its own generator (hypothesis'
+        # lambda-source cache: "AST constructor recursion depth mismatch"), not on an answer
+        # of ours; run it by hand with `--phases coverage` and read past those errors.
+        default="examples,fuzzing,stateful",
+    )
+    parser.add_argument("--only", help="a regular expression: fuzz only the paths it matches")
     args = parser.parse_args()
     schema = f"nudge_fuzz_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     temporal_port = _free_port()
@@ -158,6 +166,9 @@ def main() -> None:
                     "--no-color",
                     "--workers",
                     "2",
+                    "--phases",
+                    args.phases,
+                    *(["--include-path-regex", args.only] if args.only else []),
                 ],
                 check=False,
             )

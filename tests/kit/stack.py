@@ -171,7 +171,24 @@ class Stack:
             runs = await self.runs(user)
             return runs if sum(r["status"] != "open" for r in runs) >= count else None
 
-        return await eventually(closed, timeout=timeout)
+        try:
+            return await eventually(closed, timeout=timeout)
+        except AssertionError as failed:
+            raise AssertionError(f"{failed}; runs of {user}: {await self._where(user)}") from None
+
+    async def _where(self, user: str) -> list[str]:
+        """Where each run of the user is (for failure messages): status, step, outcome."""
+        found = []
+        for run in await self.runs(user):
+            step = run.get("step")
+            if run["status"] == "open":
+                try:
+                    state = await self.handle(run).query("state", rpc_timeout=timedelta(seconds=5))
+                    step = state["step"]
+                except Exception as exc:  # a query needs a worker; the row still helps
+                    step = f"? ({type(exc).__name__})"
+            found.append(f"{run['workflow_id']} {run['status']} {step} {run.get('outcome')}")
+        return found
 
     async def wait_runs(
         self, user: str, *, count: int = 1, timeout: float = DEADLINE

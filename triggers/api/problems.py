@@ -176,8 +176,12 @@ def install(app: FastAPI) -> None:
         if not unreachable(exc):
             # A query the database refused for its data (too long, out of range): the
             # caller's input, not the server's fault.
+            cause = (exc.orig.__cause__ if exc.orig is not None else None) or exc.orig
             log.warning(
-                "database refused a request on %s: %s", request.url.path, type(exc.orig).__name__
+                "database refused a request on %s: %s (SQLSTATE %s)",
+                request.url.path,
+                type(cause).__name__,
+                getattr(cause, "sqlstate", None) or getattr(exc.orig, "sqlstate", "?"),
             )
             return problem_response(
                 Problem(422, "unstorable", "The request holds a value the database cannot store"),

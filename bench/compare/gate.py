@@ -1,0 +1,146 @@
+"""gate: send decisions per second, for one hot user and spread over many, in this
+process on Postgres (no Temporal).
+
+nudge: `engine.delivery.Deliverer.deliver` (the delivery activity's body: the gate
+transaction that locks the user's row, checks consent and the cap, reserves the message
+rows, then the console send and its bookkeeping transaction) under a push cap. bare: per
+decision, one asyncpg transaction of `SELECT ... FOR UPDATE` on the user's row and an
+`INSERT INTO messages`. Both launch every call at once and are bounded by a pool of the
+same size (Nudge's engine: 10 + 20 overflow; asyncpg: max 30).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+from bench._common import PEOPLE, TEST_TEMPLATES, bench_context, console_providers, truncate
+from bench.compare import nudge
+from bench.compare.bare import bare_decision, bare_pool
+from bench.compare.report import Measure, Result, Values, run_pairs
+from engine.app.journeys import template_store
+from engine.config.nudge_toml import NudgeConfig
+from engine.context import Context
+from engine.delivery import Deliverer
+from schemas.common import Channel
+from schemas.events import JourneyEvent
+from schemas.journeys import DeliverRequest
+
+CAP = {"channel": "push", "limit": 3, "per": "1h"}
+
+
+HOT = "gate-hot"
+
+
+def _plan(ids: dict[str, str], hot: int, spread: int) -> dict[str, list[tuple[str, str]]]:
+    """(user name, idempotency key) per decision: `hot` for the user `HOT`, `spread`
+    round-robin over the others."""
+    others = sorted(name for name in ids if name != HOT)
+    return {
+        "hot": [(HOT, f"hot/{i}") for i in range(hot)],
+        "spread": [(others[i % len(others)], f"spread/{i}") for i in range(spread)],
+    }
+
+
+async def _timed_all(
+    variant: str, calls: Sequence[Callable[[], Awaitable[object]]], into: Values
+) -> list[object]:
+    """Run every call at once; record decisions/s and this process's CPU per decision."""
+    cpu, started = time.process_time(), time.perf_counter()
+    outcomes = list(await asyncio.gather(*(call() for call in calls)))
+    into[f"{variant} decisions/s"] = len(calls) / (time.perf_counter() - started)
+    into[f"{variant} CPU"] = (time.process_time() - cpu) / len(calls) * 1000
+    return outcomes
+
+
+async def bare_side(context: Context, ids: dict[str, str], *, hot: int, spread: int) -> Values:
+    await truncate(context, keep=PEOPLE)
+    values: Values = {}
+    async with bare_pool(context.settings.database_schema or "") as pool:
+        for variant, plan in _plan(ids, hot, spread).items():
+            calls = [(lambda u=u, k=k: bare_decision(pool, user_id=ids[u], key=k)) for u, k in plan]
+            await _timed_all(variant, calls, values)
+    return values
+
+
+async def nudge_side(context: Context, ids: dict[str, str], *, hot: int, spread: int) -> Values:
+    await truncate(context, keep=PEOPLE)
+    providers = console_providers()
+    await providers.start()
+    values: Values = {}
+    try:
+        deliverer = Deliverer(
+            sessions=context.sessions,
+            config=context.config,
+            providers=providers,
+            templates=template_store(TEST_TEMPLATES),
+        )
+        for variant, plan in _plan(ids, hot, spread).items():
+            calls = [(lambda u=u, k=k: deliverer.deliver(_request(ids[u], k))) for u, k in plan]
+            outcomes = await _timed_all(variant, calls, values)
+            statuses = Counter(_status(o) for o in outcomes)
+            values[f"{variant} sent"] = float(statuses["sent"])
+    finally:
+        await providers.close()
+    return values
+
+
+def _status(outcome: object) -> str:
+    result = getattr(outcome, "result", None)
+    return str(result.status) if result is not None else "deferred"
+
+
+def _request(user_id: str, key: str) -> DeliverRequest:
+    """What `t_keyed`'s send asks for (template "keyed", push)."""
+    return DeliverRequest(
+        idempotency_key=f"bench/{key}",
+        user_id=user_id,
+        journey="t_keyed",
+        workflow_id=f"bench/{key}",
+        step="keyed",
+        template="keyed",
+        channel=Channel.PUSH,
+        entry_event=JourneyEvent(
+            message_id=f"bench-{key}",
+            name="Cart Touched",
+            properties={"cart_id": key},
+            timestamp=datetime.now(UTC),
+        ),
+    )
+
+
+async def gate(pairs: int, *, hot: int, spread: int, users: int) -> Result:
+    result = Result(
+        name="gate",
+        method=(
+            f"{hot} decisions for one user, then {spread} spread round-robin over {users}"
+            " users (each with an iOS device, made once), every call launched at once, bounded by a"
+            " 30-connection pool on both sides; cap "
+            f"{CAP['limit']} push/{CAP['per']}. nudge: Deliverer.deliver (gate transaction +"
+            " reservation + console send + its bookkeeping transaction). bare: asyncpg"
+            " transaction SELECT ... FROM users WHERE id=$1 FOR UPDATE + INSERT INTO"
+            " messages. Message tables emptied before each sample. Ratio"
+            " nudge/bare of decisions/s."
+        ),
+        measures=[
+            Measure("hot decisions/s", "decisions/s, one user", True, 0.5),
+            Measure("spread decisions/s", f"decisions/s, {users} users", True, 0.5),
+            Measure("hot CPU", "ms of this process's CPU per decision", False),
+            Measure("spread CPU", "ms of this process's CPU per decision", False),
+            Measure("hot sent", "sent (the rest capped)", True),
+            Measure("spread sent", "sent (the rest capped)", True),
+        ],
+    )
+    config = NudgeConfig.model_validate({"caps": [CAP]})
+    async with bench_context(config=config) as context:
+        names = [HOT, *(f"gate-{i}" for i in range(users))]
+        ids = await nudge.users_with_devices(context, names)
+        return await run_pairs(
+            result,
+            pairs,
+            lambda i: bare_side(context, ids, hot=hot, spread=spread),
+            lambda i: nudge_side(context, ids, hot=hot, spread=spread),
+        )

@@ -1,0 +1,187 @@
+"""route-burst, route-backlog, route-open-runs: trigger events into Temporal, no worker.
+
+No worker runs on either side: routing ends when Temporal has accepted the
+signal-with-start, so a worker would only compete for the two cores. Every sample gets a
+fresh dev server (accumulated state slows it) and, on the Nudge side, emptied tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from temporalio.client import Client
+
+from bench._common import (
+    DevServer,
+    bench_context,
+    cpu_seconds,
+    scalar,
+    temporal_server,
+    truncate,
+)
+from bench.compare import bare_journey as bare
+from bench.compare import nudge
+from bench.compare.report import Measure, Result, Values, run_pairs
+from engine.context import Context
+from triggers.router import BATCH, CONCURRENCY
+
+ROUTE_LIMIT = 600.0  # seconds: give up routing a sample after this long
+
+RATE = Measure("routed/s", "events/s", higher_is_better=True, target=0.8)
+DETAILS = [
+    Measure("bench CPU", "ms/event (router or bare client, this process)", False),
+    Measure("server CPU", "ms/event (dev server)", False),
+]
+
+
+async def bare_route(count: int, *, prefix: str) -> Values:
+    """`count` signal-with-starts of a new `BareJourney` each, `BATCH` at a time with at
+    most `CONCURRENCY` in flight, as the router groups its calls."""
+    async with temporal_server() as server:
+        client = await Client.connect(server.target)  # the default converter: bare
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def start(i: int) -> None:
+            event = {
+                "message_id": f"{prefix}-{i}",
+                "name": "Cart Touched",
+                "properties": {"cart_id": f"c{i}"},
+                "timestamp": datetime.now(UTC).isoformat(),
+            }
+            async with limit:
+                await client.start_workflow(
+                    bare.WORKFLOW,
+                    bare.BareEntry(event=event),
+                    id=f"bare/{prefix}/{i}",
+                    task_queue=nudge.TASK_QUEUE,
+                    start_signal=bare.EVENT_SIGNAL,
+                    start_signal_args=[event],
+                )
+
+        return await _timed(server, count, _in_batches(start, count))
+
+
+async def _in_batches(start: Callable[[int], Awaitable[None]], count: int) -> None:
+    for first in range(0, count, BATCH):
+        await asyncio.gather(*(start(i) for i in range(first, min(first + BATCH, count))))
+
+
+async def nudge_route(
+    context: Context, server: DevServer, count: int, *, expect_routed: int | None = None
+) -> Values:
+    """Time `Router.route_pending()` until `count` events are routed (the events are in
+    the outbox already)."""
+
+    async def drain() -> None:
+        router = nudge.router(context, server)
+        routed = 0
+        deadline = time.perf_counter() + ROUTE_LIMIT
+        while routed < count and time.perf_counter() < deadline:
+            routed += await router.route_pending()
+            if routed < count:
+                await asyncio.sleep(0.05)  # an event waits for a retry: let it come due
+        if routed < count:
+            raise TimeoutError(f"routed {routed} of {count} in {ROUTE_LIMIT:.0f}s")
+
+    values = await _timed(server, count, drain())
+    left = int(await scalar(context, "SELECT count(*) FROM events WHERE routed_at IS NULL"))
+    values["left unrouted"] = float(left)
+    return values
+
+
+async def _timed(server: DevServer, count: int, work: Awaitable[None]) -> Values:
+    here, there = time.process_time(), cpu_seconds(server.pid)
+    started = time.perf_counter()
+    await work
+    wall = time.perf_counter() - started
+    return {
+        "routed/s": count / wall,
+        "bench CPU": (time.process_time() - here) / count * 1000,
+        "server CPU": (cpu_seconds(server.pid) - there) / count * 1000,
+    }
+
+
+async def route_fresh(context: Context, count: int, *, prefix: str) -> Values:
+    """Nudge: empty tables, `count` "Cart Touched" events (each its own user and cart) in
+    the outbox via `accept`, a fresh dev server, then the timed routing."""
+    await truncate(context)
+    await nudge.accept_all(context, [nudge.touch(f"{prefix}-{i}", f"c{i}") for i in range(count)])
+    async with temporal_server() as server:
+        return await nudge_route(context, server, count)
+
+
+async def route_burst(pairs: int, count: int, *, name: str, target: float = 0.8) -> Result:
+    result = Result(
+        name=name,
+        method=(
+            f"{count} trigger events, each its own user and cart. bare: {count}"
+            f" signal-with-starts of an empty workflow, {BATCH} per batch, {CONCURRENCY} in"
+            " flight (triggers/router.py BATCH, CONCURRENCY). nudge: the events stored with"
+            " engine.store.outbox.accept, then Router.route_pending() timed until all are"
+            " routed. No worker on either side; a fresh dev server per sample. Ratio"
+            " nudge/bare of routed/s."
+        ),
+        measures=[RATE, *DETAILS],
+    )
+    async with bench_context() as context:
+        return await run_pairs(
+            result,
+            pairs,
+            lambda i: bare_route(count, prefix=f"b{i}"),
+            lambda i: route_fresh(context, count, prefix=f"n{i}"),
+        )
+
+
+OPEN_PER_USER = 2  # one t_order and one t_sequence run each
+
+
+async def route_open_runs(pairs: int, count: int, open_runs: int) -> Result:
+    """Nudge against itself: a burst for users with no runs (fresh tables and server)
+    versus a burst for users who each have open runs, with `open_runs` open in all."""
+    pool = max(open_runs // OPEN_PER_USER, count * pairs)
+    result = Result(
+        name="route-open-runs",
+        method=(
+            f"Nudge only. first: route-burst's Nudge side ({count} events, fresh tables and"
+            f" server). second: {open_runs} open runs over {pool} users (one t_order, keyed,"
+            " and one t_sequence run each; neither listens to 'Cart Touched' nor to the"
+            " other's trigger), made once by storing their triggers with accept and routing"
+            " them (no worker, so they stay open); each sample then routes"
+            f" {count} 'Cart Touched' events for {count} of those users not used before, the"
+            " server and tables kept (so they hold the earlier samples' runs too). Ratio"
+            " with/without open runs of routed/s."
+        ),
+        measures=[RATE, *DETAILS],
+        sides=("no open runs", f"{open_runs} open"),
+    )
+    async with bench_context() as empty, bench_context() as loaded, temporal_server() as server:
+        started = time.perf_counter()
+        # Event j goes to user j % pool: a router batch spans many users, as a stream would.
+        await nudge.accept_all(
+            loaded,
+            [nudge.opener(f"open-{j % pool}", j // pool) for j in range(open_runs)],
+        )
+        stored = time.perf_counter()
+        made = await nudge_route(loaded, server, open_runs)
+        held = int(await scalar(loaded, "SELECT count(*) FROM journey_runs WHERE status = 'open'"))
+        result.lines.append(
+            f"setup: {open_runs} events stored in {stored - started:.0f} s, routed at"
+            f" {made['routed/s']:.0f}/s ({time.perf_counter() - stored:.0f} s);"
+            f" {held} runs open"
+        )
+        print(f"  [route-open-runs] {result.lines[-1]}", flush=True)
+
+        async def with_open(i: int) -> Values:
+            users = range(i * count, (i + 1) * count)
+            await nudge.accept_all(loaded, [nudge.touch(f"open-{u}", f"c-{i}-{u}") for u in users])
+            return await nudge_route(loaded, server, count)
+
+        return await run_pairs(
+            result,
+            pairs,
+            lambda i: route_fresh(empty, count, prefix=f"n{i}"),
+            with_open,
+        )
