@@ -21,6 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,9 @@ from engine.store.migrate import upgrade
 from engine.store.models import Base
 from engine.store.session import make_engine
 from engine.temporal.client import SEARCH_ATTRIBUTES, data_converter, temporal_binary
+from schemas.common import Channel
+from schemas.events import JourneyEvent
+from schemas.journeys import DeliverRequest
 
 POSTGRES_URL = os.environ.get(
     "NUDGE_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -298,6 +302,25 @@ def count_core_warnings() -> Counter[str]:
 def print_core_warnings(counts: Counter[str]) -> None:
     for kind, n in counts.most_common(5):
         print(f"  Temporal SDK warnings x{n}: {kind}")
+
+
+def keyed_request(user_id: str, key: str, *, step: str = "keyed") -> DeliverRequest:
+    """What `t_keyed`'s send asks of the delivery activity (template "keyed", push)."""
+    return DeliverRequest(
+        idempotency_key=f"bench/{key}",
+        user_id=user_id,
+        journey="t_keyed",
+        workflow_id=f"bench/{key}",
+        step=step,
+        template="keyed",
+        channel=Channel.PUSH,
+        entry_event=JourneyEvent(
+            message_id=f"bench-{key}",
+            name="Cart Touched",
+            properties={"cart_id": key},
+            timestamp=datetime.now(UTC),
+        ),
+    )
 
 
 def console_providers() -> Providers:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import socket
 import sys
 import time
@@ -46,6 +45,7 @@ from bench._common import (
     describe,
     print_core_warnings,
     scalar,
+    stop_process,
     temporal_server,
     wait_for,
 )
@@ -63,7 +63,7 @@ async def _serve(fd: int, schema: str, temporal: str | None, task_queue: str) ->
     """Child process: serve the API on the inherited listening socket `fd` until SIGTERM."""
     import uvicorn
 
-    from tests.journeys import TKeyed
+    from tests.journeys_keyed import TKeyed
     from triggers.api.app import create_app
     from triggers.router import Router
 
@@ -122,13 +122,7 @@ async def api_process(
             (await http.get("/healthz", timeout=60)).raise_for_status()
         yield base
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(proc)
 
 
 # -- the load ----------------------------------------------------------------------------
@@ -209,7 +203,7 @@ async def run(args: argparse.Namespace) -> None:
         temporal = None
         warnings = count_core_warnings()
         if args.route:
-            from tests.journeys import TKeyed
+            from tests.journeys_keyed import TKeyed
 
             env = await stack.enter_async_context(temporal_server())
             temporal = env.target

@@ -25,7 +25,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -38,6 +37,7 @@ from bench._common import (
     console_providers,
     count_core_warnings,
     describe,
+    keyed_request,
     print_core_warnings,
     scalar,
     temporal_server,
@@ -47,11 +47,10 @@ from engine.app.journeys import template_store
 from engine.config.nudge_toml import NudgeConfig
 from engine.delivery import Deliverer
 from engine.store.users import find_user
-from schemas.common import Channel, SendStatus
-from schemas.events import JourneyEvent
+from schemas.common import SendStatus
 from schemas.journeys import DeliverRequest
 from tests.harness import Stack
-from tests.journeys import TKeyed
+from tests.journeys_keyed import TKeyed
 
 BATCH = 500  # events per /v1/batch request (the API allows 1000)
 
@@ -180,7 +179,7 @@ async def gate_alone(s: Stack, config: NudgeConfig, calls: int) -> None:
             async with s.context.sessions() as db:
                 found = await find_user(db, external_id=user)
             assert found is not None
-            requests = [_request(found.id, f"{user}/{i}") for i in range(calls)]
+            requests = [keyed_request(found.id, f"{user}/{i}", step="send-1") for i in range(calls)]
             started = time.perf_counter()
             if mode == "one at a time":
                 results = [await _timed(deliverer, r) for r in requests]
@@ -203,24 +202,6 @@ async def _timed(deliverer: Deliverer, request: DeliverRequest) -> tuple[str, fl
     outcome = await deliverer.deliver(request)
     status = outcome.result.status if outcome.result is not None else "deferred"
     return str(status), time.perf_counter() - begun
-
-
-def _request(user_id: str, key: str) -> DeliverRequest:
-    return DeliverRequest(
-        idempotency_key=f"bench/{key}",
-        user_id=user_id,
-        journey="t_keyed",
-        workflow_id=f"bench/{key}",
-        step="send-1",
-        template="keyed",
-        channel=Channel.PUSH,
-        entry_event=JourneyEvent(
-            message_id=f"bench-{key}",
-            name="Cart Touched",
-            properties={"cart_id": key},
-            timestamp=datetime.now(UTC),
-        ),
-    )
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -2,7 +2,9 @@
 
 Their templates are in `tests/templates/<journey>/` (`tests.kit.Stack` loads them; give
 `templates=kit_templates()` to the time-skipping kit). The workflow sandbox imports this
-module: it imports only what a journey may.
+module: it imports only what a journey may. `t_keyed`, the journey the benchmarks run, has
+a module of its own (`tests.journeys_keyed`): the sandbox re-imports the module of a
+journey for every run, so a run pays for every journey its module defines.
 Waits that a test answers are long (an hour): a test waits for the run to reach the step,
 then sends the event, so nothing depends on how fast the machine is.
 """
@@ -25,6 +27,7 @@ from engine import (
 )
 from engine.durations import Duration
 from engine.journey import Journeys, registry
+from tests.journeys_keyed import TKeyed
 
 
 class SequenceSettings(JourneySettings):
@@ -106,25 +109,6 @@ class TOrder(Journey[SequenceSettings]):
         await self.sleep(self.settings.pause)
         await self.send("order_update", channel=Channel.PUSH)
         return self.finish("updated")
-
-
-class KeyedSettings(JourneySettings):
-    hold: Duration = timedelta(seconds=0)
-    channel: Channel = Channel.PUSH
-    transactional: bool = False
-
-
-@journey(trigger="Cart Touched", key="cart_id", reentry=ALWAYS, name="t_keyed")
-class TKeyed(Journey[KeyedSettings]):
-    """One run per (user, cart): optionally holds, then sends once."""
-
-    @workflow.run
-    async def run(self, entry: JourneyEntry) -> JourneyResult:
-        await self.sleep(self.settings.hold)
-        result = await self.send(
-            "keyed", channel=self.settings.channel, transactional=self.settings.transactional
-        )
-        return self.finish(f"{result.status}:{result.reason}")
 
 
 @journey(

@@ -15,9 +15,15 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 
-from bench._common import PEOPLE, TEST_TEMPLATES, bench_context, console_providers, truncate
+from bench._common import (
+    PEOPLE,
+    TEST_TEMPLATES,
+    bench_context,
+    console_providers,
+    keyed_request,
+    truncate,
+)
 from bench.compare import nudge
 from bench.compare.bare import bare_decision, bare_pool
 from bench.compare.report import Measure, Result, Values, run_pairs
@@ -25,14 +31,14 @@ from engine.app.journeys import template_store
 from engine.config.nudge_toml import NudgeConfig
 from engine.context import Context
 from engine.delivery import Deliverer
-from schemas.common import Channel
-from schemas.events import JourneyEvent
-from schemas.journeys import DeliverRequest
 
 CAP = {"channel": "push", "limit": 3, "per": "1h"}
 
 
 HOT = "gate-hot"
+IN_FLIGHT = 30
+"""Calls in flight at once on either side: the size of Nudge's database pool (10 + 20
+overflow), as a worker's activities share it; more only queue on the pool."""
 
 
 def _plan(ids: dict[str, str], hot: int, spread: int) -> dict[str, list[tuple[str, str]]]:
@@ -48,9 +54,16 @@ def _plan(ids: dict[str, str], hot: int, spread: int) -> dict[str, list[tuple[st
 async def _timed_all(
     variant: str, calls: Sequence[Callable[[], Awaitable[object]]], into: Values
 ) -> list[object]:
-    """Run every call at once; record decisions/s and this process's CPU per decision."""
+    """Run the calls, `IN_FLIGHT` at a time; record decisions/s and this process's CPU per
+    decision."""
+    limit = asyncio.Semaphore(IN_FLIGHT)
+
+    async def one(call: Callable[[], Awaitable[object]]) -> object:
+        async with limit:
+            return await call()
+
     cpu, started = time.process_time(), time.perf_counter()
-    outcomes = list(await asyncio.gather(*(call() for call in calls)))
+    outcomes = list(await asyncio.gather(*(one(call) for call in calls)))
     into[f"{variant} decisions/s"] = len(calls) / (time.perf_counter() - started)
     into[f"{variant} CPU"] = (time.process_time() - cpu) / len(calls) * 1000
     return outcomes
@@ -79,7 +92,9 @@ async def nudge_side(context: Context, ids: dict[str, str], *, hot: int, spread:
             templates=template_store(TEST_TEMPLATES),
         )
         for variant, plan in _plan(ids, hot, spread).items():
-            calls = [(lambda u=u, k=k: deliverer.deliver(_request(ids[u], k))) for u, k in plan]
+            calls = [
+                (lambda u=u, k=k: deliverer.deliver(keyed_request(ids[u], k))) for u, k in plan
+            ]
             outcomes = await _timed_all(variant, calls, values)
             statuses = Counter(_status(o) for o in outcomes)
             values[f"{variant} sent"] = float(statuses["sent"])
@@ -91,25 +106,6 @@ async def nudge_side(context: Context, ids: dict[str, str], *, hot: int, spread:
 def _status(outcome: object) -> str:
     result = getattr(outcome, "result", None)
     return str(result.status) if result is not None else "deferred"
-
-
-def _request(user_id: str, key: str) -> DeliverRequest:
-    """What `t_keyed`'s send asks for (template "keyed", push)."""
-    return DeliverRequest(
-        idempotency_key=f"bench/{key}",
-        user_id=user_id,
-        journey="t_keyed",
-        workflow_id=f"bench/{key}",
-        step="keyed",
-        template="keyed",
-        channel=Channel.PUSH,
-        entry_event=JourneyEvent(
-            message_id=f"bench-{key}",
-            name="Cart Touched",
-            properties={"cart_id": key},
-            timestamp=datetime.now(UTC),
-        ),
-    )
 
 
 async def gate(pairs: int, *, hot: int, spread: int, users: int) -> Result:

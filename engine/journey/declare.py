@@ -77,7 +77,10 @@ def journey(
             listens=tuple(listens),
             max_history=max_history,
         )
-        _check_waits(cls, spec)
+        if not workflow.unsafe.in_sandbox():
+            # The sandbox re-imports a journey's module for every run it starts; the
+            # check (source + ast) ran when the worker first imported it, outside.
+            _check_waits(cls, spec)
         cls.__journey__ = spec
         cls.run = _wrap_run(_find_run(cls))  # type: ignore[attr-defined]
         return workflow.defn(name=journey_name)(cls)

@@ -20,7 +20,7 @@ from engine import ids
 from engine.clock import now
 from engine.observability.metrics import EVENTS_ACCEPTED
 from engine.store.models import Event, User
-from engine.store.rows import for_update, insert_for, insert_ignore
+from engine.store.rows import for_update, insert_ignore, insert_many
 from engine.store.users import (
     Merged,
     ProfileError,
@@ -146,13 +146,15 @@ async def accept(
                 "route_attempts": 0,
             }
         )
-    stmt = (
-        insert_for(session)(Event)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["user_id", "message_id"])
-        .returning(Event.user_id, Event.message_id)
+    inserted = set(
+        await insert_many(
+            session,
+            Event,
+            rows,
+            conflict=["user_id", "message_id"],
+            returning=["user_id", "message_id"],
+        )
     )
-    inserted = {(uid, mid) for uid, mid in await session.execute(stmt)}
     accepted.stored = len(inserted)
     accepted.duplicates = len(rows) - len(inserted)
     fresh = [

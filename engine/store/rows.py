@@ -7,6 +7,7 @@ starts with `BEGIN IMMEDIATE`, see `engine.store.session`), so locking is a no-o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, select, text
@@ -33,6 +34,33 @@ async def insert_ignore(
     )
     result = await session.execute(stmt)
     return bool(getattr(result, "rowcount", 0))
+
+
+async def insert_many(
+    session: AsyncSession,
+    model: type[Base],
+    rows: Sequence[dict[str, Any]],
+    *,
+    conflict: list[str],
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """Insert `rows` (dicts keyed by column name), skipping those that conflict on
+    `conflict`; the `returning` columns of the rows inserted.
+
+    One executemany of one statement, so SQLAlchemy compiles it once (and caches it) and
+    sends the rows in as few multi-row INSERTs as it can ("insertmanyvalues"); building a
+    `VALUES` list of a batch's rows instead costs a fresh compilation per batch, which was
+    most of an ingestion request's CPU.
+    """
+    if not rows:
+        return []
+    table = model.__table__
+    stmt = insert_for(session)(table).on_conflict_do_nothing(index_elements=conflict)
+    if not returning:
+        await session.execute(stmt, list(rows))
+        return []
+    stmt = stmt.returning(*(table.c[name] for name in returning))
+    return [tuple(row) for row in await session.execute(stmt, list(rows))]
 
 
 S = TypeVar("S", bound=Select[*tuple[Any, ...]])

@@ -23,7 +23,7 @@ from engine import ids
 from engine.clock import now
 from engine.store import data_keys, phones
 from engine.store.models import Consent, Device, Event, JourneyRun, Message, User
-from engine.store.rows import insert_for
+from engine.store.rows import insert_many
 from schemas.common import RunStatus
 from schemas.events import check_storable
 
@@ -76,12 +76,12 @@ async def ensure_users(session: AsyncSession, keys: Iterable[str]) -> dict[str, 
             }
             for key in missing
         ]
-        stmt = (
-            insert_for(session)(User)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["external_id"])
-        )
-        created = [uid for (uid,) in await session.execute(stmt.returning(User.id))]
+        created = [
+            uid
+            for (uid,) in await insert_many(
+                session, User, rows, conflict=["external_id"], returning=["id"]
+            )
+        ]
         await data_keys.add_salts(session, user_ids=created)
         found.update(await _ids_for(session, missing))
     return found

@@ -16,7 +16,8 @@ from temporalio.client import Client
 from engine.config.nudge_toml import NudgeConfig
 from engine.store.models import Consent, Event, User
 from engine.testing.pytest_plugin import EnvFactory
-from tests.journeys import TEST_JOURNEYS, TKeyed
+from tests.journeys import TEST_JOURNEYS
+from tests.journeys_keyed import TKeyed
 from tests.kit import Stack, eventually, kit_templates, sent
 from tests.kit.clock import next_local
 
