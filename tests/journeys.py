@@ -25,6 +25,7 @@ from engine import (
 )
 from engine.durations import Duration
 from engine.journey import Journeys, registry
+from engine.journey.triggers import GEOFENCE_EXITED, Entered
 
 
 class SequenceSettings(JourneySettings):
@@ -161,6 +162,17 @@ class TSms(Journey[SmsSettings]):
         return self.finish(
             f"first={first.status} reply={keyword} second={second.status}:{second.reason}"
         )
+
+
+@journey(trigger=Entered("office"), exit_on=(GEOFENCE_EXITED,), reentry=ALWAYS, name="t_place")
+class TPlace(Journey[JourneySettings]):
+    """Started by entering the `office` geofence: one push, then it waits to be left."""
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        await self.send("welcome", channel=Channel.PUSH)
+        await self.sleep(timedelta(days=1))
+        return self.finish(f"entered:{entry.event.properties['geofence']}")
 
 
 TEST_JOURNEYS: Journeys = registry((TSequence, TPair, TSms, TOrder, TOnce, TCool, TKeyed, TSplit))

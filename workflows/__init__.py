@@ -7,10 +7,17 @@ from typing import Any
 
 from engine import Journey
 from workflows.abandoned_cart import AbandonedCart
+from workflows.appointment_reminder import AppointmentReminder
 from workflows.onboarding import Onboarding
 from workflows.sms_double_opt_in import SmsDoubleOptIn
 from workflows.win_back import WinBack
 
-ALL: list[type[Journey[Any]]] = [AbandonedCart, Onboarding, WinBack, SmsDoubleOptIn]
+ALL: list[type[Journey[Any]]] = [
+    AbandonedCart,
+    Onboarding,
+    WinBack,
+    SmsDoubleOptIn,
+    AppointmentReminder,
+]
 
-__all__ = ["ALL", "AbandonedCart", "Onboarding", "SmsDoubleOptIn", "WinBack"]
+__all__ = ["ALL", "AbandonedCart", "AppointmentReminder", "Onboarding", "SmsDoubleOptIn", "WinBack"]

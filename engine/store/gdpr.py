@@ -14,7 +14,7 @@ from temporalio.service import RPCError
 
 from engine import ids
 from engine.clock import now
-from engine.store import data_keys, runs
+from engine.store import data_keys, due, locations, runs
 from engine.store.models import (
     Consent,
     Device,
@@ -78,6 +78,9 @@ async def erase(session: AsyncSession, *, user: User, salt: str) -> None:
     await session.execute(
         update(WebhookEvent).where(WebhookEvent.user_id == user.id).values(payload={})
     )
+    # Where they were, and the entries planned from their data.
+    await locations.forget(session, user_id=user.id)
+    await due.forget(session, user_id=user.id)
     # Crypto-shredding: without the user's salt, nothing Temporal holds about them (inputs,
     # signals, activity payloads, in every history) can be decrypted again.
     await data_keys.shred(session, user_id=user.id)

@@ -1,0 +1,95 @@
+"""The due-trigger sweep's activity: due rows become events, in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from engine import ids
+from engine.config.nudge_toml import NudgeConfig
+from engine.journey import JourneySpec
+from engine.journey.triggers import JOURNEY_PROPERTY, Inactive, OnDate
+from engine.localtime import date_due, parse_date
+from engine.store import due, outbox
+from engine.store.models import DueTrigger, User
+from schemas.triggers import SweepRequest, SweepResult
+
+
+class SweepActivities:
+    """Fires what is due for the journeys this worker runs."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        config: NudgeConfig,
+        specs: Iterable[JourneySpec],
+    ) -> None:
+        self._sessions = sessions
+        self._config = config
+        self._specs = {spec.name: spec for spec in specs}
+
+    @activity.defn(name="nudge.sweep")
+    async def sweep(self, request: SweepRequest) -> SweepResult:
+        """Write a `User Inactive` / `Date Reached` event for every row due at `request.at`
+        (up to `[triggers] sweep_batch`), marked fired in the same transaction; an event's
+        message id comes from the row and its due instant, so a retried round adds nothing."""
+        at = request.at
+        limit = self._config.triggers.sweep_batch
+        async with self._sessions() as session, session.begin():
+            rows = await due.take_due(session, at=at, limit=limit)
+            for row in rows:
+                spec = self._specs.get(row.journey)
+                if spec is None or not isinstance(spec.starts, Inactive | OnDate):
+                    due.fired(row, at=at)  # the journey is gone, or no longer date-driven
+                    continue
+                properties = {**(row.detail or {}), JOURNEY_PROPERTY: row.journey}
+                again = None
+                if isinstance(spec.starts, Inactive):
+                    properties["event"] = spec.starts.event
+                    properties["inactive_since"] = (row.last_at or row.due_at).isoformat()
+                else:
+                    properties["due_at"] = row.due_at.isoformat()
+                    again = await self._again(session, spec.starts, row)
+                await outbox.add_event(
+                    session,
+                    user_id=row.user_id,
+                    name=spec.trigger,
+                    message_id=ids.due_message_id(row.journey, row.user_id, row.key, row.due_at),
+                    properties=properties,
+                    source="sweep",
+                    timestamp=row.due_at,
+                    received_at=at,
+                )
+                due.fired(row, at=at, again_at=again)
+            await session.flush()
+            next_at = await due.next_due(session)
+        return SweepResult(
+            fired=len(rows),
+            more=len(rows) >= limit,
+            next_due=next_at,
+            every=self._config.triggers.sweep_every,
+        )
+
+    async def _again(
+        self, session: AsyncSession, trigger: OnDate, row: DueTrigger
+    ) -> datetime | None:
+        """An anniversary's next instant after this one (None: the trigger does not recur)."""
+        if not trigger.anniversary:
+            return None
+        value = parse_date(trigger.value_in(row.detail or {}))
+        if value is None:
+            return None
+        user = await session.get(User, row.user_id)
+        zone = (user.timezone if user else None) or self._config.timezone
+        return date_due(
+            value,
+            at=trigger.at,
+            offset=trigger.offset,
+            anniversary=True,
+            zone=zone,
+            after=row.due_at,
+        )
