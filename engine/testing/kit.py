@@ -259,18 +259,32 @@ class JourneyEnv:
         # Stop at every inactivity or date trigger due on the way, so the run it starts
         # begins at its due instant (plus a second), not at the end of the step.
         while (due_at := await self._next_due()) is not None and self.now() < due_at < target:
-            await self._step(due_at - self.now() + timedelta(seconds=1), max_wait)
+            await self._step(due_at - self.now() + timedelta(seconds=1), max_wait, due_at=due_at)
         if target > self.now():
             await self._step(target - self.now(), max_wait)
 
-    async def _step(self, step: timedelta, max_wait: timedelta) -> None:
+    async def _step(
+        self, step: timedelta, max_wait: timedelta, *, due_at: datetime | None = None
+    ) -> None:
         open_ids = [*await self._open_workflow_ids(), *self._system]
         await asyncio.gather(*(self._forward(wid, step, max_wait) for wid in open_ids))
         self.offset += step
+        if due_at is not None:
+            await self._until_fired(due_at)
         # What fell due on the way (inactivity, dates) is in the outbox now: route it.
         await self.router.route_pending()
         await self._align_new_runs()
         await self._settle()
+
+    async def _until_fired(self, due_at: datetime, timeout: timedelta = SETTLE_TIMEOUT) -> None:
+        """Wait until the sweep fired every row due at `due_at` (its timer's event can
+        trail the clock by about a second of wall time)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout.total_seconds()
+        while (left := await self._next_due()) is not None and left <= due_at:
+            if loop.time() > deadline:
+                raise TimeoutError(f"the due-trigger sweep did not fire what was due at {due_at}")
+            await asyncio.sleep(0.05)
 
     async def _next_due(self) -> datetime | None:
         if not self._system:
