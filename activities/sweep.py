@@ -15,7 +15,7 @@ from engine.journey.triggers import JOURNEY_PROPERTY, Inactive, OnDate
 from engine.localtime import date_due, parse_date
 from engine.store import due, outbox
 from engine.store.models import DueTrigger, User
-from schemas.triggers import SweepRequest, SweepResult
+from schemas.triggers import ProfileCursor, SweepRequest, SweepResult
 
 
 class SweepActivities:
@@ -31,6 +31,11 @@ class SweepActivities:
         self._sessions = sessions
         self._config = config
         self._specs = {spec.name: spec for spec in specs}
+        self._profile_dates = [
+            (spec, spec.starts)
+            for spec in self._specs.values()
+            if isinstance(spec.starts, OnDate) and spec.starts.event is None
+        ]
 
     @activity.defn(name="nudge.sweep")
     async def sweep(self, request: SweepRequest) -> SweepResult:
@@ -40,6 +45,7 @@ class SweepActivities:
         at = request.at
         limit = self._config.triggers.sweep_batch
         async with self._sessions() as session, session.begin():
+            cursor, read = await self._plan_profiles(session, request)
             rows = await due.take_due(session, at=at, limit=limit)
             for row in rows:
                 spec = self._specs.get(row.journey)
@@ -69,10 +75,63 @@ class SweepActivities:
             next_at = await due.next_due(session)
         return SweepResult(
             fired=len(rows),
-            more=len(rows) >= limit,
+            more=len(rows) >= limit or read >= limit,
             next_due=next_at,
             every=self._config.triggers.sweep_every,
+            profiles=cursor,
         )
+
+    async def _plan_profiles(
+        self, session: AsyncSession, request: SweepRequest
+    ) -> tuple[ProfileCursor | None, int]:
+        """Plan date triggers on profile attributes (`OnDate("birthday")`) for the profiles
+        changed since the cursor; returns the new cursor and how many profiles were read.
+
+        Only changes older than `[triggers] profile_settle` are read, so a profile written
+        by a transaction that commits late is not passed over by the keyset cursor.
+        """
+        if not self._profile_dates:
+            return request.profiles, 0
+        since = request.profiles
+        users = await due.changed_profiles(
+            session,
+            since=None if since is None else (since.updated_at, since.user_id),
+            until=request.at - self._config.triggers.profile_settle,
+            limit=self._config.triggers.sweep_batch,
+        )
+        for spec, trigger in self._profile_dates:
+            planned, gone = [], []
+            for user in users:
+                value = parse_date(trigger.value_in(user.attributes or {}))
+                when = None
+                if value is not None:
+                    when = date_due(
+                        value,
+                        at=trigger.at,
+                        offset=trigger.offset,
+                        anniversary=trigger.anniversary,
+                        zone=user.timezone or self._config.timezone,
+                        after=request.at,
+                    )
+                if when is None:
+                    gone.append(user.id)
+                else:
+                    detail = {"attribute": trigger.attribute}
+                    planned.append(
+                        {
+                            "journey": spec.name,
+                            "user_id": user.id,
+                            "key": "",
+                            "due_at": when,
+                            "detail": detail,
+                        }
+                    )
+            await due.cancel_many(session, journey=spec.name, user_ids=gone)
+            await due.plan(session, rows=planned, at=request.at)
+        if not users:
+            return since, 0
+        last = users[-1]
+        return ProfileCursor(updated_at=last.updated_at, user_id=last.id), len(users)
 
     async def _again(
         self, session: AsyncSession, trigger: OnDate, row: DueTrigger
@@ -80,10 +139,13 @@ class SweepActivities:
         """An anniversary's next instant after this one (None: the trigger does not recur)."""
         if not trigger.anniversary:
             return None
-        value = parse_date(trigger.value_in(row.detail or {}))
+        user = await session.get(User, row.user_id)
+        source = (
+            (row.detail or {}) if trigger.event is not None else (user.attributes if user else {})
+        )
+        value = parse_date(trigger.value_in(source or {}))
         if value is None:
             return None
-        user = await session.get(User, row.user_id)
         zone = (user.timezone if user else None) or self._config.timezone
         return date_due(
             value,

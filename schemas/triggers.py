@@ -12,12 +12,22 @@ class SweepState(BaseModel):
 
     rounds: int = 0
     """Rounds done by earlier runs (for `nudge` operators reading the history)."""
+    profiles: ProfileCursor | None = None
+    """How far the sweep has read changed profiles (date triggers on profile attributes)."""
+
+
+class ProfileCursor(BaseModel):
+    """The last profile change the sweep planned from: (updated_at, user id)."""
+
+    updated_at: datetime
+    user_id: str
 
 
 class SweepRequest(BaseModel):
     """Fire every due trigger due at or before `at` (the workflow's clock, UTC)."""
 
     at: datetime
+    profiles: ProfileCursor | None = None
 
 
 class SweepResult(BaseModel):
@@ -30,6 +40,7 @@ class SweepResult(BaseModel):
     """When the earliest row left falls due (None: nothing planned)."""
     every: timedelta
     """The longest sleep between two rounds (`[triggers] sweep_every`)."""
+    profiles: ProfileCursor | None = None
 
 
 class SweepPlanned(BaseModel):

@@ -9,7 +9,7 @@ then sends the event, so nothing depends on how fast the machine is.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 
 from temporalio import workflow
 
@@ -25,7 +25,7 @@ from engine import (
 )
 from engine.durations import Duration
 from engine.journey import Journeys, registry
-from engine.journey.triggers import GEOFENCE_EXITED, Entered
+from engine.journey.triggers import GEOFENCE_EXITED, Entered, OnDate
 
 
 class SequenceSettings(JourneySettings):
@@ -176,3 +176,15 @@ class TPlace(Journey[JourneySettings]):
 
 
 TEST_JOURNEYS: Journeys = registry((TSequence, TPair, TSms, TOrder, TOnce, TCool, TKeyed, TSplit))
+
+
+@journey(
+    trigger=OnDate("birthday", at=time(9), anniversary=True), reentry=ALWAYS, name="t_birthday"
+)
+class TBirthday(Journey[JourneySettings]):
+    """Started on the user's birthday (a profile attribute), at 09:00 in their zone."""
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        await self.send("greeting", channel=Channel.PUSH)
+        return self.finish("greeted")

@@ -292,7 +292,10 @@ class TriggersConfig(_Strict):
     sweep_every: Duration = timedelta(minutes=1)
     """The longest the sweep sleeps between two looks (it wakes earlier for a row due sooner)."""
     sweep_batch: int = Field(default=500, ge=1, le=10_000)
-    """Due rows turned into events per transaction."""
+    """Due rows turned into events (and changed profiles read) per transaction."""
+    profile_settle: Duration = timedelta(seconds=30)
+    """Profile changes younger than this are read by a later round, so one written by a
+    transaction that commits late is not passed over (date triggers on profile attributes)."""
 
 
 class NudgeConfig(_Strict):

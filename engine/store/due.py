@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.store.models import DueTrigger
+from engine.store.models import DueTrigger, User
 from engine.store.rows import for_update, insert_for
 
 INACTIVE = "inactive"
@@ -92,6 +92,34 @@ async def cancel(session: AsyncSession, *, journey: str, user_id: str, key: str 
             DueTrigger.fired_at.is_(None),
         )
     )
+
+
+async def cancel_many(session: AsyncSession, *, journey: str, user_ids: Sequence[str]) -> None:
+    """`cancel` for many users of a journey that is not keyed (their date is gone)."""
+    if user_ids:
+        await session.execute(
+            delete(DueTrigger).where(
+                DueTrigger.journey == journey,
+                DueTrigger.user_id.in_(sorted(set(user_ids))),
+                DueTrigger.key == "",
+                DueTrigger.fired_at.is_(None),
+            )
+        )
+
+
+async def changed_profiles(
+    session: AsyncSession, *, since: tuple[datetime, str] | None, until: datetime, limit: int
+) -> list[User]:
+    """Users whose profile changed after the cursor `since` (updated_at, id) and no later
+    than `until`, in that order (keyset pagination on the `updated_at` index)."""
+    query = select(User).where(User.updated_at <= until, User.erased_at.is_(None))
+    if since is not None:
+        stamp, uid = since
+        query = query.where(
+            or_(User.updated_at > stamp, and_(User.updated_at == stamp, User.id > uid))
+        )
+    query = query.order_by(User.updated_at, User.id).limit(limit)
+    return list(await session.scalars(query))
 
 
 async def take_due(session: AsyncSession, *, at: datetime, limit: int) -> list[DueTrigger]:

@@ -52,7 +52,8 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Indexed: the due-trigger sweep reads profiles changed since its last look.
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     # GDPR erasure: the row stays (consent evidence points at it) but holds only a hash.
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     erased_hash: Mapped[str | None] = mapped_column(String(128))

@@ -59,15 +59,17 @@ class DueTriggerSweep:
 
     @workflow.run
     async def run(self, state: SweepState) -> None:
+        profiles = state.profiles
         for _ in range(ROUNDS):
             self._hint = None  # the round sees every plan committed before it starts
             result = await workflow.execute_activity(
                 "nudge.sweep",
-                SweepRequest(at=workflow.now()),
+                SweepRequest(at=workflow.now(), profiles=profiles),
                 result_type=SweepResult,
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=RETRY,
             )
+            profiles = result.profiles
             if result.more:
                 continue  # a full batch: more is due right now
             now = workflow.now()
@@ -84,4 +86,4 @@ class DueTriggerSweep:
                 )
             self._wake_at = None
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(SweepState(rounds=state.rounds + ROUNDS))
+        workflow.continue_as_new(SweepState(rounds=state.rounds + ROUNDS, profiles=profiles))

@@ -68,11 +68,13 @@ from engine.store.migrate import upgrade
 from engine.store.models import Event, JourneyRun, Message
 from engine.store.session import make_engine
 from engine.store.users import apply_profile, ensure_user
+from engine.system import sweep
 from engine.temporal import timeskip
 from engine.temporal.timeskip import TimeSkippingUnavailable
 from engine.testing.server import DelayStarts, start_time_skipping_server
 from schemas.common import MessageStatus, Platform, RunStatus
 from schemas.events import TrackCall
+from schemas.triggers import SweepPlanned
 
 __all__ = [
     "JourneyEnv",
@@ -286,6 +288,15 @@ class JourneyEnv:
                 raise TimeoutError(f"the due-trigger sweep did not fire what was due at {due_at}")
             await asyncio.sleep(0.05)
 
+    async def _wake_sweep(self) -> None:
+        """Have the sweep look now (it reads changed profiles), and wait until it has."""
+        for workflow_id in self._system:
+            await self.client.get_workflow_handle(workflow_id).signal(
+                sweep.PLANNED_SIGNAL, SweepPlanned(due_at=self.now())
+            )
+        if self._system:
+            await self._settle()
+
     async def _next_due(self) -> datetime | None:
         if not self._system:
             return None
@@ -339,13 +350,20 @@ class JourneyEnv:
                     evidence="test kit",
                 )
             await session.commit()
-            return TestUser(external_id=external_id, id=row.id, timezone=zone)
+        await self._wake_sweep()  # a date on the profile (a birthday) is planned now
+        return TestUser(external_id=external_id, id=row.id, timezone=zone)
 
     async def emit(
-        self, user: TestUser, event: str, properties: Mapping[str, Any] | None = None
+        self,
+        user: TestUser,
+        event: str,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        context: Mapping[str, Any] | None = None,
     ) -> str:
         """Store a track event stamped at `now()`, route it, and wait until the runs handled it.
 
+        `context`: Segment's context object (e.g. `{"location": {"latitude": ...}}`).
         Returns the event's message id.
         """
         at = self.now()
@@ -354,6 +372,7 @@ class JourneyEnv:
             userId=user.external_id,
             event=event,
             properties=dict(properties or {}),
+            context=dict(context or {}),
             messageId=message_id,
             timestamp=at,
         )
@@ -488,7 +507,9 @@ def _kit_config(config: NudgeConfig) -> NudgeConfig:
     """The config with the sweep's regular look turned off: under the kit it wakes only
     when something falls due (the router wakes it for every plan), so a virtual week is a
     few timers, not one a minute."""
-    triggers = config.triggers.model_copy(update={"sweep_every": KIT_SWEEP_EVERY})
+    triggers = config.triggers.model_copy(
+        update={"sweep_every": KIT_SWEEP_EVERY, "profile_settle": timedelta(0)}
+    )
     return config.model_copy(update={"triggers": triggers})
 
 

@@ -1,5 +1,6 @@
-"""Due triggers (inactivity and date triggers, swept through a partial index) and users'
-last locations (geofence crossings)
+"""Due triggers (inactivity and date triggers, swept through a partial index), users'
+last locations (geofence crossings), and an index on users.updated_at (the sweep reads the
+profiles changed since its last look, for date triggers on profile attributes)
 
 Revision ID: 0012
 Revises: 0008
@@ -41,6 +42,7 @@ def upgrade() -> None:
         postgresql_where=sa.text("fired_at IS NULL"),
         sqlite_where=sa.text("fired_at IS NULL"),
     )
+    op.create_index("ix_users_updated_at", "users", ["updated_at"])
     op.create_table(
         "user_locations",
         sa.Column(
@@ -56,5 +58,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("user_locations")
+    op.drop_index("ix_users_updated_at", table_name="users")
     op.drop_index("ix_due_triggers_unfired", table_name="due_triggers")
     op.drop_table("due_triggers")
