@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 
 async def export(session: AsyncSession, *, user: User) -> GdprExportOut:
-    """Profile, devices, consent log, events, journey runs and messages (with bodies)."""
+    """Profile, devices, consent log, events, journey runs, messages (with bodies) and the
+    last known location."""
 
     async def rows(model: Any) -> list[Any]:
         return list(await session.scalars(select(model).where(model.user_id == user.id)))
@@ -43,6 +44,7 @@ async def export(session: AsyncSession, *, user: User) -> GdprExportOut:
         events=await rows(Event),
         journey_runs=await rows(JourneyRun),
         messages=[MessageRecordOut.of(m, user_id=user.external_id) for m in await rows(Message)],
+        location=await locations.last_location(session, user_id=user.id),
     )
 
 

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from engine.config.nudge_toml import NudgeConfig
 from engine.geo import Fences, distance_m, location_of
-from engine.store.models import Event, UserLocation
+from engine.store import gdpr
+from engine.store.models import Event, User, UserLocation
 from engine.testing.kit import JourneyEnv, TestUser
 from engine.testing.pytest_plugin import EnvFactory
 from tests.journeys import TPlace
@@ -59,9 +60,15 @@ async def test_entering_a_geofence_between_two_locations_starts_a_journey(
     ]
     run = await env.run(ana, "t_place")
     assert run.outcome == "exited:Geofence Exited"
+    # The last location is personal data: in the user's export, gone after erasure.
     async with env.context.sessions() as session:
-        where = await session.get(UserLocation, ana.id)
-    assert where is not None and where.geofences == ["park"]
+        user = await session.get(User, ana.id)
+        assert user is not None
+        exported = await gdpr.export(session, user=user)
+        assert exported.location is not None and exported.location.geofences == ["park"]
+        await gdpr.erase(session, user=user, salt="test")
+        await session.flush()
+        assert await session.get(UserLocation, ana.id) is None
 
 
 def test_fences_circles_and_polygons() -> None:
