@@ -63,9 +63,10 @@ class Planner:
             seen: dict[str, datetime] = {}
             for event in tracked:
                 if event.name == trigger.event:
-                    seen[event.user_id] = max(
-                        event.timestamp, seen.get(event.user_id, event.timestamp)
-                    )
+                    # When it happened, but never later than it arrived (a client clock
+                    # running ahead must not postpone the count).
+                    when = min(event.timestamp, event.received_at)
+                    seen[event.user_id] = max(when, seen.get(event.user_id, when))
             await due.touch_inactive(
                 session, journey=spec.name, window=trigger.for_, seen=seen, at=at
             )
