@@ -17,6 +17,7 @@ order (so a rolled-back batch plans nothing, and a retried one plans the same ag
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +36,20 @@ from schemas.events import ROUTED_TYPES
 MAX_KEY_LENGTH = 200
 
 
+@dataclass
+class Planned:
+    """What planning a batch did: events it synthesized (routed by a later batch), and the
+    earliest entry it planned due sooner than the sweep's regular look (`[triggers]
+    sweep_every`), which the router wakes the sweep for."""
+
+    synthesized: int = 0
+    wake_at: datetime | None = None
+
+    def due(self, when: datetime) -> None:
+        if self.wake_at is None or when < self.wake_at:
+            self.wake_at = when
+
+
 class Planner:
     """Plans inactivity and date entries and synthesizes geofence events for a batch."""
 
@@ -49,16 +64,13 @@ class Planner:
         self._fences = Fences(config.geofences)
         self._default_zone = config.timezone
         self._every = config.triggers.sweep_every
-        self.earliest: datetime | None = None
-        """The earliest entry the last `plan` call planned due sooner than the sweep's
-        regular look (`[triggers] sweep_every`): the router wakes the sweep for it."""
 
-    async def plan(self, session: AsyncSession, events: list[Event], *, at: datetime) -> int:
-        """Plan for the batch's events (in id order); returns how many events it synthesized."""
-        self.earliest = None
+    async def plan(self, session: AsyncSession, events: list[Event], *, at: datetime) -> Planned:
+        """Plan for the batch's events (in id order)."""
+        planned = Planned()
         tracked = [e for e in events if e.type in ROUTED_TYPES]
         if not tracked:
-            return 0
+            return planned
         for spec, trigger in self._inactive:
             seen: dict[str, datetime] = {}
             for event in tracked:
@@ -72,12 +84,15 @@ class Planner:
             )
             if trigger.for_ <= self._every:
                 for when in seen.values():
-                    self._planned(when + trigger.for_)
+                    planned.due(when + trigger.for_)
         if self._dates:
-            await self._plan_dates(session, tracked)
-        return await self._cross_fences(session, tracked, at=at)
+            await self._plan_dates(session, tracked, planned)
+        planned.synthesized = await self._cross_fences(session, tracked, at=at)
+        return planned
 
-    async def _plan_dates(self, session: AsyncSession, events: list[Event]) -> None:
+    async def _plan_dates(
+        self, session: AsyncSession, events: list[Event], planned: Planned
+    ) -> None:
         wanted = {e.user_id for e in events for _, t in self._dates if e.name == t.event}
         exits = {e.user_id for e in events for s, _ in self._dates if e.name in s.exit_on}
         if not wanted and not exits:
@@ -117,11 +132,7 @@ class Planner:
                 }
                 await due.plan(session, rows=[row], at=event.received_at)
                 if when - event.received_at <= self._every:
-                    self._planned(when)
-
-    def _planned(self, when: datetime) -> None:
-        if self.earliest is None or when < self.earliest:
-            self.earliest = when
+                    planned.due(when)
 
     async def _zones(self, session: AsyncSession, user_ids: set[str]) -> dict[str, str | None]:
         if not user_ids:

@@ -196,7 +196,7 @@ class Router:
                 s.name for s in self._specs.values() for e in events if e.name == s.trigger
             }
             # Inactivity counts, date plans and geofence crossings, in this transaction.
-            synthesized = await self._planner.plan(session, events, at=now())
+            planned = await self._planner.plan(session, events, at=now())
             last = await runs.last_entries(session, user_ids=by_user, journeys=triggered)
             await self._record_late_goals(session, events)
             done = await asyncio.gather(
@@ -227,12 +227,16 @@ class Router:
             for event_id in retry:
                 self._later[event_id] = loop.time() + MAX_BACKOFF
             await outbox.note_attempt(session, ids=retry)
-        await self._wake_sweep(client, self._planner.earliest)
+        await self._wake_sweep(client, planned.wake_at)
         lagging = {event.id: event.received_at for event in events}
         for event_id in routed:
             EVENTS_ROUTED.inc()
             ROUTING_LAG.observe((stamp - lagging[event_id]).total_seconds())
-        return len(routed) + sum(len(d.set_aside) for d in done), len(events), synthesized
+        return (
+            len(routed) + sum(len(d.set_aside) for d in done),
+            len(events),
+            planned.synthesized,
+        )
 
     async def _route_user(
         self,
