@@ -30,7 +30,11 @@ class SweepActivities:
     ) -> None:
         self._sessions = sessions
         self._config = config
-        self._specs = {spec.name: spec for spec in specs}
+        # Only journeys this worker runs and that the sweep serves: a worker of an older
+        # or newer deployment leaves the rows of journeys it does not know to the others.
+        self._specs = {
+            spec.name: spec for spec in specs if isinstance(spec.starts, Inactive | OnDate)
+        }
         self._profile_dates = [
             (spec, spec.starts)
             for spec in self._specs.values()
@@ -46,12 +50,11 @@ class SweepActivities:
         limit = self._config.triggers.sweep_batch
         async with self._sessions() as session, session.begin():
             cursor, read = await self._plan_profiles(session, request)
-            rows = await due.take_due(session, at=at, limit=limit)
+            known = list(self._specs)
+            rows = await due.take_due(session, at=at, limit=limit, journeys=known)
             for row in rows:
-                spec = self._specs.get(row.journey)
-                if spec is None or not isinstance(spec.starts, Inactive | OnDate):
-                    due.fired(row, at=at)  # the journey is gone, or no longer date-driven
-                    continue
+                spec = self._specs[row.journey]
+                assert isinstance(spec.starts, Inactive | OnDate)
                 properties = {**(row.detail or {}), JOURNEY_PROPERTY: row.journey}
                 again = None
                 if isinstance(spec.starts, Inactive):
@@ -72,7 +75,7 @@ class SweepActivities:
                 )
                 due.fired(row, at=at, again_at=again)
             await session.flush()
-            next_at = await due.next_due(session)
+            next_at = await due.next_due(session, journeys=known)
         return SweepResult(
             fired=len(rows),
             more=len(rows) >= limit or read >= limit,

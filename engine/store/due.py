@@ -122,15 +122,15 @@ async def changed_profiles(
     return list(await session.scalars(query))
 
 
-async def take_due(session: AsyncSession, *, at: datetime, limit: int) -> list[DueTrigger]:
-    """Unfired rows due at or before `at`, oldest first, locked for this transaction
-    (Postgres `SKIP LOCKED`: two sweeps never take the same row)."""
-    query = (
-        select(DueTrigger)
-        .where(DueTrigger.fired_at.is_(None), DueTrigger.due_at <= at)
-        .order_by(DueTrigger.due_at)
-        .limit(limit)
-    )
+async def take_due(
+    session: AsyncSession, *, at: datetime, limit: int, journeys: Sequence[str] | None = None
+) -> list[DueTrigger]:
+    """Unfired rows due at or before `at` (of `journeys`, when given), oldest first, locked
+    for this transaction (Postgres `SKIP LOCKED`: two sweeps never take the same row)."""
+    query = select(DueTrigger).where(DueTrigger.fired_at.is_(None), DueTrigger.due_at <= at)
+    if journeys is not None:
+        query = query.where(DueTrigger.journey.in_(sorted(journeys)))
+    query = query.order_by(DueTrigger.due_at).limit(limit)
     return list(await session.scalars(for_update(session, query, skip_locked=True)))
 
 
@@ -142,11 +142,15 @@ def fired(row: DueTrigger, *, at: datetime, again_at: datetime | None = None) ->
         row.fired_at, row.updated_at = at, at
 
 
-async def next_due(session: AsyncSession) -> datetime | None:
-    """When the earliest unfired row falls due (None: nothing is planned)."""
-    found: datetime | None = await session.scalar(
-        select(func.min(DueTrigger.due_at)).where(DueTrigger.fired_at.is_(None))
-    )
+async def next_due(
+    session: AsyncSession, *, journeys: Sequence[str] | None = None
+) -> datetime | None:
+    """When the earliest unfired row (of `journeys`, when given) falls due (None: nothing
+    is planned)."""
+    query = select(func.min(DueTrigger.due_at)).where(DueTrigger.fired_at.is_(None))
+    if journeys is not None:
+        query = query.where(DueTrigger.journey.in_(sorted(journeys)))
+    found: datetime | None = await session.scalar(query)
     return found
 
 
