@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
 
 
 def new_user_id() -> str:
@@ -30,6 +31,12 @@ def journey_workflow_id(journey: str, user_id: str, key: str | None = None) -> s
         raise ValueError("journey names cannot contain '/'")
     base = f"journey/{journey}/{user_id}"
     return f"{base}/{key}" if key else base
+
+
+def due_message_id(journey: str, user_id: str, key: str, due_at: datetime) -> str:
+    """The message id of the event a due trigger fires: one per (journey, user, key, due
+    instant), so a sweep retried after a crash writes no second event."""
+    return f"due/{journey}/{user_id}/{key}/{int(due_at.timestamp())}"[:300]
 
 
 def user_of_workflow(workflow_id: str | None) -> str | None:

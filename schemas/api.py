@@ -390,6 +390,15 @@ class MessageRecordOut(MessageOut):
     """The rendered message as sent (None once erased)."""
 
 
+class LocationRecordOut(_Out):
+    """The user's last known location and the geofences it lies in."""
+
+    latitude: float
+    longitude: float
+    at: AwareDatetime
+    geofences: list[str]
+
+
 class GdprExportOut(_Out):
     """`GET /v1/users/{id}/export`: everything held about the user."""
 
@@ -399,3 +408,4 @@ class GdprExportOut(_Out):
     events: list[EventRecordOut]
     journey_runs: list[RunRecordOut]
     messages: list[MessageRecordOut]
+    location: LocationRecordOut | None = None

@@ -13,8 +13,11 @@ Every check runs except two about *requests*, which the API is stricter than a J
 can say (`positive_data_acceptance`: a phone number `phonenumbers` cannot read, a cursor it
 never issued, a zone the database does not know are refused although their shape is valid;
 `negative_data_rejection`: Segment's clients send fields the schema does not list, and the
-API keeps them). Server errors and answers that break the documented status codes, media
-types, headers or schemas all fail the run.
+API keeps them), and one about resources: `ensure_resource_availability` expects a device
+created for a user to stay that user's, but a push token registered again for another user
+moves there with its device (a phone that changed accounts), so the stateful phase, which
+reuses tokens, finds it gone by design. Server errors and answers that break the
+documented status codes, media types, headers or schemas all fail the run.
 """
 
 from __future__ import annotations
@@ -156,7 +159,7 @@ def main() -> None:
                     "--checks",
                     "all",
                     "--exclude-checks",
-                    "positive_data_acceptance,negative_data_rejection",
+                    "positive_data_acceptance,negative_data_rejection,ensure_resource_availability",
                     "-H",
                     f"Authorization: Bearer {key}",
                     "--max-examples",

@@ -11,7 +11,7 @@ then sends the event, so nothing depends on how fast the machine is.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 
 from temporalio import workflow
 
@@ -27,6 +27,7 @@ from engine import (
 )
 from engine.durations import Duration
 from engine.journey import Journeys, registry
+from engine.journey.triggers import GEOFENCE_EXITED, Entered, OnDate
 from tests.journeys_keyed import TKeyed
 
 
@@ -147,4 +148,27 @@ class TSms(Journey[SmsSettings]):
         )
 
 
+@journey(trigger=Entered("office"), exit_on=(GEOFENCE_EXITED,), reentry=ALWAYS, name="t_place")
+class TPlace(Journey[JourneySettings]):
+    """Started by entering the `office` geofence: one push, then it waits to be left."""
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        await self.send("welcome", channel=Channel.PUSH)
+        await self.sleep(timedelta(days=1))
+        return self.finish(f"entered:{entry.event.properties['geofence']}")
+
+
 TEST_JOURNEYS: Journeys = registry((TSequence, TPair, TSms, TOrder, TOnce, TCool, TKeyed, TSplit))
+
+
+@journey(
+    trigger=OnDate("birthday", at=time(9), anniversary=True), reentry=ALWAYS, name="t_birthday"
+)
+class TBirthday(Journey[JourneySettings]):
+    """Started on the user's birthday (a profile attribute), at 09:00 in their zone."""
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        await self.send("greeting", channel=Channel.PUSH)
+        return self.finish("greeted")

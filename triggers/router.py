@@ -40,9 +40,12 @@ from engine.journey import ALWAYS, EVENT_SIGNAL, SA_JOURNEY, SA_USER, Journeys, 
 from engine.observability.metrics import EVENTS_ROUTED, ROUTING_LAG
 from engine.store import outbox, runs
 from engine.store.models import Event, JourneyRun
+from engine.system import sweep
 from schemas.common import RunStatus
 from schemas.events import ROUTED_TYPES, JourneyEvent
 from schemas.journeys import JourneyEntry
+from schemas.triggers import SweepPlanned
+from triggers.planner import Planner
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +121,7 @@ class Router:
         self._sessions = sessionmaker
         self._client = client
         self._specs = {cls.__journey__.name: cls.__journey__ for cls in journeys.values()}
+        self._planner = Planner(specs=self._specs.values(), config=config)
         self._config = config
         self._task_queue = task_queue
         self._search_attributes = search_attributes
@@ -169,20 +173,21 @@ class Router:
         client = await self._client()
         total = 0
         while limit is None or total < limit:
-            routed, claimed = await self._route_batch(client)
+            routed, claimed, synthesized = await self._route_batch(client)
             total += routed
-            if claimed < self._batch:
+            if claimed < self._batch and not synthesized:
                 break
         return total
 
-    async def _route_batch(self, client: Client) -> tuple[int, int]:
-        """One batch in one transaction; returns (events routed, events claimed)."""
+    async def _route_batch(self, client: Client) -> tuple[int, int, int]:
+        """One batch in one transaction; returns (events routed, events claimed, events
+        synthesized for later batches: geofence crossings)."""
         loop = asyncio.get_running_loop()
         self._later = {k: t for k, t in self._later.items() if t > loop.time()}
         async with self._sessions() as session, session.begin():
             events = await outbox.claim(session, limit=self._batch, skip=self._later)
             if not events:
-                return 0, 0
+                return 0, 0, 0
             by_user: dict[str, list[Event]] = {}
             for event in events:
                 by_user.setdefault(event.user_id, []).append(event)
@@ -190,6 +195,8 @@ class Router:
             triggered = {
                 s.name for s in self._specs.values() for e in events if e.name == s.trigger
             }
+            # Inactivity counts, date plans and geofence crossings, in this transaction.
+            planned = await self._planner.plan(session, events, at=now())
             last = await runs.last_entries(session, user_ids=by_user, journeys=triggered)
             await self._record_late_goals(session, events)
             done = await asyncio.gather(
@@ -220,11 +227,16 @@ class Router:
             for event_id in retry:
                 self._later[event_id] = loop.time() + MAX_BACKOFF
             await outbox.note_attempt(session, ids=retry)
+        await self._wake_sweep(client, planned.wake_at)
         lagging = {event.id: event.received_at for event in events}
         for event_id in routed:
             EVENTS_ROUTED.inc()
             ROUTING_LAG.observe((stamp - lagging[event_id]).total_seconds())
-        return len(routed) + sum(len(d.set_aside) for d in done), len(events)
+        return (
+            len(routed) + sum(len(d.set_aside) for d in done),
+            len(events),
+            planned.synthesized,
+        )
 
     async def _route_user(
         self,
@@ -270,7 +282,7 @@ class Router:
         )
         started: set[str] = set()
         for spec in self._specs.values():
-            if spec.trigger != event.name:
+            if not spec.started_by(event.name, signal.properties):
                 continue
             key_value = (event.properties or {}).get(spec.key) if spec.key else None
             if spec.key and key_value is None:
@@ -321,6 +333,20 @@ class Router:
                 # The run ended without closing its row (e.g. terminated by an operator).
                 done.gone.append(workflow_id)
                 del running[workflow_id]
+
+    async def _wake_sweep(self, client: Client, due_at: datetime | None) -> None:
+        """Tell the sweep about an entry planned sooner than its next regular look (it
+        sleeps up to `[triggers] sweep_every`). Best effort: the plan is committed, and the
+        sweep's next look finds it anyway."""
+        if due_at is None:
+            return
+        try:
+            await client.get_workflow_handle(sweep.workflow_id(self._task_queue)).signal(
+                sweep.PLANNED_SIGNAL, SweepPlanned(due_at=due_at), rpc_timeout=RPC_TIMEOUT
+            )
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                log.warning("could not wake the due-trigger sweep: %s", exc.status.name)
 
     async def _record_late_goals(self, session: AsyncSession, events: Iterable[Event]) -> None:
         """Goals that arrive after their run ended still count within the goal window."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from engine import Journey
     from workflows.abandoned_cart import AbandonedCart
+    from workflows.appointment_reminder import AppointmentReminder
     from workflows.onboarding import Onboarding
     from workflows.sms_double_opt_in import SmsDoubleOptIn
     from workflows.win_back import WinBack
@@ -27,6 +28,7 @@ MODULES = {
     "Onboarding": "workflows.onboarding",
     "WinBack": "workflows.win_back",
     "SmsDoubleOptIn": "workflows.sms_double_opt_in",
+    "AppointmentReminder": "workflows.appointment_reminder",
 }
 """Each shipped journey's class and the module that defines it, in `ALL`'s order."""
 
@@ -39,4 +41,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'workflows' has no attribute {name!r}")
 
 
-__all__ = ["ALL", "AbandonedCart", "Onboarding", "SmsDoubleOptIn", "WinBack"]
+__all__ = ["ALL", "AbandonedCart", "AppointmentReminder", "Onboarding", "SmsDoubleOptIn", "WinBack"]

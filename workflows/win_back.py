@@ -1,5 +1,9 @@
 """Win-back: a lapsed user gets an offer, and a second one if they do not come back.
 
+The trigger is inactivity: no `App Opened` for `INACTIVE_FOR` (14 days). Nudge's sweep
+synthesizes the `User Inactive` event that starts the run (the recorded runs started on a
+`User Inactive` event too: the run's code did not change).
+
 A user who comes back (`App Opened`, also the goal) within `second_offer_after` ends the
 run `returned`. (`App Opened` was once also an exit event, which made `returned`
 unreachable: the exit won. The recorded runs end `returned`, which `nudge replay` checks.)
@@ -15,12 +19,15 @@ from engine import (
     Channel,
     Duration,
     Goal,
+    Inactive,
     Journey,
     JourneyEntry,
     JourneyResult,
     JourneySettings,
     journey,
 )
+
+INACTIVE_FOR = timedelta(days=14)
 
 
 class WinBackSettings(JourneySettings):
@@ -29,7 +36,7 @@ class WinBackSettings(JourneySettings):
 
 
 @journey(
-    trigger="User Inactive",
+    trigger=Inactive("App Opened", for_=INACTIVE_FOR),
     listens=("App Opened",),
     goal=Goal("App Opened", within=timedelta(days=7)),
     reentry=timedelta(days=30),

@@ -21,10 +21,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from engine.app.api import api_app
+from engine.app.journeys import shipped_journeys
 from engine.app.providers import build_providers
 from engine.app.router import build_dispatcher, build_router
 from engine.app.temporal import TemporalConnection
-from engine.app.worker import build_worker
+from engine.app.worker import build_worker, ensure_sweep, needs_sweep
 from engine.config.settings import Settings
 from engine.context import Context
 from engine.store.data_keys import StoreUserKeys
@@ -199,6 +200,8 @@ async def run_dev(
             uvicorn.Config(app, host=settings.api_host, port=api_port, log_level="warning")
         )
         async with worker:
+            if needs_sweep(cls.__journey__ for cls in shipped_journeys().values()):
+                await ensure_sweep(client, task_queue=settings.task_queue)
             serving = asyncio.create_task(server.serve())
             dispatching = asyncio.create_task(dispatcher.run())
             print(

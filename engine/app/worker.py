@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import prometheus_client
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.deliver import DeliveryActivities
 from activities.runs import RunActivities
+from activities.sweep import SweepActivities
 from activities.webhooks import WebhookActivities
 from engine.app.journeys import shipped_journeys, template_store
 from engine.app.providers import build_providers
@@ -23,16 +25,19 @@ from engine.config.settings import Settings, require_encryption
 from engine.context import Context
 from engine.delivery import Deliverer
 from engine.delivery.templates import TemplateStore
-from engine.journey import Journey, Journeys
+from engine.journey import Inactive, Journey, Journeys, JourneySpec, OnDate
 from engine.observability.metrics import REGISTRY
 from engine.store.data_keys import StoreUserKeys
+from engine.system.sweep import DueTriggerSweep
+from engine.system.sweep import workflow_id as sweep_workflow_id
 from engine.system.webhooks import WebhookDelivery
 from engine.temporal.client import connect
+from schemas.triggers import SweepState
 
 # Deterministic modules shared by all runs instead of re-imported per run (the sandbox's
 # main CPU and memory cost); journeys in `workflows/` stay sandboxed.
 PASSTHROUGH = ("engine", "schemas", "activities", "liquid", "yaml")
-SYSTEM_WORKFLOWS = (WebhookDelivery,)
+SYSTEM_WORKFLOWS = (WebhookDelivery, DueTriggerSweep)
 """Nudge's own workflows, run beside the journeys."""
 
 
@@ -66,6 +71,11 @@ def build_worker(
     )
     classes: Sequence[type[Journey[Any]]] = list((journeys or shipped_journeys()).values())
     hooks = WebhookActivities(sessions=context.sessions, config=context.config)
+    sweep = SweepActivities(
+        sessions=context.sessions,
+        config=context.config,
+        specs=[cls.__journey__ for cls in classes],
+    )
     return Worker(
         client,
         task_queue=task_queue or context.settings.task_queue,
@@ -78,12 +88,33 @@ def build_worker(
             bookkeeping.user_zone,
             hooks.deliver,
             hooks.gave_up,
+            sweep.sweep,
         ],
         workflow_runner=workflow_runner(),
         max_cached_workflows=max_cached_workflows,
         max_concurrent_workflow_task_polls=10,
         nonsticky_to_sticky_poll_ratio=0.5,
     )
+
+
+def needs_sweep(specs: Iterable[JourneySpec]) -> bool:
+    """Whether any journey has an inactivity or date trigger (`engine/system/sweep.py`)."""
+    return any(isinstance(spec.starts, Inactive | OnDate) for spec in specs)
+
+
+async def ensure_sweep(client: Client, *, task_queue: str) -> str:
+    """Start the due-trigger sweep for `task_queue` unless it runs (idempotent: one
+    workflow id per task queue, a running sweep is left alone); returns its workflow id."""
+    workflow_id = sweep_workflow_id(task_queue)
+    await client.start_workflow(
+        DueTriggerSweep.run,
+        SweepState(),
+        id=workflow_id,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+    return workflow_id
 
 
 async def run_worker(
@@ -110,6 +141,8 @@ async def run_worker(
             )
             await providers.start()
             async with build_worker(client, context, providers=providers):
+                if needs_sweep(cls.__journey__ for cls in shipped_journeys().values()):
+                    await ensure_sweep(client, task_queue=settings.task_queue)
                 await stop.wait()
         finally:
             await providers.close()

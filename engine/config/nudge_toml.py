@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from engine.durations import Duration
@@ -250,6 +251,53 @@ class DeliveryConfig(_Strict):
     unknown_outcome: UnknownOutcome = UnknownOutcome()
 
 
+class Geofence(_Strict):
+    """A place: a circle (`latitude`, `longitude`, `radius` in metres) or a polygon
+    (`polygon`: at least three `[latitude, longitude]` corners, WGS84 degrees). A user's
+    consecutive locations crossing it make `Geofence Entered` / `Geofence Exited` events."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,60}$")
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+    radius: float | None = Field(default=None, gt=0, le=1_000_000, description="metres")
+    polygon: list[tuple[float, float]] | None = None
+
+    @field_validator("polygon")
+    @classmethod
+    def _corners(cls, value: list[tuple[float, float]] | None) -> list[tuple[float, float]] | None:
+        if value is None:
+            return value
+        if len(value) < 3:
+            raise ValueError("a polygon needs at least three [latitude, longitude] corners")
+        for lat, lon in value:
+            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                raise ValueError(f"[{lat}, {lon}] is not a [latitude, longitude] pair")
+        return value
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> Geofence:
+        circle = (self.latitude, self.longitude, self.radius)
+        if self.polygon is None and None in circle:
+            raise ValueError(
+                f"geofence {self.name}: give latitude, longitude and radius, or polygon"
+            )
+        if self.polygon is not None and any(v is not None for v in circle):
+            raise ValueError(f"geofence {self.name}: a circle or a polygon, not both")
+        return self
+
+
+class TriggersConfig(_Strict):
+    """The due-trigger sweep (inactivity and date triggers, `engine/system/sweep.py`)."""
+
+    sweep_every: Duration = timedelta(minutes=1)
+    """The longest the sweep sleeps between two looks (it wakes earlier for a row due sooner)."""
+    sweep_batch: int = Field(default=500, ge=1, le=10_000)
+    """Due rows turned into events (and changed profiles read) per transaction."""
+    profile_settle: Duration = timedelta(seconds=30)
+    """Profile changes younger than this are read by a later round, so one written by a
+    transaction that commits late is not passed over (date triggers on profile attributes)."""
+
+
 class NudgeConfig(_Strict):
     """The whole of `nudge.toml`. Names may grow, never change."""
 
@@ -263,6 +311,16 @@ class NudgeConfig(_Strict):
     channels: Channels = Channels()
     journeys: dict[str, dict[str, Any]] = Field(default_factory=dict)
     webhooks: list[Webhook] = Field(default_factory=list)
+    geofences: list[Geofence] = Field(default_factory=list)
+    triggers: TriggersConfig = TriggersConfig()
+
+    @field_validator("geofences")
+    @classmethod
+    def _unique_geofences(cls, value: list[Geofence]) -> list[Geofence]:
+        names = [fence.name for fence in value]
+        if len(names) != len(set(names)):
+            raise ValueError("geofence names must be unique")
+        return value
 
     @field_validator("webhooks")
     @classmethod

@@ -4,6 +4,7 @@ the `@journey` declaration and its vocabulary. Nothing here does I/O."""
 from engine.journey.base import Journey
 from engine.journey.declare import Journeys, journey, registry
 from engine.journey.split import HOLDOUT, Variant
+from engine.journey.triggers import Entered, Exited, Inactive, OnDate, Trigger
 from engine.journey.vocabulary import (
     ALWAYS,
     EVENT_SIGNAL,
@@ -26,7 +27,10 @@ __all__ = [
     "SA_JOURNEY",
     "SA_STEP",
     "SA_USER",
+    "Entered",
+    "Exited",
     "Goal",
+    "Inactive",
     "Journey",
     "JourneyDefinitionError",
     "JourneyExited",
@@ -34,7 +38,9 @@ __all__ = [
     "JourneySpec",
     "JourneyState",
     "Journeys",
+    "OnDate",
     "Reentry",
+    "Trigger",
     "Variant",
     "journey",
     "registry",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 from temporalio import workflow
@@ -36,7 +36,7 @@ from engine.journey.vocabulary import (
     JourneySpec,
     JourneyState,
 )
-from engine.localtime import next_local_time
+from engine.localtime import local_instant, next_local_time
 from schemas.common import Channel, RunStatus, SendStatus
 from schemas.events import JourneyEvent
 from schemas.journeys import (
@@ -197,26 +197,43 @@ class Journey(Generic[S]):
         record.done = True
         self._end_step()
 
-    async def sleep_until_local(self, at: time) -> None:
-        """Sleep until the next `at` on the user's local clock (their IANA zone, DST-correct)."""
-        name = at.isoformat("minutes")
+    async def sleep_until_local(self, when: time | date | datetime, at: time | None = None) -> None:
+        """Sleep until a moment on the user's local clock (their IANA zone, DST-correct).
+
+        `sleep_until_local(time(10))`: the next 10:00. `sleep_until_local(day, time(9))`:
+        09:00 on the local date `day` (a `date`, or an aware date-time's local date).
+        `sleep_until_local(datetime)`: an aware instant, or a naive wall time in the
+        user's zone. A moment already past returns at once.
+        """
+        if isinstance(when, time):
+            name = when.isoformat("minutes")  # the name recorded histories carry
+        else:
+            name = when.isoformat() + ("" if at is None else f"@{at.isoformat('minutes')}")
         record = self._journal.recorded("sleep_until", name)
         if record is not None and record.done:
             return
         if record is None:
-            zone: UserZone = await workflow.execute_local_activity(
-                "nudge.user_zone",
-                UserZoneRequest(user_id=self.user_id),
-                result_type=UserZone,
-                start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-                retry_policy=BOOKKEEPING_RETRY,
-            )
-            until = next_local_time(workflow.now(), at, zone.timezone)
+            aware = isinstance(when, datetime) and when.tzinfo is not None and at is None
+            zone = "UTC" if aware else await self._zone()
+            if isinstance(when, time):
+                until = next_local_time(workflow.now(), when, zone)
+            else:
+                until = local_instant(when, at, zone)
             record = self._journal.start(StepRecord(kind="sleep_until", name=name, until=until))
         self._set_step(f"sleep_until:{name}")
         await self._wait(lambda: False, record.until, resumable=True)
         record.done = True
         self._end_step()
+
+    async def _zone(self) -> str:
+        zone: UserZone = await workflow.execute_local_activity(
+            "nudge.user_zone",
+            UserZoneRequest(user_id=self.user_id),
+            result_type=UserZone,
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=BOOKKEEPING_RETRY,
+        )
+        return zone.timezone
 
     async def send(
         self,

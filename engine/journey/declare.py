@@ -16,6 +16,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from engine.journey.base import Journey
+from engine.journey.triggers import Trigger
 from engine.journey.vocabulary import (
     BOOKKEEPING_RETRY,
     BOOKKEEPING_TIMEOUT,
@@ -37,7 +38,7 @@ Journeys = Mapping[str, type[Journey[Any]]]
 
 def journey(
     *,
-    trigger: str,
+    trigger: str | Trigger,
     exit_on: tuple[str, ...] | list[str] = (),
     goal: Goal | None = None,
     reentry: Reentry = None,
@@ -47,6 +48,9 @@ def journey(
     max_history: int = DEFAULT_MAX_HISTORY,
 ) -> Callable[[J], J]:
     """Declare a journey: a Temporal workflow started by `trigger` events.
+
+    `trigger`: an event name, or a trigger no product event carries (`Inactive`, `OnDate`,
+    `Entered`, `Exited` from `engine.journey.triggers`), for which Nudge synthesizes the event.
 
     `reentry`: `None` = once per user ever, a `timedelta` = cool-down since the last entry,
     `ALWAYS` = every trigger after the previous run ended. `key` names an event property
@@ -68,7 +72,8 @@ def journey(
             )
         spec = JourneySpec(
             name=journey_name,
-            trigger=trigger,
+            trigger=trigger if isinstance(trigger, str) else trigger.synthesized,
+            starts=None if isinstance(trigger, str) else trigger,
             exit_on=tuple(exit_on),
             goal=goal,
             reentry=reentry,

@@ -6,13 +6,15 @@ everything here is re-exported there. Runs inside the workflow sandbox: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from temporalio.common import RetryPolicy, SearchAttributeKey
 
+from engine.journey.triggers import Trigger
 from schemas.events import JourneyEvent
 
 ALWAYS: Literal["always"] = "always"
@@ -71,6 +73,15 @@ class JourneySpec:
     listens: tuple[str, ...] = ()
     """Events the journey waits for (`wait_for`) besides its trigger, exits and goal."""
     max_history: int = DEFAULT_MAX_HISTORY
+    starts: Trigger | None = None
+    """A synthesized trigger (`Inactive`, `OnDate`, `Entered`, `Exited`); `trigger` is then
+    the name of the event Nudge synthesizes for it."""
+
+    def started_by(self, name: str, properties: Mapping[str, Any]) -> bool:
+        """Whether an event `name` with `properties` starts a run of this journey."""
+        if name != self.trigger:
+            return False
+        return self.starts is None or self.starts.starts(self.name, properties)
 
     @property
     def interests(self) -> frozenset[str]:

@@ -14,7 +14,7 @@ from temporalio.service import RPCError
 
 from engine import ids
 from engine.clock import now
-from engine.store import data_keys, runs
+from engine.store import data_keys, due, locations, runs
 from engine.store.models import (
     Consent,
     Device,
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 
 async def export(session: AsyncSession, *, user: User) -> GdprExportOut:
-    """Profile, devices, consent log, events, journey runs and messages (with bodies)."""
+    """Profile, devices, consent log, events, journey runs, messages (with bodies) and the
+    last known location."""
 
     async def rows(model: Any) -> list[Any]:
         return list(await session.scalars(select(model).where(model.user_id == user.id)))
@@ -43,6 +44,7 @@ async def export(session: AsyncSession, *, user: User) -> GdprExportOut:
         events=await rows(Event),
         journey_runs=await rows(JourneyRun),
         messages=[MessageRecordOut.of(m, user_id=user.external_id) for m in await rows(Message)],
+        location=await locations.last_location(session, user_id=user.id),
     )
 
 
@@ -78,6 +80,9 @@ async def erase(session: AsyncSession, *, user: User, salt: str) -> None:
     await session.execute(
         update(WebhookEvent).where(WebhookEvent.user_id == user.id).values(payload={})
     )
+    # Where they were, and the entries planned from their data.
+    await locations.forget(session, user_id=user.id)
+    await due.forget(session, user_id=user.id)
     # Crypto-shredding: without the user's salt, nothing Temporal holds about them (inputs,
     # signals, activity payloads, in every history) can be decrypted again.
     await data_keys.shred(session, user_id=user.id)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -51,7 +52,8 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Indexed: the due-trigger sweep reads profiles changed since its last look.
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     # GDPR erasure: the row stays (consent evidence points at it) but holds only a hash.
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     erased_hash: Mapped[str | None] = mapped_column(String(128))
@@ -340,3 +342,52 @@ class UserKey(Base):
     user_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     salt: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DueTrigger(Base):
+    """An entry Nudge owes a journey at `due_at`: an inactivity trigger (the user's last
+    watched event plus the window) or a date trigger (a planned local time). The sweep
+    (`engine/system/sweep.py`) turns due rows into `User Inactive` / `Date Reached` events;
+    it reads only unfired rows through a partial index, so its cost follows what is due,
+    not the number of users. `key` is "" for journeys that are not keyed."""
+
+    __tablename__ = "due_triggers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    journey: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    key: Mapped[str] = mapped_column(String(255), default="")
+    kind: Mapped[str] = mapped_column(String(16))
+    """`inactive` or `date`."""
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Inactivity: when the watched event last happened."""
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    """Properties the synthesized event carries (a date trigger's source event's)."""
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("journey", "user_id", "key", name="uq_due_triggers"),
+        Index(
+            "ix_due_triggers_unfired",
+            "due_at",
+            postgresql_where=text("fired_at IS NULL"),
+            sqlite_where=text("fired_at IS NULL"),
+        ),
+    )
+
+
+class UserLocation(Base):
+    """A user's last known location (from a location event) and the geofences it is in:
+    the state geofence crossings are computed against. Personal data: erased with the user."""
+
+    __tablename__ = "user_locations"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    latitude: Mapped[float] = mapped_column(Float)
+    longitude: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    """When the location was taken (the event's timestamp)."""
+    geofences: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

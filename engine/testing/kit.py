@@ -51,7 +51,7 @@ from temporalio.service import RPCError
 
 from engine.app.journeys import shipped_journeys
 from engine.app.router import Router, build_router
-from engine.app.worker import build_worker
+from engine.app.worker import build_worker, ensure_sweep, needs_sweep
 from engine.channels.base import Content
 from engine.channels.console import ConsoleProvider
 from engine.channels.registry import Providers
@@ -62,16 +62,19 @@ from engine.delivery.templates import TemplateStore
 from engine.journey import Journey, Journeys, JourneyState, registry
 from engine.store import consent as consent_log
 from engine.store import devices as device_registry
+from engine.store import due as due_triggers
 from engine.store import outbox as event_outbox
 from engine.store.migrate import upgrade
 from engine.store.models import Event, JourneyRun, Message
 from engine.store.session import make_engine
 from engine.store.users import apply_profile, ensure_user
+from engine.system import sweep
 from engine.temporal import timeskip
 from engine.temporal.timeskip import TimeSkippingUnavailable
 from engine.testing.server import DelayStarts, start_time_skipping_server
 from schemas.common import MessageStatus, Platform, RunStatus
 from schemas.events import TrackCall
+from schemas.triggers import SweepPlanned
 
 __all__ = [
     "JourneyEnv",
@@ -86,6 +89,8 @@ SETTLE_TIMEOUT = timedelta(seconds=30)
 """How long (wall time) `emit` waits for the runs to become idle."""
 STEP_TIMEOUT = timedelta(minutes=2)
 """How long (wall time) one `advance` may take: ~1 s per timer it fires, plus activities."""
+KIT_SWEEP_EVERY = timedelta(days=3650)
+"""The sweep's longest sleep under the kit (see `_kit_config`)."""
 DEFAULT_CONSENT = {"push": "subscribed", "sms": "subscribed"}
 
 
@@ -146,6 +151,8 @@ class JourneyEnv:
         self.offset = timedelta(0)
         """How far the kit's clock runs ahead of the wall clock."""
         self._aligned: set[int] = set()
+        self._system: list[str] = []
+        """Nudge's own workflows the kit keeps on its clock (the due-trigger sweep)."""
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -194,7 +201,7 @@ class JourneyEnv:
                 database_schema=schema or None,
                 task_queue=f"kit-{uuid.uuid4().hex[:10]}",
             )
-            context = await Context.open(settings, config=config or NudgeConfig())
+            context = await Context.open(settings, config=_kit_config(config or NudgeConfig()))
             stack.push_async_callback(context.close)
             outbox = ConsoleProvider(stream=io.StringIO())
             providers = Providers.console(outbox)
@@ -218,6 +225,12 @@ class JourneyEnv:
                 env.offset = max(timedelta(0), _aware(start_at) - datetime.now(UTC))
                 if start_at < datetime.now(UTC) - timedelta(seconds=1):
                     raise ValueError("start_at is in the past: virtual time only moves forward")
+            if needs_sweep(cls.__journey__ for cls in classes.values()):
+                # Inactivity and date triggers: the sweep runs on the kit's clock too.
+                sweep = await ensure_sweep(delaying, task_queue=settings.task_queue)
+                stack.push_async_callback(_terminate, client, sweep)
+                await env._align(sweep)
+                env._system.append(sweep)
             yield env
 
     # -- the clock -----------------------------------------------------------------------
@@ -243,11 +256,52 @@ class JourneyEnv:
         step = (delta or timedelta(0)) + timedelta(days=days, hours=hours, minutes=minutes)
         if step <= timedelta(0):
             raise ValueError("advance needs a positive duration")
+        target = self.now() + step
         await self._settle()
-        open_ids = await self._open_workflow_ids()
+        # Stop at every inactivity or date trigger due on the way, so the run it starts
+        # begins at its due instant (plus a second), not at the end of the step.
+        while (due_at := await self._next_due()) is not None and self.now() < due_at < target:
+            await self._step(due_at - self.now() + timedelta(seconds=1), max_wait, due_at=due_at)
+        if target > self.now():
+            await self._step(target - self.now(), max_wait)
+
+    async def _step(
+        self, step: timedelta, max_wait: timedelta, *, due_at: datetime | None = None
+    ) -> None:
+        open_ids = [*await self._open_workflow_ids(), *self._system]
         await asyncio.gather(*(self._forward(wid, step, max_wait) for wid in open_ids))
         self.offset += step
+        if due_at is not None:
+            await self._until_fired(due_at)
+        # What fell due on the way (inactivity, dates) is in the outbox now: route it.
+        await self.router.route_pending()
+        await self._align_new_runs()
         await self._settle()
+
+    async def _until_fired(self, due_at: datetime, timeout: timedelta = SETTLE_TIMEOUT) -> None:
+        """Wait until the sweep fired every row due at `due_at` (its timer's event can
+        trail the clock by about a second of wall time)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout.total_seconds()
+        while (left := await self._next_due()) is not None and left <= due_at:
+            if loop.time() > deadline:
+                raise TimeoutError(f"the due-trigger sweep did not fire what was due at {due_at}")
+            await asyncio.sleep(0.05)
+
+    async def _wake_sweep(self) -> None:
+        """Have the sweep look now (it reads changed profiles), and wait until it has."""
+        for workflow_id in self._system:
+            await self.client.get_workflow_handle(workflow_id).signal(
+                sweep.PLANNED_SIGNAL, SweepPlanned(due_at=self.now())
+            )
+        if self._system:
+            await self._settle()
+
+    async def _next_due(self) -> datetime | None:
+        if not self._system:
+            return None
+        async with self.context.sessions() as session:
+            return await due_triggers.next_due(session)
 
     async def advance_to(self, when: datetime) -> None:
         """`advance` to the virtual instant `when` (aware); no-op if it is not ahead."""
@@ -296,13 +350,20 @@ class JourneyEnv:
                     evidence="test kit",
                 )
             await session.commit()
-            return TestUser(external_id=external_id, id=row.id, timezone=zone)
+        await self._wake_sweep()  # a date on the profile (a birthday) is planned now
+        return TestUser(external_id=external_id, id=row.id, timezone=zone)
 
     async def emit(
-        self, user: TestUser, event: str, properties: Mapping[str, Any] | None = None
+        self,
+        user: TestUser,
+        event: str,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        context: Mapping[str, Any] | None = None,
     ) -> str:
         """Store a track event stamped at `now()`, route it, and wait until the runs handled it.
 
+        `context`: Segment's context object (e.g. `{"location": {"latitude": ...}}`).
         Returns the event's message id.
         """
         at = self.now()
@@ -311,6 +372,7 @@ class JourneyEnv:
             userId=user.external_id,
             event=event,
             properties=dict(properties or {}),
+            context=dict(context or {}),
             messageId=message_id,
             timestamp=at,
         )
@@ -405,9 +467,13 @@ class JourneyEnv:
             if row.id in self._aligned:
                 continue
             self._aligned.add(row.id)
-            lag = self.now() - await timeskip.current_time(self.client, row.workflow_id)
-            if lag > timedelta(seconds=1):
-                await self._forward(row.workflow_id, lag, STEP_TIMEOUT)
+            await self._align(row.workflow_id)
+
+    async def _align(self, workflow_id: str) -> None:
+        """Step a run that was just started (delayed) to the kit's clock."""
+        lag = self.now() - await timeskip.current_time(self.client, workflow_id)
+        if lag > timedelta(seconds=1):
+            await self._forward(workflow_id, lag, STEP_TIMEOUT)
 
     async def _forward(self, workflow_id: str, step: timedelta, max_wait: timedelta) -> None:
         try:
@@ -421,7 +487,7 @@ class JourneyEnv:
         """Wait until no open run has a workflow task or an activity in flight."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout.total_seconds()
-        for workflow_id in await self._open_workflow_ids():
+        for workflow_id in [*await self._open_workflow_ids(), *self._system]:
             handle = self.client.get_workflow_handle(workflow_id)
             while not await _idle(handle):
                 if loop.time() > deadline:
@@ -435,6 +501,21 @@ async def _idle(handle: WorkflowHandle[Any, Any]) -> bool:
         return True
     raw = desc.raw_description
     return not raw.HasField("pending_workflow_task") and not raw.pending_activities
+
+
+def _kit_config(config: NudgeConfig) -> NudgeConfig:
+    """The config with the sweep's regular look turned off: under the kit it wakes only
+    when something falls due (the router wakes it for every plan), so a virtual week is a
+    few timers, not one a minute."""
+    triggers = config.triggers.model_copy(
+        update={"sweep_every": KIT_SWEEP_EVERY, "profile_settle": timedelta(0)}
+    )
+    return config.model_copy(update={"triggers": triggers})
+
+
+async def _terminate(client: Client, workflow_id: str) -> None:
+    with contextlib.suppress(RPCError):
+        await client.get_workflow_handle(workflow_id).terminate("test kit stopped")
 
 
 def _aware(when: datetime) -> datetime:

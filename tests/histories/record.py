@@ -52,6 +52,8 @@ LAST_CALL_DELAY = timedelta(seconds=9)
 HIGH_VALUE = 120.0
 """Cart values above and below `AbandonedCartSettings.last_call_min_value` (default 20)."""
 LOW_VALUE = 5.0
+DAY_OF_DELAY = timedelta(seconds=6)
+"""How far after the start of the recording the appointment reminder's same-day SMS fires."""
 
 
 def shortened_config(start: datetime) -> NudgeConfig:
@@ -67,6 +69,10 @@ def shortened_config(start: datetime) -> NudgeConfig:
                 "onboarding": {"day": "2s"},
                 "win_back": {"second_offer_after": "2s"},
                 "sms_double_opt_in": {"confirm_within": "3s"},
+                "appointment_reminder": {
+                    "day_of_at": (start + DAY_OF_DELAY).time().replace(microsecond=0).isoformat(),
+                    "day_of_lead": "1s",
+                },
             }
         }
     )
@@ -189,6 +195,25 @@ def opt_in(*, replies: bool) -> Drive:
     return drive
 
 
+# -- appointment_reminder ------------------------------------------------------------------
+
+
+def appointment(*, cancelled: bool) -> Drive:
+    async def drive(stack: Stack, user: str) -> str:
+        await reachable_user(stack, user)
+        starts_at = datetime.now(UTC) + DAY_OF_DELAY + timedelta(seconds=30)
+        # The sweep's `Date Reached`, as a product could send it too (no `journey` named).
+        await stack.track(
+            user, "Date Reached", {"appointment_id": "a1", "starts_at": starts_at.isoformat()}
+        )
+        if cancelled:
+            await settled(stack, user, 1)
+            await stack.track(user, "Appointment Cancelled", {"appointment_id": "a1"})
+        return user
+
+    return drive
+
+
 CASES = [
     Recording("abandoned_cart", "checked_out", "checked_out", cart(HIGH_VALUE, "Checkout Started")),
     Recording("abandoned_cart", "reminded", "reminded", cart(HIGH_VALUE)),
@@ -236,6 +261,13 @@ CASES = [
     Recording("win_back", "holdout_returned_v2", "returned", inactive(returns=True, holdout=True)),
     Recording("sms_double_opt_in", "confirmed_v2", "confirmed", opt_in(replies=True)),
     Recording("sms_double_opt_in", "expired_v2", "expired", opt_in(replies=False)),
+    Recording("appointment_reminder", "reminded", "reminded", appointment(cancelled=False)),
+    Recording(
+        "appointment_reminder",
+        "cancelled",
+        "exited:Appointment Cancelled",
+        appointment(cancelled=True),
+    ),
 ]
 
 

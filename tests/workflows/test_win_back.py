@@ -4,8 +4,11 @@ and is still measured."""
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import time, timedelta
 
+from sqlalchemy import select
+
+from engine.store.models import Event
 from engine.testing.kit import JourneyEnv, TestUser
 from engine.testing.pytest_plugin import EnvFactory
 from tests.kit.clock import next_local
@@ -61,3 +64,34 @@ async def test_the_arm_is_the_same_on_every_entry(journey_env: EnvFactory) -> No
     second = await _entered(env, cy)
     assert len(await env.runs(cy)) == 2
     assert first == second
+
+
+async def test_inactivity_starts_it_on_day_14_and_a_return_on_day_13_resets_the_count(
+    journey_env: EnvFactory,
+) -> None:
+    """`Inactive("App Opened", for_=14d)`: the sweep enters a lapsed user 14 days after
+    their last open; one who came back on day 13 is entered 14 days after that."""
+    env = await journey_env(WinBack, start_at=next_local("UTC", time(12, 0)))
+    ann, bo = await env.user("ann"), await env.user("bo")
+    await env.emit(ann, "App Opened")
+    await env.emit(bo, "App Opened")
+    opened = env.now()
+    await env.advance(days=13)
+    assert await env.runs(ann) == [] and await env.runs(bo) == []
+    await env.emit(bo, "App Opened")  # bo comes back on day 13
+    came_back = env.now()
+    await env.advance(days=1, hours=1)
+    assert [r.journey for r in await env.runs(ann)] == ["win_back"]
+    assert await env.runs(bo) == []
+    await env.advance(days=13)  # day 27: 14 days after bo's return
+    assert [r.journey for r in await env.runs(bo)] == ["win_back"]
+    for user, last in ((ann, opened), (bo, came_back)):
+        [entry] = await _inactive_events(env, user)
+        assert entry.properties["event"] == "App Opened"
+        assert abs(entry.timestamp - (last + timedelta(days=14))) < timedelta(minutes=1)
+
+
+async def _inactive_events(env: JourneyEnv, user: TestUser) -> list[Event]:
+    async with env.context.sessions() as session:
+        query = select(Event).where(Event.user_id == user.id, Event.name == "User Inactive")
+        return list(await session.scalars(query))

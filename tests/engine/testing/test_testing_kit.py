@@ -107,6 +107,16 @@ def test_simulate_the_tokyo_example() -> None:
     assert "FAILED" not in result.output and "all good" in result.output
 
 
+def test_simulate_the_inactivity_example() -> None:
+    """win_back's `Inactive` trigger: not entered on day 14 after a return on day 13, entered
+    on day 27 by the sweep's `User Inactive`."""
+    script = str(EXAMPLES / "win_back_inactive.yaml")
+    result = CliRunner().invoke(cli(), ["win_back", "--script", script], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "User Inactive" in result.output and "+648h00" in result.output
+    assert "FAILED" not in result.output and "all good" in result.output
+
+
 def test_simulate_exits_non_zero_when_an_expectation_fails(tmp_path: Path) -> None:
     (tmp_path / "nudge.toml").write_text(
         '[[caps]]\nchannel = "push"\nlimit = 1\nper = "4h"\n\n[journeys.onboarding]\nday = "1h"\n'
