@@ -114,10 +114,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--phases",
-        # The coverage phase of schemathesis 4.32 fails in its own generator (hypothesis'
-        # lambda-source cache: "AST constructor recursion depth mismatch"), not on an answer
-        # of ours; run it by hand with `--phases coverage` and read past those errors.
-        default="examples,fuzzing,stateful",
+        default="examples,coverage,fuzzing,stateful",
     )
     parser.add_argument("--only", help="a regular expression: fuzz only the paths it matches")
     args = parser.parse_args()
