@@ -83,15 +83,15 @@ async def test_a_receiver_that_was_down_gets_every_event_once_signed(
                 retried = all(attempts >= 2 for _, attempts, _ in found)
                 return found if kinds == set(KINDS) and retried else None
 
-            await eventually(tried_while_down, timeout=60)
+            await eventually(tried_while_down, timeout=180)
             await receiver.up()
-            await receiver.wait_for_ids(4, within=60)
+            await receiver.wait_for_ids(4, within=180)
 
             async def all_delivered() -> list[tuple[str, int, str]] | None:
                 found = await _deliveries(s)
                 return found if all(status == "delivered" for _, _, status in found) else None
 
-            found = await eventually(all_delivered, timeout=60)
+            found = await eventually(all_delivered, timeout=180)
     bodies = {d.body["type"]: d.body for d in receiver.accepted()}
     assert set(bodies) == set(KINDS)
     assert not receiver.rejections  # every delivery carried a valid signature
