@@ -127,7 +127,7 @@ async def test_cli_export_loads_and_replays(
         "--output", "json", "--address", address,
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    stdout, _ = await asyncio.wait_for(shown.communicate(), timeout=30)
+    stdout, _ = await asyncio.wait_for(shown.communicate(), timeout=120)
     assert shown.returncode == 0
     path = tmp_path / "cli.json"
     path.write_bytes(stdout)

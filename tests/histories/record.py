@@ -118,14 +118,14 @@ async def settled(stack: Stack, user: str, count: int) -> None:
         done = [m for m in await stack.messages(user) if m["status"] in ("sent", "suppressed")]
         return len(done) >= count
 
-    await eventually(probe, timeout=20)
+    await eventually(probe, timeout=120)
 
 
 async def sent(stack: Stack, user: str, count: int) -> None:
     async def probe() -> bool:
         return len([m for m in await stack.messages(user) if m["status"] == "sent"]) >= count
 
-    await eventually(probe, timeout=20)
+    await eventually(probe, timeout=120)
 
 
 # -- abandoned_cart ----------------------------------------------------------------------
@@ -275,7 +275,7 @@ async def record_one(stack: Stack, client: Client, recording: Recording) -> str:
     """Drive one case to its end and write its history; returns a one-line summary."""
     user = f"rec-{recording.case}-{uuid.uuid4().hex[:6]}"
     user = await recording.drive(stack, user)
-    [run] = await stack.wait_closed(user, timeout=40)
+    [run] = await stack.wait_closed(user, timeout=120)
     # The runs table closes just before the workflow completes: wait for the last event.
     await client.get_workflow_handle(run["workflow_id"], run_id=run["run_id"]).result()
     if run["outcome"] != recording.outcome:

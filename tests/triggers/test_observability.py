@@ -94,7 +94,7 @@ async def test_search_attributes_find_a_journeys_runs_and_their_step(
             )
             return rows or None
 
-        rows = await eventually(listed, timeout=15)
+        rows = await eventually(listed, timeout=120)
         assert rows[0]["execution"]["workflowId"] == run["workflow_id"]  # type: ignore[index]
 
         async def sleeping() -> dict[str, dict[str, int]] | None:
@@ -102,5 +102,5 @@ async def test_search_attributes_find_a_journeys_runs_and_their_step(
             counts = await step_counts(settings)
             return counts if counts.get("t_keyed", {}).get("sleep") else None
 
-        counts = await eventually(sleeping, timeout=15)
+        counts = await eventually(sleeping, timeout=120)
         assert counts["t_keyed"]["sleep"] >= 1

@@ -76,7 +76,7 @@ async def test_worker_killed_mid_journey_finishes_without_duplicates(
         first = await start_worker(env, log)
         try:
             await s.track("kai", "Cart Updated", {"item_count": 1})
-            await eventually(lambda: sent(s, "kai", 1), timeout=30)
+            await eventually(lambda: sent(s, "kai", 1), timeout=120)
             first.send_signal(signal.SIGKILL)  # mid-journey: the run sleeps until the last call
             await first.wait()
             second = await start_worker(env, log)
@@ -117,7 +117,7 @@ async def test_events_accepted_while_temporal_is_down_reach_their_journeys(
     settings = Settings(temporal_address=f"127.0.0.1:{own_temporal['port']}")
     from engine.app.dev import wait_for_temporal
 
-    client = await wait_for_temporal(settings, timeout=30)
+    client = await wait_for_temporal(settings, timeout=120)
     async with Stack(
         database_url=postgres_url, client=client, task_queue=task_queue, run_worker=False
     ) as s:
@@ -138,16 +138,16 @@ async def test_events_accepted_while_temporal_is_down_reach_their_journeys(
         own_temporal["proc"] = await start_temporal(
             own_temporal["dir"], port=own_temporal["port"], ui_port=own_temporal["ui"]
         )
-        client = await wait_for_temporal(settings, timeout=30)
+        client = await wait_for_temporal(settings, timeout=120)
         fresh = await connect(settings)
         worker = build_worker(
             fresh, s.context, providers=Providers.console(), task_queue=task_queue
         )
         async with worker:
             for user in ("a2", "a3"):
-                runs = await eventually(lambda u=user: s.runs(u), timeout=40)  # type: ignore[misc]
+                runs = await eventually(lambda u=user: s.runs(u), timeout=120)  # type: ignore[misc]
                 assert runs[0]["journey"] == "onboarding"
-            a1 = await s.wait_closed("a1", timeout=40)
+            a1 = await s.wait_closed("a1", timeout=120)
             assert a1[0]["status"] == "exited"  # the exit event sent while down arrived
             async with s.context.sessions() as db:
                 from sqlalchemy import func, select

@@ -58,7 +58,7 @@ async def test_three_routers_keep_every_users_events_in_order(
                 },
             )
             for user in users:
-                runs = await s.wait_closed(user, timeout=30)
+                runs = await s.wait_closed(user, timeout=120)
                 assert runs[0]["status"] == "exited", (user, runs[0])
                 assert await s.messages(user) == []
         finally:
@@ -76,7 +76,7 @@ async def test_an_event_temporal_refuses_is_set_aside_and_others_flow(
         # A key this long would make a workflow id Temporal refuses (over 1,000 characters).
         await s.track("poison", "Cart Touched", {"cart_id": "k" * 1200})
         await s.track("good", "Cart Touched", {"cart_id": "c1"})
-        runs = await s.wait_closed("good", timeout=20)
+        runs = await s.wait_closed("good", timeout=120)
         assert runs[0]["outcome"] == "sent:None"
         async with s.context.sessions() as db:
             poison = (

@@ -173,6 +173,6 @@ async def test_postgres_down_is_a_503_with_retry_after_and_nothing_is_lost(
                 answer = await s.http.post("/v1/track", json={"userId": "pat", "event": "After"})
                 return answer.status_code == 200
 
-            await eventually(back, timeout=30)
+            await eventually(back, timeout=120)
             names = [e["name"] for e in (await s.call("GET", "/v1/users/pat/export"))["events"]]
             assert names[0] == "Before" and "After" in names

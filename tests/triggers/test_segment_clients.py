@@ -34,7 +34,7 @@ async def served(s: Stack) -> AsyncIterator[str]:
         uvicorn.Config(s.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     )
     serving = asyncio.create_task(server.serve())
-    await eventually(lambda: _started(server), timeout=20)
+    await eventually(lambda: _started(server), timeout=120)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
@@ -84,7 +84,7 @@ async def test_an_official_client_loses_nothing(
                 )
             return found if found == wanted else None
 
-        await eventually(stored, timeout=30)
+        await eventually(stored, timeout=120)
 
         async def cart_run() -> JourneyRun | None:
             async with s.context.sessions() as db:
@@ -94,7 +94,7 @@ async def test_an_official_client_loses_nothing(
                     )
                 ).first()
 
-        run = await eventually(cart_run, timeout=30)
+        run = await eventually(cart_run, timeout=120)
         async with s.context.sessions() as db:
             profile = await db.get(User, run.user_id)
             names = dict(
