@@ -101,6 +101,11 @@ class _UserRouting:
 class Router:
     """Routes unrouted events; `run` loops until cancelled, `wake` shortens the wait."""
 
+    @property
+    def journey_names(self) -> frozenset[str]:
+        """The journeys this router starts runs of."""
+        return frozenset(self._specs)
+
     def __init__(
         self,
         *,

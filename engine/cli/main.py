@@ -502,12 +502,14 @@ def _register_more() -> None:
     """Commands that live in their own modules (they import only what they need)."""
     from engine.cli import ops as cli_ops
     from engine.cli.simulate import simulate
+    from engine.cli.stats import stats
 
     app.add_typer(cli_ops.history_app, name="history")
     app.add_typer(cli_ops.temporal_app, name="temporal")
     app.command("replay")(cli_ops.replay)
     app.command("codec-server")(cli_ops.codec_server)
     app.command("simulate")(simulate)
+    app.command("stats")(stats)
     keys_app.command("codec")(cli_ops.keys_codec)
     keys_app.command("vapid")(cli_ops.keys_vapid)
 
