@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from engine.config.nudge_toml import NudgeConfig
 from engine.journey.split import assign
+from engine.observability.metrics import REGISTRY
 from tests.kit import Stack, eventually
 from workflows import WinBack
 
@@ -49,7 +50,14 @@ async def _arms(stack: Stack) -> dict[str, list[str]]:
     return arms
 
 
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, {"journey": "win_back", **labels}) or 0.0
+
+
 async def test_funnel_and_readout_match_the_hand_count(stack: Stack) -> None:
+    entries = _sample("nudge_journey_entries_total")
+    conversions = _sample("nudge_journey_conversions_total")
+    content_sent = _sample("nudge_journey_sends_total", step="offer_content", outcome="sent")
     arms = await _arms(stack)
     assert all(arms.values()), arms  # 120 users fill every arm
     converters = {arm: users[:: CONVERT_EVERY[arm]] for arm, users in arms.items()}
@@ -104,6 +112,11 @@ async def test_funnel_and_readout_match_the_hand_count(stack: Stack) -> None:
 
     arm_stats = await stack.call("GET", "/v1/journeys/win_back/stats?variant=content&since=1d")
     assert (arm_stats["entered"], arm_stats["converted"]) == (n["content"], c["content"])
+    # The per-journey metrics counted the same (this process runs the router and worker).
+    assert _sample("nudge_journey_entries_total") - entries == USERS
+    assert _sample("nudge_journey_conversions_total") - conversions == sum(c.values())
+    sent = _sample("nudge_journey_sends_total", step="offer_content", outcome="sent")
+    assert sent - content_sent == n["content"]
     journeys = (await stack.call("GET", "/v1/journeys"))["items"]
     assert journeys == [
         {

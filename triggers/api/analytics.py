@@ -63,9 +63,9 @@ async def journeys(request: Request, db: AsyncSession = Depends(session)) -> Pag
     return Page[JourneySummary](items=[found[name] for name in sorted(found)])
 
 
-@router.get("/v1/journeys/{name}/stats", responses=problem_responses(400, 404))
+@router.get("/v1/journeys/{journey}/stats", responses=problem_responses(400, 404, 422))
 async def stats(
-    name: str,
+    journey: str,
     request: Request,
     since: str | None = Query(default=None, description=RANGE, max_length=64),
     until: str | None = Query(default=None, description=RANGE, max_length=64),
@@ -77,23 +77,27 @@ async def stats(
     / failed / deferred / suppressed by reason, exits by reason, finishes by outcome,
     conversions, and last- and any-touch attribution per step and template."""
     start, end = _instant("since", since), _instant("until", until)
-    if name not in _served(request):
-        known = await db.scalar(select(JourneyRun.id).where(JourneyRun.journey == name).limit(1))
+    if journey not in _served(request):
+        known = await db.scalar(select(JourneyRun.id).where(JourneyRun.journey == journey).limit(1))
         if known is None:
-            raise Problem(404, "journey-not-found", "No such journey", f"{name!r} has no runs")
-    return await journey_stats(db, name, since=start, until=end, version=version, variant=variant)
+            raise Problem(404, "journey-not-found", "No such journey", f"{journey!r} has no runs")
+    return await journey_stats(
+        db, journey, since=start, until=end, version=version, variant=variant
+    )
 
 
-@router.get("/v1/experiments/{name}", responses=problem_responses(400, 404))
-async def experiment(
-    name: str,
+@router.get("/v1/experiments/{experiment}", responses=problem_responses(400, 404, 422))
+async def readout(
+    experiment: str,
     since: str | None = Query(default=None, description=RANGE, max_length=64),
     db: AsyncSession = Depends(session),
 ) -> ExperimentReadout:
     """The experiment's readout: users, conversions and rate per arm; lift against the
     control with a 95% interval, the two-proportion z test's p-value, the probability to
     beat control (Beta posteriors), lift against the holdout; minimum-sample warnings."""
-    readout = await experiment_readout(db, name, since=_instant("since", since))
-    if readout.journey is None and not readout.arms:
-        raise Problem(404, "experiment-not-found", "No such experiment", f"{name!r} has no runs")
-    return readout
+    found = await experiment_readout(db, experiment, since=_instant("since", since))
+    if found.journey is None and not found.arms:
+        raise Problem(
+            404, "experiment-not-found", "No such experiment", f"{experiment!r} has no runs"
+        )
+    return found

@@ -85,6 +85,21 @@ def test_emit_users_show_timeline_and_preview(env: Path) -> None:
     )
     assert preview.exit_code == 0, preview.output
     assert "gsm7, 1 part(s)" in preview.output
+    # The SMS parts count the short link a send would carry, on the configured base URL.
+    linked = runner.invoke(
+        app, ["preview", "win_back/last_offer", "--user", "ann"], env={"COLUMNS": "300"}
+    )
+    assert linked.exit_code == 0, linked.output
+    assert (
+        "tracked link" in linked.output and "https://shop.example/offers/winback" in linked.output
+    )
+    assert "http://127.0.0.1:8000/c/" in linked.output and "gsm7, 1 part(s)" in linked.output
+    far = runner.invoke(
+        app,
+        ["preview", "win_back/last_offer", "--user", "ann"],
+        env={"COLUMNS": "300", "NUDGE_LINK_BASE_URL": "https://" + "l" * 120 + ".example"},
+    )
+    assert far.exit_code == 0 and "gsm7, 2 part(s)" in far.output
     missing = runner.invoke(app, ["preview", "abandoned_cart/nope", "--user", "ann"])
     assert missing.exit_code == 1 and "render_failed" in missing.output
 
