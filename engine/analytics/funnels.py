@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, distinct, func, select
+from sqlalchemy import ColumnElement, case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.analytics.models import AttributionRow, JourneyStats, JourneySummary, StepStats
 from engine.store.models import JourneyRun, Message
+from engine.store.session import dialect_name
 from schemas.common import MessageStatus, RunStatus
 
 LEFT_NUDGE = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNDELIVERED)
@@ -42,9 +43,21 @@ def _cohort(
     return where
 
 
-def _runs_where(condition: ColumnElement[bool]) -> Any:
-    """count(DISTINCT run) of the message rows matching `condition`."""
-    return func.count(distinct(case((condition, Message.run_id))))
+STATS_WORK_MEM = "64MB"
+"""Postgres `work_mem` for the stats queries' transaction: their per-run aggregates over a
+million rows sort on disk at the 4 MB default, and hash in memory with this."""
+
+
+async def roomy(session: AsyncSession) -> None:
+    """Give the caller's transaction `STATS_WORK_MEM` (Postgres; `SET LOCAL` ends with the
+    transaction, so other work on the connection keeps the server's setting)."""
+    if dialect_name(session) == "postgresql":
+        await session.execute(text(f"SET LOCAL work_mem = '{STATS_WORK_MEM}'"))
+
+
+def _flag(condition: ColumnElement[bool]) -> Any:
+    """1 if any of a run's rows at a step matches `condition`, else 0 (per run and step)."""
+    return func.max(case((condition, 1), else_=0))
 
 
 async def journey_stats(
@@ -59,6 +72,7 @@ async def journey_stats(
     """The funnel of `journey` for runs that entered in [`since`, `until`) (UTC; open ends
     unbounded), of one code `version` (build id) and one experiment `variant` if given."""
     where = _cohort(journey, since, until, version, variant)
+    await roomy(session)
     stats = JourneyStats(
         journey=journey, since=since, until=until, version=version, variant=variant
     )
@@ -102,22 +116,39 @@ def _exit_reason(status: RunStatus, outcome: str | None) -> str:
 
 
 async def _steps(session: AsyncSession, where: list[ColumnElement[bool]]) -> list[StepStats]:
+    """Per step, the runs that reached it and what became of their sends. Aggregated in two
+    levels (per run and step, then per step) rather than with COUNT(DISTINCT ...) per
+    column: one hash aggregate instead of a sort per column, several times faster at 1 M
+    rows (bench/funnels.py)."""
     joined = Message.run_id == JourneyRun.run_id
-    rows = await session.execute(
+    per_run = (
         select(
-            Message.step,
-            func.count(distinct(Message.run_id)),
-            _runs_where(Message.status.in_(LEFT_NUDGE)),
-            _runs_where(Message.status == MessageStatus.DELIVERED),
-            _runs_where(Message.clicked_at.is_not(None)),
-            _runs_where(Message.opened_at.is_not(None)),
-            _runs_where(Message.status == MessageStatus.FAILED),
-            _runs_where(Message.deferrals > 0),
-            func.min(Message.created_at),
+            Message.step.label("step"),
+            _flag(Message.status.in_(LEFT_NUDGE)).label("sent"),
+            _flag(Message.status == MessageStatus.DELIVERED).label("delivered"),
+            _flag(Message.clicked_at.is_not(None)).label("clicked"),
+            _flag(Message.opened_at.is_not(None)).label("opened"),
+            _flag(Message.status == MessageStatus.FAILED).label("failed"),
+            _flag(Message.deferrals > 0).label("deferred"),
+            func.min(Message.created_at).label("first"),
         )
         .join(JourneyRun, joined)
         .where(*where)
-        .group_by(Message.step)
+        .group_by(Message.step, Message.run_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(
+            per_run.c.step,
+            func.count(),
+            func.sum(per_run.c.sent),
+            func.sum(per_run.c.delivered),
+            func.sum(per_run.c.clicked),
+            func.sum(per_run.c.opened),
+            func.sum(per_run.c.failed),
+            func.sum(per_run.c.deferred),
+            func.min(per_run.c.first),
+        ).group_by(per_run.c.step)
     )
     steps: dict[str, tuple[datetime, StepStats]] = {}
     for step, reached, sent, delivered, clicked, opened, failed, deferred, first in rows:
@@ -127,19 +158,25 @@ async def _steps(session: AsyncSession, where: list[ColumnElement[bool]]) -> lis
             StepStats(
                 step=name,
                 reached=reached,
-                sent=sent,
-                delivered=delivered,
-                clicked=clicked,
-                opened=opened,
-                failed=failed,
-                deferred=deferred,
+                sent=int(sent or 0),
+                delivered=int(delivered or 0),
+                clicked=int(clicked or 0),
+                opened=int(opened or 0),
+                failed=int(failed or 0),
+                deferred=int(deferred or 0),
             ),
         )
-    suppressed = await session.execute(
-        select(Message.step, Message.reason, func.count(distinct(Message.run_id)))
+    suppressed_runs = (
+        select(Message.step.label("step"), Message.reason.label("reason"))
         .join(JourneyRun, joined)
         .where(*where, Message.status == MessageStatus.SUPPRESSED)
-        .group_by(Message.step, Message.reason)
+        .group_by(Message.step, Message.reason, Message.run_id)
+        .subquery()
+    )
+    suppressed = await session.execute(
+        select(suppressed_runs.c.step, suppressed_runs.c.reason, func.count()).group_by(
+            suppressed_runs.c.step, suppressed_runs.c.reason
+        )
     )
     for step, reason, runs in suppressed:
         found = steps.get(step or "-")
@@ -169,8 +206,8 @@ async def _attribution(
     )
     for step, template, runs in last:
         row(step, template).last_touch = runs
-    anytouch = await session.execute(
-        select(Message.step, Message.template, func.count(distinct(Message.run_id)))
+    touched = (
+        select(Message.step.label("step"), Message.template.label("template"))
         .join(JourneyRun, Message.run_id == JourneyRun.run_id)
         .where(
             *where,
@@ -178,7 +215,13 @@ async def _attribution(
             Message.status.in_(DELIVERED),
             Message.created_at <= JourneyRun.converted_at,
         )
-        .group_by(Message.step, Message.template)
+        .group_by(Message.step, Message.template, Message.run_id)
+        .subquery()
+    )
+    anytouch = await session.execute(
+        select(touched.c.step, touched.c.template, func.count()).group_by(
+            touched.c.step, touched.c.template
+        )
     )
     for step, template, runs in anytouch:
         row(step, template).any_touch = runs
