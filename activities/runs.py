@@ -7,10 +7,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from engine import ids
 from engine.config.nudge_toml import NudgeConfig
-from engine.store import runs
+from engine.observability.metrics import JOURNEY_CONVERSIONS, count_end, journey_label
+from engine.store import experiments, runs
 from engine.store.models import User
-from schemas.journeys import GoalReached, RunFinished, RunStarted, UserZone, UserZoneRequest
+from schemas.journeys import (
+    GoalReached,
+    RunFinished,
+    RunStarted,
+    UserZone,
+    UserZoneRequest,
+    VariantAssigned,
+)
 
 
 class RunActivities:
@@ -48,6 +57,9 @@ class RunActivities:
                 )
             except runs.RunRowMissing:
                 raise _not_yet() from None
+        journey = ids.journey_of_workflow(finished.workflow_id)
+        if journey is not None:
+            count_end(journey, str(finished.status), finished.outcome)
 
     @activity.defn(name="nudge.goal_reached")
     async def goal_reached(self, goal: GoalReached) -> None:
@@ -60,6 +72,26 @@ class RunActivities:
                     run_id=goal.run_id,
                     message_id=goal.last_message_id,
                     at=goal.at,
+                )
+            except runs.RunRowMissing:
+                raise _not_yet() from None
+        JOURNEY_CONVERSIONS.labels(journey_label(goal.journey)).inc()
+
+    @activity.defn(name="nudge.variant_assigned")
+    async def variant_assigned(self, assigned: VariantAssigned) -> None:
+        """The run's experiment arm, recorded when `split` assigns it."""
+        async with self._sessions() as session, session.begin():
+            try:
+                await experiments.record_assignment(
+                    session,
+                    workflow_id=assigned.workflow_id,
+                    run_id=assigned.run_id,
+                    journey=assigned.journey,
+                    experiment=assigned.experiment,
+                    variant=assigned.variant,
+                    arms=assigned.arms,
+                    holdout=assigned.holdout,
+                    at=assigned.at,
                 )
             except runs.RunRowMissing:
                 raise _not_yet() from None

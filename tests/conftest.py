@@ -32,8 +32,8 @@ POSTGRES_URL = os.environ.get(
 )
 TABLES = (
     "due_triggers, user_locations, webhook_deliveries, webhook_events, sms_receipts, "
-    "message_parts, message_attempts, links, messages, journey_runs, events, consents, devices, "
-    "audit_log, write_keys, user_keys, users"
+    "message_parts, message_attempts, links, messages, experiments, journey_runs, events, "
+    "consents, devices, audit_log, write_keys, user_keys, users"
 )
 
 

@@ -148,6 +148,29 @@ class TSms(Journey[SmsSettings]):
         )
 
 
+class ClickSettings(JourneySettings):
+    wait: Duration = timedelta(hours=1)
+
+
+@journey(
+    trigger="Click Start",
+    listens=("Message Clicked",),
+    goal=Goal("Message Clicked", within=timedelta(hours=1)),
+    reentry=ALWAYS,
+    name="t_click",
+)
+class TClick(Journey[ClickSettings]):
+    """An SMS with a tracked link, then a wait for its click (which is also the goal)."""
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        await self.send("link_sms", channel=Channel.SMS)
+        clicked = await self.wait_for(
+            "Message Clicked", timeout=self.settings.wait, where={"step": "link_sms"}
+        )
+        return self.finish("clicked" if clicked else "ignored")
+
+
 @journey(trigger=Entered("office"), exit_on=(GEOFENCE_EXITED,), reentry=ALWAYS, name="t_place")
 class TPlace(Journey[JourneySettings]):
     """Started by entering the `office` geofence: one push, then it waits to be left."""
@@ -157,9 +180,6 @@ class TPlace(Journey[JourneySettings]):
         await self.send("welcome", channel=Channel.PUSH)
         await self.sleep(timedelta(days=1))
         return self.finish(f"entered:{entry.event.properties['geofence']}")
-
-
-TEST_JOURNEYS: Journeys = registry((TSequence, TPair, TSms, TOrder, TOnce, TCool, TKeyed, TSplit))
 
 
 @journey(
@@ -172,3 +192,8 @@ class TBirthday(Journey[JourneySettings]):
     async def run(self, entry: JourneyEntry) -> JourneyResult:
         await self.send("greeting", channel=Channel.PUSH)
         return self.finish("greeted")
+
+
+TEST_JOURNEYS: Journeys = registry(
+    (TSequence, TPair, TSms, TOrder, TOnce, TCool, TKeyed, TSplit, TClick)
+)

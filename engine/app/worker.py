@@ -64,6 +64,7 @@ def build_worker(
         config=context.config,
         providers=providers,
         templates=templates or template_store(),
+        link_base=context.settings.link_base_url,
     )
     delivery = DeliveryActivities(deliverer)
     bookkeeping = RunActivities(
@@ -85,6 +86,7 @@ def build_worker(
             bookkeeping.run_started,
             bookkeeping.run_finished,
             bookkeeping.goal_reached,
+            bookkeeping.variant_assigned,
             bookkeeping.user_zone,
             hooks.deliver,
             hooks.gave_up,

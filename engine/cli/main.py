@@ -244,7 +244,7 @@ def preview(
     from engine.app.journeys import template_store
     from engine.channels.sms.encoding import TooLong, encode_sms
     from engine.context import Context
-    from engine.delivery.templates import TemplateError
+    from engine.delivery.templates import LINKS, LinkBook, TemplateError
     from engine.store.users import find_user, profile_context
 
     journey, _, name = template.partition("/")
@@ -260,6 +260,9 @@ def preview(
             if found is None:
                 err.print(f"[red]error:[/] no user {user!r}")
                 raise typer.Exit(1)
+            # Tracked links render as real short links (codes are not stored), so the SMS
+            # part count is the count of what would be sent.
+            book = LinkBook(base=context.settings.link_base_url)
             try:
                 content = template_store().render(
                     journey,
@@ -270,6 +273,7 @@ def preview(
                         "event": {"name": "preview", "properties": properties},
                         "settings": {},
                         "variant": None,
+                        LINKS: book,
                     },
                 )
             except TemplateError as exc:
@@ -284,6 +288,8 @@ def preview(
                     table.add_row(part, value)
             if content.data:
                 table.add_row("data", json.dumps(content.data, ensure_ascii=False))
+            for _, url in book.links:
+                table.add_row("tracked link", url)
             if content.sms:
                 limit = context.config.channels.sms.max_parts
                 try:
@@ -502,12 +508,14 @@ def _register_more() -> None:
     """Commands that live in their own modules (they import only what they need)."""
     from engine.cli import ops as cli_ops
     from engine.cli.simulate import simulate
+    from engine.cli.stats import stats
 
     app.add_typer(cli_ops.history_app, name="history")
     app.add_typer(cli_ops.temporal_app, name="temporal")
     app.command("replay")(cli_ops.replay)
     app.command("codec-server")(cli_ops.codec_server)
     app.command("simulate")(simulate)
+    app.command("stats")(stats)
     keys_app.command("codec")(cli_ops.keys_codec)
     keys_app.command("vapid")(cli_ops.keys_vapid)
 

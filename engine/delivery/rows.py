@@ -28,6 +28,8 @@ def base_row(request: DeliverRequest, key: str, now: datetime) -> Message:
         template=request.template,
         transactional=request.transactional,
         variant=request.variant,
+        run_id=request.run_id,
+        deferrals=request.deferrals,
         attempts=0,
         created_at=now,
         updated_at=now,

@@ -268,6 +268,11 @@ CASES = [
         "exited:Appointment Cancelled",
         appointment(cancelled=True),
     ),
+    # Recorded after the engine's `record-variant-at-split` patch: `split` records the arm
+    # on the run at once (a local activity), so only journeys that split change.
+    Recording("win_back", "returned_v3", "returned", inactive(returns=True)),
+    Recording("win_back", "offered_v3", "offered", inactive(returns=False)),
+    Recording("win_back", "holdout_offered_v3", "offered", inactive(returns=False, holdout=True)),
 ]
 
 
