@@ -9,15 +9,16 @@ the router's commit (`RunRowMissing`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.clock import now
 from engine.store import webhooks
-from engine.store.models import JourneyRun, Message
+from engine.store.models import JourneyRun, Message, User
 from engine.store.rows import insert_for
 from schemas.common import MessageStatus, RunStatus
 
@@ -269,10 +270,49 @@ async def runs_of_user(session: AsyncSession, *, user_id: str) -> list[JourneyRu
     return list(rows)
 
 
+@dataclass(frozen=True)
+class RunTotals:
+    """How many runs of a journey entered, are open now, and converted."""
+
+    entered: int
+    open: int
+    converted: int
+
+
+async def journey_totals(session: AsyncSession) -> dict[str, RunTotals]:
+    """Entered, open and converted runs per journey, counted from `journey_runs`."""
+    query = select(
+        JourneyRun.journey,
+        func.count(),
+        func.count(case((JourneyRun.status == RunStatus.OPEN, 1))),
+        func.count(JourneyRun.converted_at),
+    ).group_by(JourneyRun.journey)
+    return {
+        journey: RunTotals(entered, opened, converted)
+        for journey, entered, opened, converted in await session.execute(query)
+    }
+
+
+async def recent_runs(
+    session: AsyncSession, *, journey: str, limit: int = 20
+) -> list[tuple[JourneyRun, str | None]]:
+    """A journey's newest runs, each with its user's product id (None once erased)."""
+    query = (
+        select(JourneyRun, User.external_id)
+        .join(User, User.id == JourneyRun.user_id)
+        .where(JourneyRun.journey == journey)
+        .order_by(JourneyRun.started_at.desc(), JourneyRun.id.desc())
+        .limit(limit)
+    )
+    return [(run, external) for run, external in await session.execute(query)]
+
+
 __all__ = [
     "RunRowMissing",
+    "RunTotals",
     "add_entries",
     "convert_closed",
+    "journey_totals",
     "last_entries",
     "last_entry",
     "mark_converted",
@@ -280,6 +320,7 @@ __all__ = [
     "mark_started",
     "open_runs",
     "open_runs_of",
+    "recent_runs",
     "runs_of_user",
     "terminated",
 ]
