@@ -103,6 +103,9 @@ class DeliverRequest(BaseModel):
     deferrals: int = 0
     holdout: bool = False
     variant: str | None = None
+    # A test send (`nudge send-test`): its rows belong to no journey (`journey` only finds
+    # the template) and say `test`.
+    test: bool = False
     # The journey's clock when it asked (workflow time; ahead of the wall clock under
     # Temporal time skipping). Policy windows and message stamps follow it.
     at: datetime | None = None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import uvicorn
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -25,6 +26,7 @@ from engine.app.providers import build_providers
 from engine.app.router import build_dispatcher, build_router
 from engine.app.temporal import TemporalConnection
 from engine.app.worker import build_worker
+from engine.config.instance import Instance, remove_instance, write_instance
 from engine.config.settings import Settings
 from engine.context import Context
 from engine.store.data_keys import StoreUserKeys
@@ -123,6 +125,21 @@ async def dev_key(context: Context, state_dir: Path) -> str:
     return key
 
 
+def _instance(settings: Settings, state_dir: Path, *, api_port: int) -> Instance:
+    """What the other `nudge` commands need to find this `nudge dev` (no password)."""
+    url = make_url(settings.database_url)
+    payload_key = state_dir / "payload-key"
+    return Instance(
+        database_url=settings.database_url if url.password is None else None,
+        temporal_address=settings.temporal_address,
+        temporal_namespace=settings.temporal_namespace,
+        api_port=api_port,
+        temporal_ui_url=settings.temporal_ui_url,
+        payload_key_file=str(payload_key.resolve()) if payload_key.exists() else None,
+        pid=os.getpid(),
+    )
+
+
 class DevError(RuntimeError):
     """`nudge dev` cannot start; the message says why and what to do (one line)."""
 
@@ -159,7 +176,9 @@ async def run_dev(
         "log_json": False,
     }
     if "NUDGE_DATABASE_URL" not in os.environ:
-        updates["database_url"] = f"sqlite+aiosqlite:///{state_dir / 'nudge.db'}"
+        # Absolute: other `nudge` commands find it from anywhere (instance.json).
+        database = state_dir.resolve() / "nudge.db"  # noqa: ASYNC240 - once, at start-up
+        updates["database_url"] = f"sqlite+aiosqlite:///{database}"
     if settings.encryption_keys is None:
         # Encrypted by default: a payload key of this state folder's own, and the Temporal
         # UI decodes through the API's codec endpoint (local, so no token).
@@ -167,6 +186,7 @@ async def run_dev(
         updates["codec_allow_anonymous"] = settings.codec_token is None
     ui_origins = [f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}"]
     updates["codec_cors_origins"] = ",".join([*settings.cors_origins(), *ui_origins])
+    updates["temporal_ui_url"] = f"http://127.0.0.1:{ui_port}"
     settings = settings.model_copy(update=updates)
     codec_endpoint = f"http://127.0.0.1:{api_port}/codec"
     temporal = await start_temporal(
@@ -198,6 +218,7 @@ async def run_dev(
         server = _Server(
             uvicorn.Config(app, host=settings.api_host, port=api_port, log_level="warning")
         )
+        write_instance(state_dir, _instance(settings, state_dir, api_port=api_port))
         async with worker:
             serving = asyncio.create_task(server.serve())
             dispatching = asyncio.create_task(dispatcher.run())
@@ -221,6 +242,7 @@ async def run_dev(
                 await dispatching
         await providers.close()
     finally:
+        remove_instance(state_dir)
         if context is not None:
             await context.close()
         if temporal.returncode is None:
