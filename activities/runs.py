@@ -8,9 +8,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from engine.config.nudge_toml import NudgeConfig
-from engine.store import runs
+from engine.store import experiments, runs
 from engine.store.models import User
-from schemas.journeys import GoalReached, RunFinished, RunStarted, UserZone, UserZoneRequest
+from schemas.journeys import (
+    GoalReached,
+    RunFinished,
+    RunStarted,
+    UserZone,
+    UserZoneRequest,
+    VariantAssigned,
+)
 
 
 class RunActivities:
@@ -60,6 +67,25 @@ class RunActivities:
                     run_id=goal.run_id,
                     message_id=goal.last_message_id,
                     at=goal.at,
+                )
+            except runs.RunRowMissing:
+                raise _not_yet() from None
+
+    @activity.defn(name="nudge.variant_assigned")
+    async def variant_assigned(self, assigned: VariantAssigned) -> None:
+        """The run's experiment arm, recorded when `split` assigns it."""
+        async with self._sessions() as session, session.begin():
+            try:
+                await experiments.record_assignment(
+                    session,
+                    workflow_id=assigned.workflow_id,
+                    run_id=assigned.run_id,
+                    journey=assigned.journey,
+                    experiment=assigned.experiment,
+                    variant=assigned.variant,
+                    arms=assigned.arms,
+                    holdout=assigned.holdout,
+                    at=assigned.at,
                 )
             except runs.RunRowMissing:
                 raise _not_yet() from None

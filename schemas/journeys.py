@@ -106,6 +106,8 @@ class DeliverRequest(BaseModel):
     # A test send (`nudge send-test`): its rows belong to no journey (`journey` only finds
     # the template) and say `test`.
     test: bool = False
+    # The run's first execution id: the funnel joins messages to their run by it.
+    run_id: str | None = None
     # The journey's clock when it asked (workflow time; ahead of the wall clock under
     # Temporal time skipping). Policy windows and message stamps follow it.
     at: datetime | None = None
@@ -149,6 +151,20 @@ class GoalReached(BaseModel):
     user_id: str
     event: JourneyEvent
     last_message_id: str | None = None
+    at: datetime | None = None
+
+
+class VariantAssigned(BaseModel):
+    """`split` assigned the run an arm: recorded on the run's row at once (not only when it
+    ends), with the experiment's arms, so readouts know the control (the first arm)."""
+
+    workflow_id: str
+    run_id: str
+    journey: str
+    experiment: str
+    variant: str
+    arms: list[str]
+    holdout: float = 0.0
     at: datetime | None = None
 
 

@@ -32,7 +32,8 @@ POSTGRES_URL = os.environ.get(
 )
 TABLES = (
     "webhook_deliveries, webhook_events, sms_receipts, message_parts, message_attempts, links, "
-    "messages, journey_runs, events, consents, devices, audit_log, write_keys, user_keys, users"
+    "messages, experiments, journey_runs, events, consents, devices, audit_log, write_keys, "
+    "user_keys, users"
 )
 
 

@@ -75,6 +75,7 @@ def build_worker(
             bookkeeping.run_started,
             bookkeeping.run_finished,
             bookkeeping.goal_reached,
+            bookkeeping.variant_assigned,
             bookkeeping.user_zone,
             hooks.deliver,
             hooks.gave_up,

@@ -29,6 +29,8 @@ def base_row(request: DeliverRequest, key: str, now: datetime) -> Message:
         transactional=request.transactional,
         test=request.test,
         variant=request.variant,
+        run_id=request.run_id,
+        deferrals=request.deferrals,
         attempts=0,
         created_at=now,
         updated_at=now,

@@ -28,6 +28,7 @@ from engine.journey.vocabulary import (
     BOOKKEEPING_TIMEOUT,
     DELIVERY_RETRY,
     EVENT_SIGNAL,
+    PATCH_RECORD_VARIANT,
     PATCH_WAIT_RULE,
     SA_STEP,
     JourneyDefinitionError,
@@ -50,6 +51,7 @@ from schemas.journeys import (
     StepRecord,
     UserZone,
     UserZoneRequest,
+    VariantAssigned,
 )
 
 S = TypeVar("S", bound=JourneySettings)
@@ -91,6 +93,9 @@ class Journey(Generic[S]):
         self._converted = carried.converted
         self._variant = carried.variant
         self._holdout = carried.holdout
+        # A continued run's arm was recorded by the run it continues.
+        self._variant_recorded = carried.variant is not None
+        self._bookkeeping: list[workflow.ActivityHandle[None]] = []
         self._exit: JourneyEvent | None = None
         self._step = "entered"
         self._step_ended_at = 0  # history length; the pre-patch wait rule counts from it
@@ -159,6 +164,7 @@ class Journey(Generic[S]):
         event: that one ends the run instead.
         """
         self._check_wait(event)
+        await self._settle()
         self._choose_wait_rule()
         record = self._journal.recorded("wait", event)
         if record is not None and record.done:
@@ -185,6 +191,7 @@ class Journey(Generic[S]):
 
     async def sleep(self, duration: timedelta) -> None:
         """A durable timer; returns early only by ending the run (`exit_on`)."""
+        await self._settle()
         record = self._journal.recorded("sleep", "sleep")
         if record is not None and record.done:
             return
@@ -199,6 +206,7 @@ class Journey(Generic[S]):
 
     async def sleep_until_local(self, at: time) -> None:
         """Sleep until the next `at` on the user's local clock (their IANA zone, DST-correct)."""
+        await self._settle()
         name = at.isoformat("minutes")
         record = self._journal.recorded("sleep_until", name)
         if record is not None and record.done:
@@ -235,6 +243,7 @@ class Journey(Generic[S]):
         message held by quiet hours or a cap is sent later, with `deferred=True`.
         """
         self._raise_if_exited()
+        await self._settle()
         name = step or template
         record = self._journal.recorded("send", name)
         if record is not None and record.send is not None:
@@ -262,6 +271,7 @@ class Journey(Generic[S]):
             settings=self.settings.model_dump(mode="json"),
             holdout=self._holdout,
             variant=self._variant,
+            run_id=info.first_execution_run_id,
             at=workflow.now(),
         )
         self._set_step(f"send:{name}")
@@ -305,6 +315,29 @@ class Journey(Generic[S]):
         variant = splitting.assign(experiment, self.user_id, variants, holdout=holdout)
         self._variant = variant.name
         self._holdout = variant.in_holdout
+        # Runs recorded before this patch told the arm only when they ended; new runs
+        # record it now, so stats see open runs' arms. `split` is not async: the local
+        # activity is started here and awaited by the next step (`_settle`).
+        if not self._variant_recorded and workflow.patched(PATCH_RECORD_VARIANT):
+            self._variant_recorded = True
+            info = workflow.info()
+            self._bookkeeping.append(
+                workflow.start_local_activity(
+                    "nudge.variant_assigned",
+                    VariantAssigned(
+                        workflow_id=info.workflow_id,
+                        run_id=info.first_execution_run_id,
+                        journey=type(self).__journey__.name,
+                        experiment=experiment,
+                        variant=variant.name,
+                        arms=list(variant.arms),
+                        holdout=holdout,
+                        at=workflow.now(),
+                    ),
+                    start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+                    retry_policy=BOOKKEEPING_RETRY,
+                )
+            )
         return variant
 
     def patched(self, change_id: str) -> bool:
@@ -346,6 +379,11 @@ class Journey(Generic[S]):
         if not self._wait_rule_known:
             self._wait_rule_known = True
             self._inbox.legacy = not workflow.patched(PATCH_WAIT_RULE)
+
+    async def _settle(self) -> None:
+        """Wait for bookkeeping started by a synchronous step (`split`)."""
+        while self._bookkeeping:
+            await self._bookkeeping.pop(0)
 
     def _raise_if_exited(self) -> None:
         if self._exit is not None:
@@ -402,6 +440,7 @@ class Journey(Generic[S]):
         """Hand the run over to a fresh one with the same workflow id; never returns."""
         # A goal being recorded by the signal handler finishes first.
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._settle()
         self._raise_if_exited()
         carried = CarriedState(
             entered_at=self._entered_at,

@@ -177,6 +177,7 @@ def _wrap_run(
             )
         # Let a goal being recorded by the signal handler finish first.
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._settle()
         result = result.model_copy(update={"converted": self._converted})
         await workflow.execute_local_activity(
             "nudge.run_finished",

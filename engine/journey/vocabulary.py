@@ -26,6 +26,8 @@ PATCH_WAIT_RULE = "wait-for-since-previous-wait"
 """`wait_for` sees events since the previous wait ended (before: since the previous step)."""
 PATCH_NO_RUN_STARTED = "router-records-run-id"
 """The router records the run id at entry; runs no longer start with a bookkeeping call."""
+PATCH_RECORD_VARIANT = "record-variant-at-split"
+"""`split` records the run's experiment and arm at once (before: only when the run ended)."""
 SA_JOURNEY = SearchAttributeKey.for_keyword("NudgeJourney")
 SA_USER = SearchAttributeKey.for_keyword("NudgeUserId")
 SA_STEP = SearchAttributeKey.for_keyword("NudgeStep")

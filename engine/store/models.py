@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -192,11 +193,16 @@ class JourneyRun(Base):
     converted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     conversion_message_id: Mapped[str | None] = mapped_column(String(64))
     variant: Mapped[str | None] = mapped_column(String(64))
+    experiment: Mapped[str | None] = mapped_column(String(100))
+    """The experiment `split` assigned `variant` in (recorded when it assigns it)."""
 
     __table_args__ = (
         UniqueConstraint("journey", "entry_event_id", name="uq_runs_entry"),
         Index("ix_runs_user_status", "user_id", "status"),
         Index("ix_runs_user_journey", "user_id", "journey", "id"),
+        # Funnels and readouts select a journey's (or an experiment's) runs by entry time.
+        Index("ix_runs_journey_started", "journey", "started_at"),
+        Index("ix_runs_experiment_started", "experiment", "started_at"),
     )
 
 
@@ -231,8 +237,19 @@ class Message(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    """The run's first execution id (`journey_runs.run_id`): how funnels find a run's messages."""
+    deferrals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many times quiet hours or a cap held the send before this row was written."""
+    clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """The first human click on one of its tracked links."""
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """The first open an app SDK reported."""
 
-    __table_args__ = (Index("ix_messages_user_created", "user_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_messages_user_created", "user_id", "created_at"),
+        Index("ix_messages_run_step", "run_id", "step"),
+    )
 
 
 class MessageAttempt(Base):
@@ -261,6 +278,24 @@ class Link(Base):
     url: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Every human click, the first included (repeats are counted here, not as events)."""
+    bot_clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Clicks by link previewers and crawlers (told apart by User-Agent)."""
+
+
+class Experiment(Base):
+    """An experiment as a journey's `split` declared it: its arms in order (the first is
+    the control) and its holdout fraction. Written when a run is first assigned an arm."""
+
+    __tablename__ = "experiments"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    journey: Mapped[str] = mapped_column(String(100))
+    arms: Mapped[list[str]] = mapped_column(JSONType)
+    holdout: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class MessagePart(Base):

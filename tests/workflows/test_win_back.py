@@ -6,8 +6,13 @@ from __future__ import annotations
 
 from datetime import time
 
+from sqlalchemy import select
+
+from engine.store import experiments
+from engine.store.models import JourneyRun, Message
 from engine.testing.kit import JourneyEnv, TestUser
 from engine.testing.pytest_plugin import EnvFactory
+from schemas.common import RunStatus
 from tests.kit.clock import next_local
 from workflows import WinBack
 
@@ -19,6 +24,17 @@ async def _entered(env: JourneyEnv, user: TestUser) -> str:
     await env.emit(user, "User Inactive")
     run = await env.run(user, "win_back")
     assert run.state is not None and run.state.variant is not None
+    # `split` recorded the arm on the open run's row at once, and the experiment's arms.
+    async with env.context.sessions() as session:
+        row = await session.scalar(
+            select(JourneyRun)
+            .where(JourneyRun.workflow_id == run.workflow_id)
+            .order_by(JourneyRun.id.desc())
+        )
+        declared = await experiments.get(session, name="win_back_offer")
+    assert row is not None and row.status == RunStatus.OPEN
+    assert (row.experiment, row.variant) == ("win_back_offer", run.state.variant)
+    assert declared is not None and declared.arms == ["discount", "content"]
     return run.state.variant
 
 
@@ -30,6 +46,9 @@ async def test_no_return_gets_the_offer_then_the_last_offer(journey_env: EnvFact
     run = await env.run(ann, "win_back")
     assert run.outcome == "offered"
     messages = [(m.template, m.status, m.reason) for m in await env.messages(ann)]
+    async with env.context.sessions() as session:
+        variants = set(await session.scalars(select(Message.variant)))
+    assert variants == {arm}  # each message records the arm too
     if arm == "holdout":
         assert messages == [
             ("offer_discount", "suppressed", "holdout"),

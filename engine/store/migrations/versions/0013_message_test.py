@@ -1,7 +1,7 @@
 """Messages say whether they were a test send (`nudge send-test`), outside every journey
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0009 (issue 13's analytics, merged here)
 Create Date: 2026-12-02 06:00:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
