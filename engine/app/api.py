@@ -8,7 +8,7 @@ import contextlib
 import uvicorn
 from fastapi import FastAPI
 
-from engine.app.journeys import shipped_journeys, template_store
+from engine.app.journeys import check_overrides, shipped_journeys, template_store
 from engine.app.router import build_dispatcher, build_router
 from engine.app.temporal import TemporalConnection
 from engine.config.settings import Settings, require_encryption
@@ -60,6 +60,7 @@ async def serve_api(settings: Settings) -> None:
     async with contextlib.AsyncExitStack() as stack:
         context = await stack.enter_async_context(Context.opened(settings))
         require_encryption(settings)
+        check_overrides(context.config, settings)
         temporal = TemporalConnection(settings, user_keys=StoreUserKeys(context.sessions))
         router = None
         if settings.api_router:

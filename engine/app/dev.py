@@ -22,6 +22,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from engine.app.api import api_app
+from engine.app.journeys import check_overrides
 from engine.app.providers import build_providers
 from engine.app.router import build_dispatcher, build_router
 from engine.app.temporal import TemporalConnection
@@ -205,6 +206,7 @@ async def run_dev(
         await upgrade(engine)
         await engine.dispose()
         context = await Context.open(settings)
+        check_overrides(context.config, settings)
         user_keys = StoreUserKeys(context.sessions)
         client = await wait_for_temporal(settings, user_keys=user_keys)
         key = await dev_key(context, state_dir)

@@ -9,11 +9,10 @@ the router's commit (`RunRowMissing`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.clock import now
@@ -270,29 +269,6 @@ async def runs_of_user(session: AsyncSession, *, user_id: str) -> list[JourneyRu
     return list(rows)
 
 
-@dataclass(frozen=True)
-class RunTotals:
-    """How many runs of a journey entered, are open now, and converted."""
-
-    entered: int
-    open: int
-    converted: int
-
-
-async def journey_totals(session: AsyncSession) -> dict[str, RunTotals]:
-    """Entered, open and converted runs per journey, counted from `journey_runs`."""
-    query = select(
-        JourneyRun.journey,
-        func.count(),
-        func.count(case((JourneyRun.status == RunStatus.OPEN, 1))),
-        func.count(JourneyRun.converted_at),
-    ).group_by(JourneyRun.journey)
-    return {
-        journey: RunTotals(entered, opened, converted)
-        for journey, entered, opened, converted in await session.execute(query)
-    }
-
-
 async def recent_runs(
     session: AsyncSession, *, journey: str, limit: int = 20
 ) -> list[tuple[JourneyRun, str | None]]:
@@ -309,10 +285,8 @@ async def recent_runs(
 
 __all__ = [
     "RunRowMissing",
-    "RunTotals",
     "add_entries",
     "convert_closed",
-    "journey_totals",
     "last_entries",
     "last_entry",
     "mark_converted",
