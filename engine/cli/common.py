@@ -31,10 +31,16 @@ state_dir_option: Path | None = None
 def current_settings() -> Settings:
     """The `NUDGE_*` settings, completed from the `nudge dev` found in the state folder
     (`--state-dir`, `NUDGE_STATE_DIR` or `.nudge`): the environment wins where it is set."""
+    import os
+
     from engine.config.instance import read_instance, settings_with_instance, state_dir_from
     from engine.config.settings import Settings
 
-    return settings_with_instance(Settings(), read_instance(state_dir_from(state_dir_option)))
+    folder = state_dir_from(state_dir_option)
+    instance = read_instance(folder)
+    if instance is None and (state_dir_option is not None or os.environ.get("NUDGE_STATE_DIR")):
+        raise CliError(f"no running `nudge dev` recorded in {folder} (instance.json)")
+    return settings_with_instance(Settings(), instance)
 
 
 class CliError(Exception):

@@ -592,7 +592,36 @@ _register_more()
 
 
 def main() -> None:
-    app()
+    """`nudge`: a usage error (unknown command, missing or bad argument) is one line on
+    stderr naming the command's `--help`, with exit code 2, like every other error."""
+    import sys
+
+    from rich.markup import escape
+
+    try:  # Typer >= 0.26 carries its own click; older ones use the click package
+        from typer._click import exceptions as click
+    except ImportError:  # pragma: no cover - depends on the installed Typer
+        from click import exceptions as click  # type: ignore[no-redef]
+
+    try:
+        code = app(standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:
+        out.print(exc.ctx.get_help() if exc.ctx else "", markup=False)
+        sys.exit(2)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "nudge"
+        message = " ".join(exc.format_message().split())
+        err.print(f"[red]error:[/] {escape(message)} (see `{where} --help`)")
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        err.print(f"[red]error:[/] {escape(' '.join(exc.format_message().split()))}")
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except CliError as exc:  # raised before a command's `run` (e.g. by its settings)
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        sys.exit(exc.code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
