@@ -154,3 +154,54 @@ def test_version_and_a_light_help(capsys: pytest.CaptureFixture[str]) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     )
     assert "HEAVY []" in done.stdout, done.stdout[-500:]
+
+
+def test_overrides_for_an_unknown_journey_or_setting_are_refused_at_start(
+    database: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _run(capsys, ["db", "upgrade"])[0] == 0
+    config = tmp_path / "nudge.toml"
+    config.write_text(
+        'timezone = "UTC"\n\n[journeys.abandoned_cart]\nnudge_after = "2s"\n'
+        'nudge_afterr = "2s"\n\n[journeys.abandoned_kart]\nnudge_after = "1m"\n'
+    )
+    monkeypatch.setenv("NUDGE_CONFIG", str(config))
+    monkeypatch.setenv("NUDGE_ALLOW_PLAINTEXT", "true")
+    for command in ("api", "worker", "router"):
+        code, lines = _run(capsys, [command])
+        assert code == 1, (command, lines)
+        assert f"{config}: line 5: journeys.abandoned_cart.nudge_afterr" in lines[0]
+        assert "no setting 'nudge_afterr'" in lines[0]
+        assert f"{config}: line 7: journeys.abandoned_kart: no journey" in lines[1]
+    config.write_text('[journeys.abandoned_cart]\nnudge_after = "soon"\n')
+    code, lines = _run(capsys, ["worker"])
+    assert code == 1 and "line 2: journeys.abandoned_cart.nudge_after" in lines[0]
+
+
+def test_send_test_is_a_real_send_marked_test_outside_journeys(
+    database: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    assert _run(capsys, ["db", "upgrade"])[0] == 0
+    assert _run(capsys, ["emit", "Cart Updated", "--user", "ann"])[0] == 0
+    code, lines = _run(capsys, ["send-test", "abandoned_cart/cart_reminder", "--user", "ann"])
+    assert code == 1 and "no_address" in lines[-1]  # ann has no device yet
+    with sqlite3.connect(database) as db:
+        uid = db.execute("select id from users where external_id = 'ann'").fetchone()[0]
+        db.execute(
+            "insert into devices (id, user_id, platform, token, active, created_at, updated_at)"
+            " values ('d_1', ?, 'ios', 'tok-ann', 1, '2026-12-01 00:00:00', '2026-12-01 00:00:00')",
+            (uid,),
+        )
+    code, lines = _run(capsys, ["send-test", "abandoned_cart/cart_reminder", "--user", "ann"])
+    assert code == 0 and lines[-1].endswith("push sent"), lines
+    with sqlite3.connect(database) as db:
+        rows = db.execute(
+            "select journey, template, status, test, transactional, device_id from messages"
+            " where status = 'sent'"
+        ).fetchall()
+    assert rows == [(None, "cart_reminder", "sent", 1, 1, "d_1")]
