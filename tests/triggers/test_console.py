@@ -225,3 +225,81 @@ async def test_a_person_follows_a_journey_a_user_and_a_message_in_chromium(
         finally:
             with contextlib.suppress(Exception):
                 await browser.close()
+
+
+async def test_message_search_pages_and_the_sms_preview(console: Console) -> None:
+    """Sixty messages of one template come back fifty at a time, newest first, the next
+    page through the "older messages" link (as htmx asks for it); an SMS previews with its
+    encoding and part count."""
+    from datetime import UTC, datetime, timedelta
+
+    from engine.store.models import Message
+    from engine.store.users import find_user
+
+    async with console.stack.context.sessions() as db:
+        bob = await find_user(db, external_id="bob")
+        assert bob is not None
+        start = datetime(2026, 11, 1, tzinfo=UTC)
+        for n in range(60):
+            stamp = start + timedelta(minutes=n)
+            db.add(
+                Message(
+                    id=f"m_bulk{n:04d}",
+                    idempotency_key=f"bulk/{n}",
+                    user_id=bob.id,
+                    journey="bulk",
+                    step="bulk_step",
+                    channel="sms",
+                    template="bulk_sms",
+                    status="failed",
+                    attempts=1,
+                    created_at=stamp,
+                    updated_at=stamp,
+                )
+            )
+        await db.commit()
+    async with httpx.AsyncClient(base_url=console.base) as http:
+        login = await http.get("/ui/login")
+        signed = await http.post(
+            "/ui/login", data={"key": console.read_key, "csrf": _csrf(login.text)}
+        )
+        assert signed.status_code == 303
+        query = "template=bulk_sms&status=failed&channel=sms&since=2026-11-01T00:00"
+        first = await http.get(f"/ui/messages?{query}")
+        ids = re.findall(r'href="/ui/messages/(m_bulk\d+)"', first.text)
+        assert len(ids) == 50 and ids[0] == "m_bulk0059" and ids[-1] == "m_bulk0010"
+        more = re.search(r'hx-get="([^"]+page=rows)"', first.text)
+        assert more, "no link to older messages"
+        rest = await http.get(more.group(1).replace("&amp;", "&"), headers={"HX-Request": "true"})
+        older = re.findall(r'href="/ui/messages/(m_bulk\d+)"', rest.text)
+        assert older == [f"m_bulk{n:04d}" for n in range(9, -1, -1)]
+        assert "<html" not in rest.text and "Older messages" not in rest.text
+        narrow = await http.get(f"/ui/messages?{query}&until=2026-11-01T00:05")
+        assert len(re.findall(r'href="/ui/messages/m_bulk', narrow.text)) == 5
+        bad = await http.get("/ui/messages?status=lost")
+        assert bad.status_code == 400 and "status: one of" in bad.text
+        preview = await http.get(
+            "/ui/preview", params={"template": "abandoned_cart/cart_last_call", "user": "ann"}
+        )
+        assert preview.status_code == 200
+        assert re.search(r'id="sms-meta">gsm7, 1 part ·', preview.text), preview.text[-1500:]
+        assert "Last call, Ann" in preview.text
+        unknown = await http.get(
+            "/ui/preview", params={"template": "abandoned_cart/cart_last_call", "user": "zed"}
+        )
+        assert unknown.status_code == 400 and "no user" in unknown.text
+
+
+def test_the_wheel_carries_every_console_file() -> None:
+    """Each template and asset matches the package data the wheel is built with."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    package = root / "triggers" / "console"
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    globs = data["package-data"]["triggers.console"]
+    files = [p.relative_to(package).as_posix() for p in package.rglob("*") if p.is_file()]
+    shipped = [f for f in files if not f.endswith((".py", ".pyc")) and "__pycache__" not in f]
+    assert "static/htmx.min.js" in shipped and "templates/base.html" in shipped
+    assert all(any(fnmatch.fnmatch(f, g) for g in globs) for f in shipped), shipped
