@@ -7,7 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from engine import ids
 from engine.config.nudge_toml import NudgeConfig
+from engine.observability.metrics import JOURNEY_CONVERSIONS, count_end, journey_label
 from engine.store import experiments, runs
 from engine.store.models import User
 from schemas.journeys import (
@@ -55,6 +57,9 @@ class RunActivities:
                 )
             except runs.RunRowMissing:
                 raise _not_yet() from None
+        journey = ids.journey_of_workflow(finished.workflow_id)
+        if journey is not None:
+            count_end(journey, str(finished.status), finished.outcome)
 
     @activity.defn(name="nudge.goal_reached")
     async def goal_reached(self, goal: GoalReached) -> None:
@@ -70,6 +75,7 @@ class RunActivities:
                 )
             except runs.RunRowMissing:
                 raise _not_yet() from None
+        JOURNEY_CONVERSIONS.labels(journey_label(goal.journey)).inc()
 
     @activity.defn(name="nudge.variant_assigned")
     async def variant_assigned(self, assigned: VariantAssigned) -> None:

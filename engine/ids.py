@@ -32,6 +32,12 @@ def journey_workflow_id(journey: str, user_id: str, key: str | None = None) -> s
     return f"{base}/{key}" if key else base
 
 
+def journey_of_workflow(workflow_id: str) -> str | None:
+    """The journey a journey's workflow id names (`journey/{name}/...`), else None."""
+    parts = workflow_id.split("/", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == "journey" else None
+
+
 def user_of_workflow(workflow_id: str | None) -> str | None:
     """The internal user id a journey's workflow id names (`journey/{name}/{uid}[/{key}]`),
     or None for workflows that belong to no one user."""

@@ -254,6 +254,8 @@ class RunOut(_Out):
     step: str | None
     version: str | None
     variant: str | None
+    experiment: str | None = None
+    """The experiment `split` assigned `variant` in."""
     started_at: AwareDatetime
     ended_at: AwareDatetime | None
     converted_at: AwareDatetime | None
@@ -290,6 +292,14 @@ class MessageOut(_Out):
     created_at: AwareDatetime
     sent_at: AwareDatetime | None
     delivered_at: AwareDatetime | None
+    run_id: str | None = None
+    """The run's first execution id (`journey_runs.run_id`)."""
+    deferrals: int = 0
+    """How often quiet hours or a cap held the send before it went."""
+    clicked_at: AwareDatetime | None = None
+    """The first human click on one of its tracked links."""
+    opened_at: AwareDatetime | None = None
+    """The first open an app reported."""
     uid: str = Field(validation_alias=AliasChoices("uid", "user_id"))
     """Nudge's internal id of the user."""
 
@@ -309,6 +319,33 @@ class MessageAttemptOut(_Out):
     outcome: str | None
     provider_id: str | None
     error: str | None
+
+
+MessageIdText = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_:.-]+$")]
+"""A message id as Nudge makes them (`m_` and hex)."""
+
+
+class OpenedIn(BaseModel):
+    """`POST /v1/messages/opened`: opens an app SDK reports in one call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message_ids: list[MessageIdText] = Field(min_length=1, max_length=100)
+
+
+class OpenedOut(_Out):
+    """An open recorded: `first` if it was the message's first (it emitted `Message
+    Opened`); a repeat is accepted and changes nothing."""
+
+    message_id: str
+    first: bool
+
+
+class OpenedBatchOut(_Out):
+    """The opens of a batch; `unknown` lists the ids Nudge has no message for."""
+
+    items: list[OpenedOut]
+    unknown: list[str] = []
 
 
 class MessageDetailOut(MessageOut):

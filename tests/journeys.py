@@ -163,4 +163,29 @@ class TSms(Journey[SmsSettings]):
         )
 
 
-TEST_JOURNEYS: Journeys = registry((TSequence, TPair, TSms, TOrder, TOnce, TCool, TKeyed, TSplit))
+class ClickSettings(JourneySettings):
+    wait: Duration = timedelta(hours=1)
+
+
+@journey(
+    trigger="Click Start",
+    listens=("Message Clicked",),
+    goal=Goal("Message Clicked", within=timedelta(hours=1)),
+    reentry=ALWAYS,
+    name="t_click",
+)
+class TClick(Journey[ClickSettings]):
+    """An SMS with a tracked link, then a wait for its click (which is also the goal)."""
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        await self.send("link_sms", channel=Channel.SMS)
+        clicked = await self.wait_for(
+            "Message Clicked", timeout=self.settings.wait, where={"step": "link_sms"}
+        )
+        return self.finish("clicked" if clicked else "ignored")
+
+
+TEST_JOURNEYS: Journeys = registry(
+    (TSequence, TPair, TSms, TOrder, TOnce, TCool, TKeyed, TSplit, TClick)
+)

@@ -37,7 +37,15 @@ from engine import ids
 from engine.clock import now
 from engine.config.nudge_toml import NudgeConfig
 from engine.journey import ALWAYS, EVENT_SIGNAL, SA_JOURNEY, SA_USER, Journeys, JourneySpec
-from engine.observability.metrics import EVENTS_ROUTED, ROUTING_LAG
+from engine.observability.metrics import (
+    EVENTS_ROUTED,
+    JOURNEY_CONVERSIONS,
+    JOURNEY_ENTRIES,
+    ROUTER_BATCH,
+    ROUTER_CLAIMED,
+    ROUTING_LAG,
+    journey_label,
+)
 from engine.store import outbox, runs
 from engine.store.models import Event, JourneyRun
 from schemas.common import RunStatus
@@ -101,6 +109,11 @@ class _UserRouting:
 class Router:
     """Routes unrouted events; `run` loops until cancelled, `wake` shortens the wait."""
 
+    @property
+    def journey_names(self) -> frozenset[str]:
+        """The journeys this router starts runs of."""
+        return frozenset(self._specs)
+
     def __init__(
         self,
         *,
@@ -124,6 +137,7 @@ class Router:
         self._poll = poll_interval
         self._version = version
         self._batch = batch
+        ROUTER_BATCH.set(batch)
         self._limit = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         # Events that failed for a passing reason, and when to try them again (loop time).
@@ -170,6 +184,7 @@ class Router:
         total = 0
         while limit is None or total < limit:
             routed, claimed = await self._route_batch(client)
+            ROUTER_CLAIMED.set(claimed)
             total += routed
             if claimed < self._batch:
                 break
@@ -206,7 +221,8 @@ class Router:
             ):
                 raise failures[0]  # Temporal is down: roll the batch back, back off as a whole
             stamp = now()
-            await runs.add_entries(session, [e for d in done for e in d.entries])
+            entries = [e for d in done for e in d.entries]
+            await runs.add_entries(session, entries)
             await runs.terminated(
                 session, workflow_ids=[w for d in done for w in d.gone], outcome="not_found"
             )
@@ -220,6 +236,8 @@ class Router:
             for event_id in retry:
                 self._later[event_id] = loop.time() + MAX_BACKOFF
             await outbox.note_attempt(session, ids=retry)
+        for entry in entries:
+            JOURNEY_ENTRIES.labels(journey_label(entry["journey"])).inc()
         lagging = {event.id: event.received_at for event in events}
         for event_id in routed:
             EVENTS_ROUTED.inc()
@@ -340,7 +358,8 @@ class Router:
                     )
                 )
         if goals:
-            await runs.convert_closed(session, goals=goals)
+            for journey in await runs.convert_closed(session, goals=goals):
+                JOURNEY_CONVERSIONS.labels(journey_label(journey)).inc()
 
     async def _signal_with_start(
         self,

@@ -59,6 +59,7 @@ def build_worker(
         config=context.config,
         providers=providers,
         templates=templates or template_store(),
+        link_base=context.settings.link_base_url,
     )
     delivery = DeliveryActivities(deliverer)
     bookkeeping = RunActivities(

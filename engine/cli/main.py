@@ -316,7 +316,7 @@ def preview(
     from engine.app.journeys import template_store
     from engine.channels.sms.encoding import TooLong, encode_sms
     from engine.context import Context
-    from engine.delivery.templates import TemplateError
+    from engine.delivery.templates import LINKS, LinkBook, TemplateError
     from engine.store.users import find_user, profile_context
 
     journey, _, name = template.partition("/")
@@ -332,6 +332,9 @@ def preview(
             if found is None:
                 err.print(f"[red]error:[/] no user {user!r}")
                 raise typer.Exit(1)
+            # Tracked links render as real short links (codes are not stored), so the SMS
+            # part count is the count of what would be sent.
+            book = LinkBook(base=context.settings.link_base_url)
             try:
                 content = template_store().render(
                     journey,
@@ -342,6 +345,7 @@ def preview(
                         "event": {"name": "preview", "properties": properties},
                         "settings": {},
                         "variant": None,
+                        LINKS: book,
                     },
                 )
             except TemplateError as exc:
@@ -356,6 +360,8 @@ def preview(
                     table.add_row(part, value)
             if content.data:
                 table.add_row("data", json.dumps(content.data, ensure_ascii=False))
+            for _, url in book.links:
+                table.add_row("tracked link", url)
             if content.sms:
                 limit = context.config.channels.sms.max_parts
                 try:
@@ -574,6 +580,7 @@ def _register_more() -> None:
     from engine.cli import ops as cli_ops
     from engine.cli import people
     from engine.cli.simulate import simulate
+    from engine.cli.stats import stats
 
     app.add_typer(cli_ops.history_app, name="history")
     app.add_typer(cli_ops.temporal_app, name="temporal")
@@ -584,6 +591,7 @@ def _register_more() -> None:
     users_app.command("list")(people.users_list)
     users_app.command("search")(people.users_search)
     users_app.command("delete")(people.users_delete)
+    app.command("stats")(stats)
     keys_app.command("codec")(cli_ops.keys_codec)
     keys_app.command("vapid")(cli_ops.keys_vapid)
 

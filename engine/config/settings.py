@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     router_poll_interval: float = 0.5
     # Run an event router inside `nudge api` (off when `nudge router` runs separately).
     api_router: bool = True
+    # Public base URL of tracked links (`track_link`): short links are `{base}/c/{code}`,
+    # answered by `nudge api`'s `GET /c/{code}`. Keep it short: SMS parts count it.
+    link_base_url: str = "http://127.0.0.1:8000"
     # Worker identity recorded on journey_runs.version so stats can tell builds apart.
     build_id: str = "dev"
     # Codec keys: "kid:base64key,kid2:base64key"; the first one encrypts.

@@ -36,7 +36,12 @@ from engine.config.nudge_toml import NudgeConfig
 from engine.delivery import rows
 from engine.delivery.gate import Reserved, device_address, run_gate
 from engine.delivery.templates import TemplateStore
-from engine.observability.metrics import DEVICE_DEACTIVATIONS, PROVIDER_LATENCY, SENDS
+from engine.observability.metrics import (
+    DEVICE_DEACTIVATIONS,
+    PROVIDER_LATENCY,
+    SENDS,
+    count_send,
+)
 from engine.policy import gate as decide
 from engine.store import devices, sms, webhooks
 from engine.store import messages as message_rows
@@ -89,7 +94,9 @@ class Deliverer:
         providers: Providers,
         templates: TemplateStore,
         rand: Callable[[], float] = random.random,
+        link_base: str | None = None,
     ) -> None:
+        self._link_base = link_base
         self._sessions = sessions
         self._config = config
         self._providers = providers
@@ -146,11 +153,15 @@ class Deliverer:
                     config=self._config,
                     templates=self._templates,
                     rand=self._rand,
+                    link_base=self._link_base,
                 )
                 claims = []
                 if isinstance(decision, Reserved):
                     claims = [self._claim(row, address, clock) for row, address in decision.rows]
                 session.add_all(new_rows)
+                if isinstance(decision, Reserved) and decision.links:
+                    await session.flush()  # the links point at the rows
+                    session.add_all(decision.links)
                 if isinstance(decision, decide.Suppress):
                     for row in new_rows:
                         await webhooks.enqueue(
@@ -241,6 +252,7 @@ class Deliverer:
     async def _unknown(self, session: AsyncSession, row: Message) -> None:
         """A message left `unknown`: counted, reported (webhooks see it as failed)."""
         SENDS.labels(row.channel, "unknown").inc()
+        count_send(row.journey, row.step, "unknown")
         await webhooks.enqueue(
             session,
             kind="message.failed",
@@ -292,6 +304,7 @@ class Deliverer:
             row.provider = provider.name
         PROVIDER_LATENCY.labels(provider.name).observe(time.monotonic() - started)
         SENDS.labels(row.channel, outcome).inc()
+        count_send(row.journey, row.step, outcome)
         async with self._sessions() as session, session.begin():
             await message_rows.finish_attempt(
                 session,

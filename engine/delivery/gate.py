@@ -21,13 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine.channels.base import Address, Content
 from engine.config.nudge_toml import Cap, NudgeConfig
 from engine.delivery import rows
-from engine.delivery.templates import TemplateError, TemplateStore
-from engine.observability.metrics import SENDS, SUPPRESSIONS
+from engine.delivery.templates import LINKS, LinkBook, TemplateError, TemplateStore
+from engine.observability.metrics import SENDS, SUPPRESSIONS, count_send
 from engine.policy import consent as consent_rule
 from engine.policy import gate as decide
 from engine.policy.caps import applicable_caps, counted_times, window_start
 from engine.store import consent, devices, messages
-from engine.store.models import Device, Message, User
+from engine.store.models import Device, Link, Message, User
 from engine.store.rows import for_update
 from engine.store.users import profile_context
 from schemas.common import Channel, ConsentState, Platform
@@ -38,9 +38,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Reserved:
-    """The gate let the send through: its `pending` rows, one per address."""
+    """The gate let the send through: its `pending` rows, one per address, and the tracked
+    links its content carries (stored after the rows; they point at the first row)."""
 
     rows: list[tuple[Message, Address]]
+    links: list[Link]
 
 
 Decision = Reserved | decide.Suppress | decide.Defer
@@ -54,6 +56,7 @@ async def run_gate(
     config: NudgeConfig,
     templates: TemplateStore,
     rand: Callable[[], float],
+    link_base: str | None = None,
 ) -> tuple[Decision, list[Message]]:
     """Decide one send inside the caller's transaction; returns the decision and the rows to
     insert (the reserved rows, or the one suppressed row). Defers write nothing."""
@@ -94,7 +97,8 @@ async def run_gate(
         return verdict, []
     if verdict is None:
         assert user is not None
-        content = _render(request, user, templates)
+        book = LinkBook(base=link_base) if link_base else None
+        content = _render(request, user, templates, book)
         if content is None:
             verdict = decide.Suppress("render_failed")
         else:
@@ -103,9 +107,15 @@ async def run_gate(
                 (rows.reserved(request, address, content, now, several=several), address)
                 for address in addresses
             ]
-            return Reserved(reserved), [row for row, _ in reserved]
+            # A push to several devices carries the same links: they count for its first row.
+            links = [
+                Link(code=code, message_id=reserved[0][0].id, url=url, created_at=now)
+                for code, url in (book.links if book else [])
+            ]
+            return Reserved(reserved, links), [row for row, _ in reserved]
     SUPPRESSIONS.labels(verdict.reason).inc()
     SENDS.labels(request.channel.value, "suppressed").inc()
+    count_send(request.journey, request.step, "suppressed")
     return verdict, [rows.suppressed(request, now, verdict.reason)]
 
 
@@ -144,7 +154,10 @@ def device_address(device: Device, channel: Channel) -> Address:
     )
 
 
-def _render(request: DeliverRequest, user: User, templates: TemplateStore) -> Content | None:
+def _render(
+    request: DeliverRequest, user: User, templates: TemplateStore, book: LinkBook | None
+) -> Content | None:
+    links = {LINKS: book} if book is not None else {}
     try:
         content = templates.render(
             request.journey,
@@ -156,6 +169,7 @@ def _render(request: DeliverRequest, user: User, templates: TemplateStore) -> Co
                 "settings": request.settings,
                 "variant": request.variant,
                 **request.context,
+                **links,
             },
         )
     except TemplateError as exc:

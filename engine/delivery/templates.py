@@ -14,6 +14,9 @@ One file holds every part of a message, each under a `--- part ---` line:
     --- data ---
     cart_id: "{{ event.properties.cart_id | default: '' }}"
 
+`{{ "https://shop.example/cart" | track_link }}` turns a URL into a short tracked link
+(`<link base>/c/<code>`), recorded for the message (see `LinkBook`).
+
 `title`, `body`, `sms` and `url` are text; `push` (PushOptions) and `data` are YAML after
 rendering. Lookup: `<name>.<locale>.liquid` (e.g. fr-CA), then its language (`fr`), then
 `<name>.liquid`. Undefined variables are errors unless given a `default` filter; any error
@@ -23,12 +26,17 @@ makes the whole message a `render_failed` suppression, never a half-rendered mes
 from __future__ import annotations
 
 import re
+import secrets
+import string
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
-from liquid import BoundTemplate, Environment, StrictDefaultUndefined
+from liquid import BoundTemplate, Environment, RenderContext, StrictDefaultUndefined
 from liquid.exceptions import LiquidError
+from liquid.filter import with_context
 from pydantic import ValidationError
 
 from engine.channels.base import Content, PushOptions
@@ -40,6 +48,44 @@ _PART = re.compile(r"^---\s*([a-z_]+)\s*---\s*$", re.MULTILINE)
 
 class TemplateError(Exception):
     """A template is missing or does not render; the message is suppressed `render_failed`."""
+
+
+LINKS = "__nudge_links__"
+"""The render-context key under which a send's `LinkBook` travels to `track_link`."""
+CODE_LENGTH = 10
+"""Characters of a link code: 62**10 (about 8e17) codes, random, so none can be guessed."""
+_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass
+class LinkBook:
+    """The tracked links one render made: `track_link` adds each target and returns its
+    short link on `base` (e.g. `https://n.example`). The gate stores them with the message
+    in the same transaction; a render without a book (no base URL) fails the message."""
+
+    base: str
+    links: list[tuple[str, str]] = field(default_factory=list)
+    """(code, target URL), in the order the template used them."""
+
+    def add(self, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("track_link needs an absolute http(s) URL")
+        code = "".join(secrets.choice(_ALPHABET) for _ in range(CODE_LENGTH))
+        self.links.append((code, url))
+        return f"{self.base.rstrip('/')}/c/{code}"
+
+
+@with_context
+def track_link(value: object, *, context: RenderContext) -> str:
+    """`{{ url | track_link }}`: the short tracked link for `url` (see `LinkBook`)."""
+    book = context.globals.get(LINKS)
+    if not isinstance(book, LinkBook):
+        raise LiquidError("track_link: no link base URL for this render", token=None)
+    try:
+        return book.add(str(value))
+    except ValueError as exc:
+        raise LiquidError(f"track_link: {exc}", token=None) from None
 
 
 def split_parts(source: str, *, name: str = "template") -> dict[str, str]:
@@ -67,6 +113,7 @@ class TemplateStore:
             )
         self.roots = roots
         self._env = Environment(undefined=StrictDefaultUndefined)
+        self._env.add_filter("track_link", track_link)
         self._compiled: dict[Path, tuple[int, dict[str, BoundTemplate]]] = {}
 
     def find(self, journey: str, name: str, locale: str | None) -> Path:

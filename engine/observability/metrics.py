@@ -7,10 +7,13 @@ Metric names carry the `nudge_` prefix; durations are seconds.
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -76,6 +79,103 @@ DEVICE_DEACTIVATIONS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+ROUTER_CLAIMED = Gauge(
+    "nudge_router_claimed",
+    "Events the router claimed in its last pass (at the batch size, it is behind).",
+    registry=REGISTRY,
+)
+ROUTER_BATCH = Gauge(
+    "nudge_router_batch_size",
+    "The most events a router claims in one pass.",
+    registry=REGISTRY,
+)
+SMPP_BOUND = Gauge(
+    "nudge_smpp_bound",
+    "1 while the SMPP bind to the SMSC is up, by system_id.",
+    ["system_id"],
+    registry=REGISTRY,
+)
+
+
+class BoundedLabel:
+    """Label values from an open set (journey names, step names, outcomes) kept to a closed
+    one: the first `limit` distinct values (per `scope`) pass, later ones become `other`.
+    Journeys name their steps and outcomes in code, so the limit is a guard, not a rule."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str | None, *, scope: str = "") -> str:
+        text = (value or "none")[:100]
+        with self._lock:
+            seen = self._seen.setdefault(scope, set())
+            if text in seen:
+                return text
+            if len(seen) >= self._limit:
+                return OTHER
+            seen.add(text)
+            return text
+
+
+OTHER = "other"
+journey_label = BoundedLabel(100)
+"""A journey's name as a label (at most 100 journeys per process)."""
+step_label = BoundedLabel(50)
+"""A step's name as a label, per journey (at most 50 steps each)."""
+outcome_label = BoundedLabel(30)
+"""A run's outcome as a label, per journey (at most 30 outcomes each)."""
+
+JOURNEY_ENTRIES = Counter(
+    "nudge_journey_entries",
+    "Runs started, by journey.",
+    ["journey"],
+    registry=REGISTRY,
+)
+JOURNEY_ENDS = Counter(
+    "nudge_journey_ends",
+    "Runs ended, by journey, status (completed, exited, failed) and outcome (the journey's "
+    "own, or `exited:<event>`).",
+    ["journey", "status", "outcome"],
+    registry=REGISTRY,
+)
+JOURNEY_CONVERSIONS = Counter(
+    "nudge_journey_conversions",
+    "Goals reached within the goal window, by journey.",
+    ["journey"],
+    registry=REGISTRY,
+)
+JOURNEY_SENDS = Counter(
+    "nudge_journey_sends",
+    "Sends by journey, step and outcome (sent, suppressed, failed, invalid, unknown, ...).",
+    ["journey", "step", "outcome"],
+    registry=REGISTRY,
+)
+CLICKS = Counter(
+    "nudge_link_clicks",
+    "Clicks on tracked links, by journey and by who (human, bot).",
+    ["journey", "who"],
+    registry=REGISTRY,
+)
+OPENS = Counter(
+    "nudge_message_opens",
+    "First opens of messages reported by apps, by channel.",
+    ["channel"],
+    registry=REGISTRY,
+)
+
+
+def count_send(journey: str | None, step: str | None, outcome: str) -> None:
+    """One send of a journey's step, with its outcome."""
+    name = journey_label(journey)
+    JOURNEY_SENDS.labels(name, step_label(step, scope=name), outcome).inc()
+
+
+def count_end(journey: str, status: str, outcome: str) -> None:
+    """A run ended."""
+    name = journey_label(journey)
+    JOURNEY_ENDS.labels(name, status, outcome_label(outcome, scope=name)).inc()
 
 
 def metrics_response() -> tuple[bytes, str]:

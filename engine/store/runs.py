@@ -199,13 +199,14 @@ async def convert_closed(
     session: AsyncSession,
     *,
     goals: Sequence[tuple[str, str, str | None, timedelta, datetime]],
-) -> int:
+) -> list[str]:
     """Record goals reached after their run ended (but within `within` of entry),
     attributed to the last message the run delivered. Open runs record their own goals.
 
-    `goals`: (journey, user_id, key or None, within, at) per goal event.
+    `goals`: (journey, user_id, key or None, within, at) per goal event. Returns the
+    journey of each run converted.
     """
-    converted = 0
+    converted: list[str] = []
     for journey, user_id, key, within, at in goals:
         query = select(JourneyRun).where(
             JourneyRun.journey == journey,
@@ -230,7 +231,7 @@ async def convert_closed(
             )
             run.converted_at, run.conversion_message_id = at, last
             await _converted(session, run.user_id, run.journey, run.workflow_id, last, at)
-            converted += 1
+            converted.append(run.journey)
     return converted
 
 

@@ -236,6 +236,11 @@ CASES = [
     Recording("win_back", "holdout_returned_v2", "returned", inactive(returns=True, holdout=True)),
     Recording("sms_double_opt_in", "confirmed_v2", "confirmed", opt_in(replies=True)),
     Recording("sms_double_opt_in", "expired_v2", "expired", opt_in(replies=False)),
+    # Recorded after the engine's `record-variant-at-split` patch: `split` records the arm
+    # on the run at once (a local activity), so only journeys that split change.
+    Recording("win_back", "returned_v3", "returned", inactive(returns=True)),
+    Recording("win_back", "offered_v3", "offered", inactive(returns=False)),
+    Recording("win_back", "holdout_offered_v3", "offered", inactive(returns=False, holdout=True)),
 ]
 
 

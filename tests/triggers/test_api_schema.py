@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from temporalio.client import Client
 
+import engine.analytics.models
 import schemas.api
 import schemas.events
 from engine import ids
@@ -71,12 +72,12 @@ def models() -> dict[str, type[BaseModel]]:
     """Response models by the title of their schema (`UserOut`, `Page[DeviceOut]`)."""
     found = {
         cls.__name__: cls
-        for module in (schemas.api, schemas.events)
+        for module in (schemas.api, schemas.events, engine.analytics.models)
         for cls in vars(module).values()
         if isinstance(cls, type) and issubclass(cls, BaseModel)
     }
     for name, cls in list(found.items()):
-        if name.endswith("Out"):
+        if name.endswith("Out") or name == "JourneySummary":
             found[f"Page[{name}]"] = Page[cls]  # type: ignore[valid-type]  # built at run time
     return found
 
@@ -141,6 +142,9 @@ async def seed(api: Stack) -> dict[str, str]:
                 outcome="reminded",
                 started_at=stamp,
                 ended_at=stamp,
+                run_id="run-probe",
+                experiment="probe_test",
+                variant="a",
             )
         )
         message_id = ids.message_id("schema/probe")
@@ -155,6 +159,7 @@ async def seed(api: Stack) -> dict[str, str]:
                 device_id=device["id"],
                 status=MessageStatus.SENT,
                 body={"title": "Your cart"},
+                run_id="run-probe",
                 attempts=1,
                 created_at=stamp,
                 updated_at=stamp,
@@ -172,7 +177,14 @@ async def seed(api: Stack) -> dict[str, str]:
             )
         )
         await db.commit()
-    return {"user_id": "ada", "device_id": device["id"], "message_id": message_id, "channel": "sms"}
+    return {
+        "user_id": "ada",
+        "device_id": device["id"],
+        "message_id": message_id,
+        "channel": "sms",
+        "journey": "abandoned_cart",
+        "experiment": "probe_test",
+    }
 
 
 # (method, path template, query, body): one real request for every operation, deletes last.
@@ -196,6 +208,11 @@ CALLS: list[tuple[str, str, str, Any]] = [
     ("GET", "/v1/users/{user_id}/consent/{channel}/log", "", None),
     ("GET", "/v1/messages", "?user_id=ada", None),
     ("GET", "/v1/messages/{message_id}", "", None),
+    ("POST", "/v1/messages/{message_id}/opened", "", None),
+    ("POST", "/v1/messages/opened", "", {"message_ids": ["m_unknown"]}),
+    ("GET", "/v1/journeys", "", None),
+    ("GET", "/v1/journeys/{journey}/stats", "?since=30d", None),
+    ("GET", "/v1/experiments/{experiment}", "", None),
     ("GET", "/v1/users/{user_id}/export", "", None),
     ("GET", "/healthz", "", None),
     ("GET", "/readyz", "", None),
@@ -245,6 +262,10 @@ FAILING: list[tuple[str, str, dict[str, str], str, Any, int]] = [
     ),
     ("GET", "/v1/messages", {}, "?cursor=%%%", None, 400),
     ("GET", "/v1/messages", {}, "?limit=0", None, 422),
+    ("GET", "/v1/journeys/{journey}/stats", {"journey": "nope"}, "", None, 404),
+    ("GET", "/v1/journeys/{journey}/stats", {"journey": "x"}, "?since=soon", None, 400),
+    ("GET", "/v1/experiments/{experiment}", {"experiment": "nope"}, "", None, 404),
+    ("POST", "/v1/messages/opened", {}, "", {"message_ids": []}, 422),
 ]
 
 

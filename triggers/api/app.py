@@ -15,7 +15,7 @@ from engine.context import Context
 from engine.store.data_keys import StoreUserKeys
 from engine.temporal.codec import codec_from_secret
 from schemas.api import HealthOut, ReadyOut
-from triggers.api import messages, problems, tracking, users
+from triggers.api import analytics, engagement, messages, problems, tracking, users
 from triggers.api.auth import Access
 from triggers.api.bodies import BodyLimits
 from triggers.api.deps import ApiState, readiness, state
@@ -59,8 +59,18 @@ def create_app(
     app.state.access = Access(context.sessions, context.config.api)
 
     # Every route states the scope it needs (`triggers.api.auth.require`).
-    for routes in (tracking.router, users.router, messages.router):
+    # The batch of opens comes before `/v1/messages/{message_id}`, which would shadow it.
+    for routes in (
+        tracking.router,
+        users.router,
+        engagement.opens,
+        messages.router,
+        analytics.router,
+    ):
         app.include_router(routes, responses=problem_responses(401, 403, 429))
+
+    # Tracked links are public: whoever got the message clicks them.
+    app.include_router(engagement.clicks, responses=problem_responses(404))
 
     codec = codec_from_secret(
         context.settings.encryption_keys, user_keys=StoreUserKeys(context.sessions)

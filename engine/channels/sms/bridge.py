@@ -45,6 +45,7 @@ from engine.channels.sms.client import (
 )
 from engine.channels.sms.inbound import parse_deliver_pdu
 from engine.config.nudge_toml import SmsChannel
+from engine.observability.metrics import SMPP_BOUND
 from schemas.sms import InboundSms, Receipt
 
 log = logging.getLogger("nudge.smpp")
@@ -251,6 +252,7 @@ class SmppBridge:
                 )
                 self._reader.start()
                 self._bound.set()
+                SMPP_BOUND.labels(self.settings.system_id).set(1)
                 log.info(
                     "SMPP bound to %s:%s as %s",
                     self.settings.host,
@@ -298,6 +300,7 @@ class SmppBridge:
             return
         self._client = None
         self._bound.clear()
+        SMPP_BOUND.labels(self.settings.system_id).set(0)
         self._fail_pending()
         self._down.set()
         if not self._closing:

@@ -1,120 +1,25 @@
 """engine.analytics on Postgres and SQLite: a funnel, its attribution, an experiment
-readout and the journey list, from rows whose counts are worked out by hand below."""
+readout and the journey list, from rows whose counts are worked out by hand (`seed`)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.analytics import experiment_readout, journey_stats, list_journeys
-from engine.store import experiments, outbox
-from engine.store.models import JourneyRun, Message
-from engine.store.users import ensure_user
-from schemas.common import MessageStatus, RunStatus
+from tests.engine.analytics.seed import T0, seed
 from tests.kit.db import sessions
-
-T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-
-# run: (variant, status, outcome, converted)
-RUNS = {
-    "r1": ("a", RunStatus.COMPLETED, "reminded", True),
-    "r2": ("a", RunStatus.COMPLETED, "reminded", False),
-    "r3": ("a", RunStatus.EXITED, "exited:Order Completed", False),
-    "r4": ("b", RunStatus.OPEN, None, False),
-    "r5": ("b", RunStatus.COMPLETED, "checked_out", True),
-    "r6": ("b", RunStatus.TERMINATED, "terminated", False),
-}
-# message: (run, step, status, reason, minutes after T0, extra)
-MESSAGES: list[tuple[str, str, MessageStatus, str | None, int, dict[str, Any]]] = [
-    ("r1", "first", MessageStatus.DELIVERED, None, 1, {}),
-    ("r1", "first", MessageStatus.SENT, None, 1, {}),  # a second device: still one run
-    ("r2", "first", MessageStatus.SENT, None, 1, {"deferrals": 1}),
-    ("r3", "first", MessageStatus.SUPPRESSED, "no_consent", 1, {}),
-    ("r4", "first", MessageStatus.FAILED, "invalid", 1, {}),
-    ("r5", "first", MessageStatus.DELIVERED, None, 1, {"clicked_at": T0}),
-    ("r1", "second", MessageStatus.SENT, None, 30, {}),
-    ("r2", "second", MessageStatus.SUPPRESSED, "capped", 30, {}),
-]
 
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     async with sessions(database_url) as maker:
         async with maker() as session, session.begin():
-            await _rows(session)
+            await seed(session)
         yield maker
-
-
-async def _run(session: AsyncSession, journey: str, run_id: str, started: datetime) -> JourneyRun:
-    user = await ensure_user(session, external_id=f"u-{uuid.uuid4()}")
-    await outbox.add_event(
-        session, user_id=user.id, name="Go", message_id=run_id, properties={}, source="test"
-    )
-    event = next(e for e in await outbox.claim(session, limit=100) if e.message_id == run_id)
-    row = JourneyRun(
-        journey=journey,
-        user_id=user.id,
-        workflow_id=f"journey/{journey}/{user.id}",
-        run_id=run_id,
-        entry_event_id=event.id,
-        status=RunStatus.OPEN,
-        version="v1",
-        started_at=started,
-    )
-    session.add(row)
-    await session.flush()
-    return row
-
-
-async def _rows(session: AsyncSession) -> None:
-    runs = {}
-    for n, (run_id, (variant, status, outcome, _)) in enumerate(RUNS.items()):
-        row = await _run(session, "j", run_id, T0 + timedelta(minutes=n))
-        await experiments.record_assignment(
-            session,
-            workflow_id=row.workflow_id,
-            run_id=run_id,
-            journey="j",
-            experiment="exp",
-            variant=variant,
-            arms=["a", "b"],
-            holdout=0.0,
-            at=T0,
-        )
-        row.status, row.outcome = status, outcome
-        runs[run_id] = row
-    await _run(session, "j", "old", T0 - timedelta(days=1))  # before the range
-    await _run(session, "other", "x1", T0)
-    for n, (run_id, step, state, reason, minutes, extra) in enumerate(MESSAGES):
-        run = runs[run_id]
-        at = T0 + timedelta(minutes=minutes)
-        session.add(
-            Message(
-                id=f"m{n}",
-                idempotency_key=f"{run_id}/{step}/{n}",
-                user_id=run.user_id,
-                journey="j",
-                workflow_id=run.workflow_id,
-                run_id=run_id,
-                step=step,
-                template=f"tpl_{step}",
-                channel="push",
-                status=state,
-                reason=reason,
-                created_at=at,
-                updated_at=at,
-                **extra,
-            )
-        )
-    # Conversions: r1 on its second message (m6), r5 on its only one (m5).
-    for run_id, message_id in (("r1", "m6"), ("r5", "m5")):
-        runs[run_id].converted_at = T0 + timedelta(hours=1)
-        runs[run_id].conversion_message_id = message_id
 
 
 async def test_the_funnel_counts_runs_per_step(db: async_sessionmaker[AsyncSession]) -> None:

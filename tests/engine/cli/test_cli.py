@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -84,6 +85,21 @@ def test_emit_users_show_timeline_and_preview(env: Path) -> None:
     )
     assert preview.exit_code == 0, preview.output
     assert "gsm7, 1 part(s)" in preview.output
+    # The SMS parts count the short link a send would carry, on the configured base URL.
+    linked = runner.invoke(
+        app, ["preview", "win_back/last_offer", "--user", "ann"], env={"COLUMNS": "300"}
+    )
+    assert linked.exit_code == 0, linked.output
+    assert (
+        "tracked link" in linked.output and "https://shop.example/offers/winback" in linked.output
+    )
+    assert "http://127.0.0.1:8000/c/" in linked.output and "gsm7, 1 part(s)" in linked.output
+    far = runner.invoke(
+        app,
+        ["preview", "win_back/last_offer", "--user", "ann"],
+        env={"COLUMNS": "300", "NUDGE_LINK_BASE_URL": "https://" + "l" * 120 + ".example"},
+    )
+    assert far.exit_code == 0 and "gsm7, 2 part(s)" in far.output
     missing = runner.invoke(app, ["preview", "abandoned_cart/nope", "--user", "ann"])
     assert missing.exit_code == 1 and "render_failed" in missing.output
 
@@ -94,3 +110,34 @@ def test_journeys_lists_shipped_journeys_even_without_temporal(env: Path) -> Non
     assert result.exit_code == 0, result.output
     for name in ("abandoned_cart", "onboarding", "win_back"):
         assert name in result.output
+
+
+def test_stats_shows_the_funnel_and_the_readout(env: Path) -> None:
+    import asyncio
+
+    from tests.engine.analytics.seed import seed
+    from tests.kit.db import sessions
+
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+
+    async def rows() -> None:
+        async with (
+            sessions(f"sqlite+aiosqlite:///{env}") as maker,
+            maker() as session,
+            session.begin(),
+        ):
+            await seed(session)
+
+    asyncio.run(rows())
+    shown = runner.invoke(app, ["stats", "j", "--experiment", "exp"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "entered" in shown.output and "█" in shown.output  # a bar per step
+    assert "no_consent=1" in shown.output and "control: a" in shown.output
+    as_json = runner.invoke(app, ["stats", "j", "--json", "--since", "2026-05-01T12:00:00Z"])
+    assert as_json.exit_code == 0, as_json.output
+    body = json.loads(as_json.output)
+    assert body["stats"]["entered"] == 6 and body["stats"]["steps"][0]["reached"] == 5
+    bad = runner.invoke(app, ["stats", "j", "--since", "yesterday"])
+    assert bad.exit_code == 2 and "--since" in bad.output and "Traceback" not in bad.output
+    unknown = runner.invoke(app, ["stats", "nope"])
+    assert unknown.exit_code == 1 and "no runs of journey 'nope'" in unknown.output

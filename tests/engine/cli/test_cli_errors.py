@@ -35,6 +35,8 @@ CASES = [
     ["keys", "revoke", "no-such-key"],
     ["webhooks", "deliveries", "--status", "lost"],
     ["journeys", "--limit", "3"],
+    ["stats"],
+    ["stats", "abandoned_cart", "--since", "yesterday-ish"],
     ["replay"],
     ["replay", "--dir", "/no/such/folder"],
     ["history", "export", "journey/abandoned_cart/u_nobody"],

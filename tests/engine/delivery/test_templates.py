@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.app.journeys import shipped_templates, template_store
-from engine.delivery.templates import TemplateError, TemplateStore
+from engine.delivery.templates import CODE_LENGTH, LINKS, LinkBook, TemplateError, TemplateStore
 
 DEFAULT_ROOT = shipped_templates()
 
@@ -17,7 +17,9 @@ BARE = {"user": {}, "event": {"name": "X", "properties": {}}, "settings": {}, "v
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(DEFAULT_ROOT)))
 def test_every_shipped_template_renders_for_a_bare_profile(path: Path) -> None:
-    content = template_store().render_source(path.read_text(), BARE, name=str(path))
+    # The gate gives every render a link book (tracked links need one).
+    context = {**BARE, LINKS: LinkBook(base="https://n.example")}
+    content = template_store().render_source(path.read_text(), context, name=str(path))
     assert content.title or content.body or content.sms
 
 
@@ -59,3 +61,25 @@ def test_one_file_holds_every_part(tmp_path: Path) -> None:
     assert content.push.badge == 2 and content.data == {"cart": "X"}
     with pytest.raises(TemplateError, match="unknown part"):
         TemplateStore(tmp_path).render_source("--- footer ---\nx", BARE, name="t")
+
+
+def test_track_link_makes_a_short_link_per_use_and_refuses_what_it_cannot_track() -> None:
+    store = TemplateStore(Path("."))
+    book = LinkBook(base="https://n.example/")
+    source = (
+        '--- sms ---\n{{ "https://a.example/x" | track_link }} '
+        '{{ "https://b.example" | track_link }}'
+    )
+    content = store.render_source(source, {LINKS: book}, name="t")
+    first, second = (content.sms or "").split()
+    assert [url for _, url in book.links] == ["https://a.example/x", "https://b.example"]
+    assert (
+        first == f"https://n.example/c/{book.links[0][0]}" and len(book.links[0][0]) == CODE_LENGTH
+    )
+    assert second.endswith(book.links[1][0]) and book.links[0][0] != book.links[1][0]
+    with pytest.raises(TemplateError, match="no link base"):
+        store.render_source(source, {}, name="t")
+    with pytest.raises(TemplateError, match="absolute http"):
+        store.render_source(
+            '--- sms ---\n{{ "javascript:alert(1)" | track_link }}', {LINKS: book}, name="t"
+        )

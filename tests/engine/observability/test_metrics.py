@@ -73,3 +73,21 @@ async def test_temporal_runtime_serves_sdk_metrics_on_its_own_port() -> None:
 
 def test_no_bind_means_default_runtime() -> None:
     assert temporal_runtime_with_prometheus(None) is Runtime.default()
+
+
+def test_open_label_sets_are_bounded() -> None:
+    from engine.observability.metrics import OTHER, BoundedLabel
+
+    label = BoundedLabel(2)
+    assert [label(v, scope="j") for v in ("a", "b", "c", "a")] == ["a", "b", OTHER, "a"]
+    assert label("c", scope="k") == "c"  # each scope (journey) has its own set
+    assert label(None, scope="k") == "none" and len(label("x" * 500, scope="z")) == 100
+
+
+def test_sends_count_per_journey_and_step() -> None:
+    from engine.observability.metrics import count_send
+
+    labels = {"journey": "metrics_probe", "step": "hello", "outcome": "sent"}
+    before = REGISTRY.get_sample_value("nudge_journey_sends_total", labels) or 0
+    count_send("metrics_probe", "hello", "sent")
+    assert REGISTRY.get_sample_value("nudge_journey_sends_total", labels) == before + 1
