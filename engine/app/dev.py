@@ -227,6 +227,7 @@ async def run_dev(
             print(
                 f"Nudge is running.\n"
                 f"  API         http://127.0.0.1:{api_port}  (docs: /docs)\n"
+                f"  console     http://127.0.0.1:{api_port}/ui  (sign in with the admin key)\n"
                 f"  admin key   {key}\n"
                 f"  Temporal UI http://127.0.0.1:{ui_port}  (payloads encrypted; the UI\n"
                 f"              decodes them through {codec_endpoint})\n"
