@@ -287,6 +287,8 @@ class MessageOut(_Out):
     """SMS parts."""
     attempts: int
     transactional: bool
+    test: bool = False
+    """A test send (`nudge send-test`): in no journey, outside caps and funnels."""
     created_at: AwareDatetime
     sent_at: AwareDatetime | None
     delivered_at: AwareDatetime | None

@@ -103,6 +103,9 @@ class DeliverRequest(BaseModel):
     deferrals: int = 0
     holdout: bool = False
     variant: str | None = None
+    # A test send (`nudge send-test`): its rows belong to no journey (`journey` only finds
+    # the template) and say `test`.
+    test: bool = False
     # The run's first execution id: the funnel joins messages to their run by it.
     run_id: str | None = None
     # The journey's clock when it asked (workflow time; ahead of the wall clock under

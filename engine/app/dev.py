@@ -17,15 +17,17 @@ from pathlib import Path
 
 import uvicorn
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from engine.app.api import api_app
-from engine.app.journeys import shipped_journeys
+from engine.app.journeys import check_overrides, shipped_journeys
 from engine.app.providers import build_providers
 from engine.app.router import build_dispatcher, build_router
 from engine.app.temporal import TemporalConnection
 from engine.app.worker import build_worker, ensure_sweep, needs_sweep
+from engine.config.instance import Instance, remove_instance, write_instance
 from engine.config.settings import Settings
 from engine.context import Context
 from engine.store.data_keys import StoreUserKeys
@@ -124,6 +126,21 @@ async def dev_key(context: Context, state_dir: Path) -> str:
     return key
 
 
+def _instance(settings: Settings, state_dir: Path, *, api_port: int) -> Instance:
+    """What the other `nudge` commands need to find this `nudge dev` (no password)."""
+    url = make_url(settings.database_url)
+    payload_key = state_dir / "payload-key"
+    return Instance(
+        database_url=settings.database_url if url.password is None else None,
+        temporal_address=settings.temporal_address,
+        temporal_namespace=settings.temporal_namespace,
+        api_port=api_port,
+        temporal_ui_url=settings.temporal_ui_url,
+        payload_key_file=str(payload_key.resolve()) if payload_key.exists() else None,
+        pid=os.getpid(),
+    )
+
+
 class DevError(RuntimeError):
     """`nudge dev` cannot start; the message says why and what to do (one line)."""
 
@@ -160,7 +177,9 @@ async def run_dev(
         "log_json": False,
     }
     if "NUDGE_DATABASE_URL" not in os.environ:
-        updates["database_url"] = f"sqlite+aiosqlite:///{state_dir / 'nudge.db'}"
+        # Absolute: other `nudge` commands find it from anywhere (instance.json).
+        database = state_dir.resolve() / "nudge.db"  # noqa: ASYNC240 - once, at start-up
+        updates["database_url"] = f"sqlite+aiosqlite:///{database}"
     if settings.encryption_keys is None:
         # Encrypted by default: a payload key of this state folder's own, and the Temporal
         # UI decodes through the API's codec endpoint (local, so no token).
@@ -168,6 +187,7 @@ async def run_dev(
         updates["codec_allow_anonymous"] = settings.codec_token is None
     ui_origins = [f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}"]
     updates["codec_cors_origins"] = ",".join([*settings.cors_origins(), *ui_origins])
+    updates["temporal_ui_url"] = f"http://127.0.0.1:{ui_port}"
     settings = settings.model_copy(update=updates)
     codec_endpoint = f"http://127.0.0.1:{api_port}/codec"
     temporal = await start_temporal(
@@ -186,6 +206,7 @@ async def run_dev(
         await upgrade(engine)
         await engine.dispose()
         context = await Context.open(settings)
+        check_overrides(context.config, settings)
         user_keys = StoreUserKeys(context.sessions)
         client = await wait_for_temporal(settings, user_keys=user_keys)
         key = await dev_key(context, state_dir)
@@ -199,6 +220,7 @@ async def run_dev(
         server = _Server(
             uvicorn.Config(app, host=settings.api_host, port=api_port, log_level="warning")
         )
+        write_instance(state_dir, _instance(settings, state_dir, api_port=api_port))
         async with worker:
             if needs_sweep(cls.__journey__ for cls in shipped_journeys().values()):
                 await ensure_sweep(client, task_queue=settings.task_queue)
@@ -207,6 +229,7 @@ async def run_dev(
             print(
                 f"Nudge is running.\n"
                 f"  API         http://127.0.0.1:{api_port}  (docs: /docs)\n"
+                f"  console     http://127.0.0.1:{api_port}/ui  (sign in with the admin key)\n"
                 f"  admin key   {key}\n"
                 f"  Temporal UI http://127.0.0.1:{ui_port}  (payloads encrypted; the UI\n"
                 f"              decodes them through {codec_endpoint})\n"
@@ -224,6 +247,7 @@ async def run_dev(
                 await dispatching
         await providers.close()
     finally:
+        remove_instance(state_dir)
         if context is not None:
             await context.close()
         if temporal.returncode is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.config.nudge_toml import NudgeConfig, check_journey_overrides
+from engine.config.settings import Settings
 from engine.delivery.templates import TemplateStore
 from engine.journey import Journeys, registry
 
@@ -14,6 +16,19 @@ def shipped_journeys() -> Journeys:
     import workflows
 
     return registry(workflows.ALL)
+
+
+def check_overrides(
+    config: NudgeConfig, settings: Settings, journeys: Journeys | None = None
+) -> None:
+    """Refuse (`ConfigError`, with file and line) `[journeys.*]` overrides that name no
+    shipped journey or a setting it does not have: checked when a process starts."""
+    found = journeys if journeys is not None else shipped_journeys()
+    check_journey_overrides(
+        config,
+        {name: cls.__journey__.settings for name, cls in found.items()},
+        path=settings.config,
+    )
 
 
 def shipped_templates() -> Path:

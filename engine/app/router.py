@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from temporalio.client import Client
 
-from engine.app.journeys import shipped_journeys
+from engine.app.journeys import check_overrides, shipped_journeys
 from engine.app.temporal import TemporalConnection
 from engine.config.settings import Settings, require_encryption
 from engine.context import Context
@@ -64,6 +64,7 @@ async def run_router(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with Context.opened(settings) as context:
         require_encryption(settings)
+        check_overrides(context.config, settings)
         temporal = TemporalConnection(settings, user_keys=StoreUserKeys(context.sessions)).get
         tasks = [
             asyncio.create_task(build_router(context, temporal).run()),

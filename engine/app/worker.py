@@ -17,7 +17,7 @@ from activities.deliver import DeliveryActivities
 from activities.runs import RunActivities
 from activities.sweep import SweepActivities
 from activities.webhooks import WebhookActivities
-from engine.app.journeys import shipped_journeys, template_store
+from engine.app.journeys import check_overrides, shipped_journeys, template_store
 from engine.app.providers import build_providers
 from engine.app.temporal import sdk_runtime
 from engine.channels.registry import Providers
@@ -131,6 +131,7 @@ async def run_worker(
             loop.add_signal_handler(signum, stop.set)
     async with Context.opened(settings) as context:
         require_encryption(settings)
+        check_overrides(context.config, settings)
         providers = build_providers(context)
         if settings.worker_metrics_bind:
             host, _, port = settings.worker_metrics_bind.rpartition(":")

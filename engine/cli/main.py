@@ -7,13 +7,16 @@ import json
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from engine.cli.common import err, out, run
-from engine.config.settings import Settings
+from engine.cli import common
+from engine.cli.common import CliError, current_settings, err, json_line, out, run
+
+if TYPE_CHECKING:
+    from engine.config.settings import Settings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Nudge: journeys over SMS and push."
@@ -35,7 +38,45 @@ class KeyScopeOption(StrEnum):
 
 
 def settings() -> Settings:
+    """The settings of an inspecting command: the environment, completed from the running
+    `nudge dev` found in the state folder; a missing SQLite database is refused."""
+    return common.database_settings()
+
+
+def process_settings() -> Settings:
+    """The settings of a process (`dev`, `api`, `worker`, `router`): the environment only."""
+    from engine.config.settings import Settings
+
     return Settings()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out.print(f"nudge {version('nudge')}")
+        except PackageNotFoundError:
+            out.print("nudge (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            help="state folder of the `nudge dev` to use (default: NUDGE_STATE_DIR or .nudge)",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Nudge: journeys over SMS and push."""
+    common.state_dir_option = state_dir
 
 
 @app.command()
@@ -52,7 +93,7 @@ def dev(
     async def go() -> None:
         try:
             await run_dev(
-                settings(),
+                process_settings(),
                 api_port=api_port,
                 ui_port=ui_port,
                 temporal_port=temporal_port,
@@ -70,8 +111,8 @@ def api() -> None:
     from engine.app.api import serve_api
     from engine.observability.logging import configure_logging
 
-    configure_logging(json=settings().log_json)
-    run(lambda: serve_api(settings()))
+    configure_logging(json=process_settings().log_json)
+    run(lambda: serve_api(process_settings()))
 
 
 @app.command()
@@ -80,8 +121,8 @@ def router() -> None:
     from engine.app.router import run_router
     from engine.observability.logging import configure_logging
 
-    configure_logging(json=settings().log_json)
-    run(lambda: run_router(settings()))
+    configure_logging(json=process_settings().log_json)
+    run(lambda: run_router(process_settings()))
 
 
 @app.command()
@@ -90,8 +131,8 @@ def worker() -> None:
     from engine.app.worker import run_worker
     from engine.observability.logging import configure_logging
 
-    configure_logging(json=settings().log_json)
-    run(lambda: run_worker(settings(), stop_on_signals=True))
+    configure_logging(json=process_settings().log_json)
+    run(lambda: run_worker(process_settings(), stop_on_signals=True))
 
 
 @app.command()
@@ -133,8 +174,7 @@ def users_show(user_id: Annotated[str, typer.Argument(help="the product's user i
         async with Context.opened(settings()) as context, context.sessions() as db:
             user = await find_user(db, external_id=user_id)
             if user is None:
-                err.print(f"[red]error:[/] no user {user_id!r}")
-                raise typer.Exit(1)
+                raise CliError(f"no user {user_id!r} (see `nudge users search`)")
             table = Table(title=f"user {user_id}", show_header=False)
             for name in ("id", "timezone", "locale", "phone", "email"):
                 table.add_row(name, str(getattr(user, name) or "-"))
@@ -157,7 +197,10 @@ def users_show(user_id: Annotated[str, typer.Argument(help="the product's user i
 
 
 @app.command()
-def timeline(user_id: Annotated[str, typer.Argument(help="the product's user id")]) -> None:
+def timeline(
+    user_id: Annotated[str, typer.Argument(help="the product's user id")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
+) -> None:
     """The user's events, journey entries and exits, and messages, in time order."""
     from engine.context import Context
     from engine.store.timeline import timeline_rows
@@ -167,8 +210,19 @@ def timeline(user_id: Annotated[str, typer.Argument(help="the product's user id"
             async with context.sessions() as db:
                 rows = await timeline_rows(db, external_id=user_id)
             if rows is None:
-                err.print(f"[red]error:[/] no user {user_id!r}")
-                raise typer.Exit(1)
+                raise CliError(f"no user {user_id!r} (see `nudge users search`)")
+            if as_json:
+                for row in rows:
+                    item = {
+                        "at": row.at.isoformat(),
+                        "kind": row.kind,
+                        "what": row.what,
+                        "status": str(row.status),
+                        "detail": row.detail,
+                        "ref": row.ref,
+                    }
+                    json_line(item)
+                return
             table = Table(title=f"timeline of {user_id}")
             for column in ("time (UTC)", "kind", "what", "status", "detail"):
                 table.add_column(column)
@@ -182,7 +236,9 @@ def timeline(user_id: Annotated[str, typer.Argument(help="the product's user id"
 
 
 @app.command()
-def journeys() -> None:
+def journeys(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
+) -> None:
     """The shipped journeys, with open runs per journey (and per step, from Temporal)."""
     from engine.app.journeys import shipped_journeys
     from engine.context import Context
@@ -193,6 +249,24 @@ def journeys() -> None:
             async with context.sessions() as db:
                 counts = await journey_counts(db)
             steps = await _step_counts(context.settings)
+            listed: list[dict[str, Any]] = []
+            for name, cls in sorted(shipped_journeys().items()):
+                spec = cls.__journey__
+                opened, ended = counts.get(name, (0, 0))
+                listed.append(
+                    {
+                        "journey": name,
+                        "trigger": spec.trigger,
+                        "exit_on": list(spec.exit_on),
+                        "open_runs": opened,
+                        "ended_runs": ended,
+                        "open_by_step": dict(sorted(steps.get(name, {}).items())),
+                    }
+                )
+            if as_json:
+                for item in listed:
+                    json_line(item)
+                return
             table = Table(title="journeys")
             for column in (
                 "journey",
@@ -203,16 +277,14 @@ def journeys() -> None:
                 "open by step",
             ):
                 table.add_column(column)
-            for name, cls in sorted(shipped_journeys().items()):
-                spec = cls.__journey__
-                opened, ended = counts.get(name, (0, 0))
-                by_step = ", ".join(f"{s}={n}" for s, n in sorted(steps.get(name, {}).items()))
+            for item in listed:
+                by_step = ", ".join(f"{s}={n}" for s, n in item["open_by_step"].items())
                 table.add_row(
-                    name,
-                    spec.trigger,
-                    ", ".join(spec.exit_on) or "-",
-                    str(opened),
-                    str(ended),
+                    item["journey"],
+                    item["trigger"],
+                    ", ".join(item["exit_on"]) or "-",
+                    str(item["open_runs"]),
+                    str(item["ended_runs"]),
                     by_step or "-",
                 )
             out.print(table)
@@ -371,7 +443,7 @@ def keys_list(
         ]
         if as_json:
             for item in listed:
-                out.print_json(json.dumps(item))
+                json_line(item)
             return
         table = Table(title="API keys")
         for column in ("id", "name", "scope", "environment", "prefix", "created", "state"):
@@ -423,12 +495,11 @@ def webhooks_deliveries(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
 ) -> None:
     """Recent webhook deliveries: event, endpoint, state, attempts, the receiver's answer."""
-    from engine.cli.common import CliError
     from engine.context import Context
     from engine.store import webhooks
 
     if status is not None and status not in (webhooks.PENDING, webhooks.DELIVERED, webhooks.FAILED):
-        raise CliError("--status is pending, delivered or failed", code=2)
+        raise common.fail("--status is pending, delivered or failed", code=2)
 
     async def go() -> None:
         async with Context.opened(settings()) as context, context.sessions() as db:
@@ -451,7 +522,7 @@ def webhooks_deliveries(
         ]
         if as_json:
             for item in listed:
-                out.print_json(json.dumps(item))
+                json_line(item)
             return
         table = Table(title="webhook deliveries")
         for column in ("created (UTC)", "event", "kind", "endpoint", "state", "tries", "answer"):
@@ -479,7 +550,7 @@ def db_upgrade() -> None:
     from engine.store.session import make_engine
 
     async def go() -> None:
-        current = settings()
+        current = current_settings()
         _ensure_sqlite_dir(current.database_url)
         engine = make_engine(current.database_url, schema=current.database_schema)
         try:
@@ -507,6 +578,7 @@ def _json_default(value: Any) -> Any:
 def _register_more() -> None:
     """Commands that live in their own modules (they import only what they need)."""
     from engine.cli import ops as cli_ops
+    from engine.cli import people
     from engine.cli.simulate import simulate
     from engine.cli.stats import stats
 
@@ -515,6 +587,10 @@ def _register_more() -> None:
     app.command("replay")(cli_ops.replay)
     app.command("codec-server")(cli_ops.codec_server)
     app.command("simulate")(simulate)
+    app.command("send-test")(people.send_test)
+    users_app.command("list")(people.users_list)
+    users_app.command("search")(people.users_search)
+    users_app.command("delete")(people.users_delete)
     app.command("stats")(stats)
     keys_app.command("codec")(cli_ops.keys_codec)
     keys_app.command("vapid")(cli_ops.keys_vapid)
@@ -524,7 +600,36 @@ _register_more()
 
 
 def main() -> None:
-    app()
+    """`nudge`: a usage error (unknown command, missing or bad argument) is one line on
+    stderr naming the command's `--help`, with exit code 2, like every other error."""
+    import sys
+
+    from rich.markup import escape
+
+    try:  # Typer >= 0.26 carries its own click; older ones use the click package
+        from typer._click import exceptions as click
+    except ImportError:  # pragma: no cover - depends on the installed Typer
+        from click import exceptions as click  # type: ignore[no-redef]
+
+    try:
+        code = app(standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:
+        out.print(exc.ctx.get_help() if exc.ctx else "", markup=False)
+        sys.exit(2)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "nudge"
+        message = " ".join(exc.format_message().split())
+        err.print(f"[red]error:[/] {escape(message)} (see `{where} --help`)")
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        err.print(f"[red]error:[/] {escape(' '.join(exc.format_message().split()))}")
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except CliError as exc:  # raised before a command's `run` (e.g. by its settings)
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        sys.exit(exc.code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -15,27 +15,23 @@ import logging
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress
-from temporalio.api.enums.v1 import EventType, IndexedValueType
-from temporalio.api.operatorservice.v1 import (
-    AddSearchAttributesRequest,
-    ListSearchAttributesRequest,
-)
-from temporalio.client import Client, WorkflowHistory
-from temporalio.converter import DataConverter
-from temporalio.runtime import Runtime, TelemetryConfig
-from temporalio.service import RPCError, RPCStatusCode
 
-from engine.app.worker import workflow_runner
-from engine.cli.common import CliError, err, out, run
-from engine.config.settings import Settings
-from engine.journey import Journey
-from engine.temporal import replay as replay_lib
-from engine.temporal.replay import ReplayReport
+from engine.cli.common import CliError, current_settings, err, out, run
+
+# Temporal's SDK and the replayer load on first use, inside each command, so that
+# `nudge --help` stays fast (see tests/engine/cli/test_cli_errors.py).
+if TYPE_CHECKING:
+    from temporalio.client import Client, WorkflowHistory
+    from temporalio.converter import DataConverter
+    from temporalio.runtime import Runtime
+
+    from engine.config.settings import Settings
+    from engine.journey import Journey
+    from engine.temporal.replay import ReplayReport
 
 history_app = typer.Typer(no_args_is_help=True, help="Journey run histories.")
 temporal_app = typer.Typer(no_args_is_help=True, help="Set up a Temporal cluster for Nudge.")
@@ -52,6 +48,8 @@ OpsError = CliError
 
 
 async def _connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    from temporalio.service import RPCError
+
     from engine.temporal.client import connect
 
     try:
@@ -67,6 +65,8 @@ async def _connect(settings: Settings, *, runtime: Runtime | None = None) -> Cli
 
 def _quiet_runtime() -> Runtime:
     """A runtime without core logging: a failing replay is reported by us, once."""
+    from temporalio.runtime import Runtime, TelemetryConfig
+
     return Runtime(telemetry=TelemetryConfig(logging=None))
 
 
@@ -98,8 +98,12 @@ def history_export(
 ) -> None:
     """One run's history as JSON, shaped like `temporal workflow show --output json`."""
 
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from engine.temporal import replay as replay_lib
+
     async def go() -> str:
-        client = await _connect(Settings())
+        client = await _connect(current_settings())
         try:
             return await replay_lib.export_history(client, workflow_id, run_id, decode=decode)
         except RPCError as exc:
@@ -122,6 +126,8 @@ def history_export(
 
 
 def _unreadable(label: str, reason: str) -> ReplayReport:
+    from engine.temporal.replay import ReplayReport
+
     return ReplayReport(
         workflow_id=label,
         run_id="",
@@ -134,6 +140,10 @@ def _unreadable(label: str, reason: str) -> ReplayReport:
 
 def read_history(path: Path) -> WorkflowHistory | ReplayReport:
     """A history file, or a failed report saying why it is not one."""
+    from temporalio.api.enums.v1 import EventType
+
+    from engine.temporal import replay as replay_lib
+
     try:
         history = replay_lib.load_history(path)
     except FileNotFoundError:
@@ -152,6 +162,9 @@ async def _replay_batch(
     runtime: Runtime,
     workflows: Sequence[type[Journey[Any]]],
 ) -> list[ReplayReport]:
+    from engine.app.worker import workflow_runner
+    from engine.temporal import replay as replay_lib
+
     return await replay_lib.replay_histories(
         histories,
         workflows=workflows,
@@ -174,6 +187,9 @@ async def replay_all(
     Returns (label, report) in input order; never raises for a failing history.
     `progress`: draw a rich progress bar on stderr.
     """
+    from rich.progress import Progress
+    from temporalio.client import WorkflowHistory
+
     from engine.app.journeys import shipped_journeys
 
     classes = list(workflows) if workflows is not None else list(shipped_journeys().values())
@@ -208,7 +224,7 @@ async def replay_paths(
     """
     from engine.temporal.client import data_converter as configured
 
-    converter = data_converter or configured(Settings())
+    converter = data_converter or configured(current_settings())
     sources = [(str(path), read_history(path)) for path in paths]
     return await replay_all(
         sources, data_converter=converter, progress=progress, workflows=workflows
@@ -263,8 +279,12 @@ def replay(
         err.print("[red]error:[/] give FILE..., --dir DIR, or --journey NAME [--last N]")
         raise typer.Exit(2)
 
+    from temporalio.service import RPCError
+
+    from engine.temporal import replay as replay_lib
+
     async def go() -> list[tuple[str, ReplayReport]]:
-        settings = Settings()
+        settings = current_settings()
         if journey is not None:
             client = await _connect(settings, runtime=_quiet_runtime())
             try:
@@ -309,6 +329,13 @@ async def setup_search_attributes(client: Client) -> tuple[list[str], list[str]]
     Idempotent: returns (added, already present). Raises `OpsError` when a name exists with
     another type (it cannot be changed in place).
     """
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import (
+        AddSearchAttributesRequest,
+        ListSearchAttributesRequest,
+    )
+    from temporalio.service import RPCError, RPCStatusCode
+
     from engine.temporal.client import SEARCH_ATTRIBUTES
 
     keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
@@ -342,8 +369,10 @@ async def setup_search_attributes(client: Client) -> tuple[list[str], list[str]]
 def temporal_setup() -> None:
     """Register the search attributes NudgeJourney, NudgeUserId, NudgeStep (idempotent)."""
 
+    from temporalio.service import RPCError
+
     async def go() -> tuple[list[str], list[str]]:
-        settings = Settings()
+        settings = current_settings()
         client = await _connect(settings)
         try:
             return await setup_search_attributes(client)
@@ -377,7 +406,7 @@ def codec_server(
     from engine.temporal.codec import codec_from_secret
     from triggers.codec_server import create_codec_app
 
-    settings = Settings()
+    settings = current_settings()
     try:
         codec = codec_from_secret(settings.encryption_keys)
     except ValueError as exc:

@@ -4,13 +4,15 @@ an experiment readout, as rich tables or `--json`."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from engine.analytics.models import ExperimentReadout, JourneyStats
-from engine.cli.common import CliError, out, run
+from engine.cli.common import CliError, database_settings, out, run
+
+if TYPE_CHECKING:  # engine.analytics loads scipy: only when `nudge stats` runs
+    from engine.analytics.models import ExperimentReadout, JourneyStats
 
 BAR = 20
 """Width of a step's bar, in characters, for all of the runs that entered."""
@@ -111,7 +113,6 @@ def stats(
     from engine.analytics import experiment_readout, journey_stats
     from engine.analytics.window import parse_instant
     from engine.clock import now
-    from engine.config.settings import Settings
     from engine.context import Context
 
     def instant(flag: str, value: str | None) -> Any:
@@ -122,7 +123,7 @@ def stats(
 
     async def go() -> None:
         start, end = instant("--since", since), instant("--until", until)
-        async with Context.opened(Settings()) as context, context.sessions() as db:
+        async with Context.opened(database_settings()) as context, context.sessions() as db:
             found = await journey_stats(
                 db, journey, since=start, until=end, version=version, variant=variant
             )

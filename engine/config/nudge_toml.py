@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -405,6 +406,70 @@ def parse_config(text: str, *, source: str = "nudge.toml") -> NudgeConfig:
             at = f"line {line}: " if line else ""
             problems.append(f"{source}: {at}{where}: {err['msg']}")
         raise ConfigError("\n".join(problems)) from exc
+
+
+def _override_line(text: str, journey: str, key: str | None) -> int | None:
+    """The line (1-based) of `[journeys.<journey>]`, or of `key` inside that table."""
+    lines = text.splitlines()
+    name = re.escape(journey)
+    header = re.compile(rf"""^\s*\[\s*journeys\s*\.\s*(?:{name}|"{name}"|'{name}')\s*\]""")
+    for n, line in enumerate(lines):
+        if not header.match(line):
+            continue
+        if key is None:
+            return n + 1
+        wanted = re.compile(rf"""^\s*(?:{re.escape(key)}|"{re.escape(key)}")\s*=""")
+        for m in range(n + 1, len(lines)):
+            if lines[m].lstrip().startswith("["):
+                break
+            if wanted.match(lines[m]):
+                return m + 1
+        return n + 1
+    return None
+
+
+def check_journey_overrides(
+    config: NudgeConfig,
+    settings_of: Mapping[str, type[BaseModel]],
+    *,
+    path: Path | None,
+) -> None:
+    """Refuse `[journeys.<name>]` overrides that no run could use: a journey that does not
+    exist, a key its settings do not have, a value they would not take. `settings_of`: each
+    journey's settings model by name. Raises `ConfigError` naming the file, line and reason
+    (otherwise a misspelled key fails every new run's workflow task, over and over)."""
+    source = str(path) if path is not None else "nudge.toml"
+    try:
+        text = path.read_text(encoding="utf-8") if path is not None else ""
+    except OSError:
+        text = ""
+    problems: list[str] = []
+
+    def problem(loc: tuple[str, ...], reason: str) -> None:
+        line = _override_line(text, loc[1], loc[2] if len(loc) > 2 else None)
+        at = f"line {line}: " if line else ""
+        problems.append(f"{source}: {at}{'.'.join(loc)}: {reason}")
+
+    for name, overrides in config.journeys.items():
+        model = settings_of.get(name)
+        if model is None:
+            known = ", ".join(sorted(settings_of)) or "none"
+            problem(("journeys", name), f"no journey is named {name!r} (journeys: {known})")
+            continue
+        try:
+            model.model_validate(overrides)
+        except ValidationError as exc:
+            fields = ", ".join(sorted(model.model_fields)) or "none"
+            for err in exc.errors():
+                loc = ("journeys", name, *(str(p) for p in err["loc"]))
+                if err["type"] == "extra_forbidden":
+                    problem(
+                        loc, f"{name} has no setting {err['loc'][0]!r} (its settings: {fields})"
+                    )
+                else:
+                    problem(loc, err["msg"])
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def load_config(path: Path | None) -> NudgeConfig:

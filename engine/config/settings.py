@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         raw = self.codec_cors_origins.split(",")
         return [origin.strip().rstrip("/") for origin in raw if origin.strip()]
 
+    # The web console (`/ui`): the secret that signs its session cookies (set it, the same on
+    # every API replica; without it each process makes one at start and sessions end on a
+    # restart), and the Temporal Web UI its run links point at.
+    console_secret: SecretStr | None = None
+    temporal_ui_url: str | None = "http://127.0.0.1:8233"
+
     log_json: bool = True
     # OpenTelemetry tracing of workflows and activities (temporalio.contrib.opentelemetry),
     # exported by whatever tracer provider the process configures (e.g. OTEL_* variables

@@ -129,6 +129,15 @@ class TemplateStore:
                     return path
         raise TemplateError(f"template {journey}/{name} not found")
 
+    def names(self, journey: str) -> list[str]:
+        """The journey's template names (locale variants folded into one), sorted."""
+        found: set[str] = set()
+        for root in self.roots:
+            folder = root / journey
+            if folder.is_dir():
+                found.update(path.name.split(".")[0] for path in folder.glob("*.liquid"))
+        return sorted(found)
+
     def render(
         self, journey: str, name: str, *, locale: str | None, context: dict[str, Any]
     ) -> Content:

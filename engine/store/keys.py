@@ -65,6 +65,19 @@ async def lookup(session: AsyncSession, *, key: str) -> KeyInfo | None:
     return KeyInfo(row[0], row[1], KeyScope(row[2]), row[3]) if row else None
 
 
+async def active_key(session: AsyncSession, *, key_id: int) -> KeyInfo | None:
+    """The key with this id, if it is not revoked (a console session re-checks it on every
+    page, so revoking a key ends its sessions too)."""
+    row = (
+        await session.execute(
+            select(WriteKey.id, WriteKey.name, WriteKey.scope, WriteKey.environment).where(
+                WriteKey.id == key_id, WriteKey.revoked_at.is_(None)
+            )
+        )
+    ).first()
+    return KeyInfo(row[0], row[1], KeyScope(row[2]), row[3]) if row else None
+
+
 async def has_key(session: AsyncSession, *, key: str) -> bool:
     return await lookup(session, key=key) is not None
 

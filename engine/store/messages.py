@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.store.models import Message, MessageAttempt
-from schemas.common import MessageStatus
+from schemas.common import Channel, MessageStatus
 
 # Statuses that mean "we sent (or are sending) this": they count against frequency caps.
 COUNTED = (
@@ -70,13 +70,34 @@ async def counted_sends(
     return sorted(found, key=lambda send: send.at)
 
 
+@dataclass(frozen=True)
+class MessageFilter:
+    """What a message search narrows on; None means any. `since`/`until` bound the time the
+    row was created (UTC, `until` exclusive)."""
+
+    user_id: str | None = None
+    status: MessageStatus | None = None
+    journey: str | None = None
+    template: str | None = None
+    channel: Channel | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 async def list_messages(
-    session: AsyncSession, *, user_id: str | None, after: tuple[datetime, str] | None, limit: int
+    session: AsyncSession,
+    *,
+    user_id: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+    where: MessageFilter | None = None,
 ) -> list[Message]:
-    """Messages newest first, paginated by (created_at, id)."""
+    """Messages newest first, paginated by (created_at, id); `where` narrows the search."""
     query = select(Message)
     if user_id is not None:
         query = query.where(Message.user_id == user_id)
+    if where is not None:
+        query = query.where(*_conditions(where))
     if after is not None:
         stamp, last_id = after
         query = query.where(
@@ -84,6 +105,25 @@ async def list_messages(
         )
     query = query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
     return list(await session.scalars(query))
+
+
+def _conditions(where: MessageFilter) -> list[ColumnElement[bool]]:
+    found: list[ColumnElement[bool]] = []
+    if where.user_id is not None:
+        found.append(Message.user_id == where.user_id)
+    if where.status is not None:
+        found.append(Message.status == where.status)
+    if where.journey is not None:
+        found.append(Message.journey == where.journey)
+    if where.template is not None:
+        found.append(Message.template == where.template)
+    if where.channel is not None:
+        found.append(Message.channel == where.channel)
+    if where.since is not None:
+        found.append(Message.created_at >= where.since)
+    if where.until is not None:
+        found.append(Message.created_at < where.until)
+    return found
 
 
 async def attempts(session: AsyncSession, *, message_id: str) -> list[MessageAttempt]:

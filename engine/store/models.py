@@ -222,6 +222,8 @@ class Message(Base):
     template: Mapped[str | None] = mapped_column(String(200))
     device_id: Mapped[str | None] = mapped_column(String(40))
     transactional: Mapped[bool] = mapped_column(Boolean, default=False)
+    test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    """A test send (`nudge send-test`): in no journey, counted by no cap and no funnel."""
     status: Mapped[MessageStatus] = mapped_column(enum_column(MessageStatus), index=True)
     reason: Mapped[str | None] = mapped_column(String(100))
     variant: Mapped[str | None] = mapped_column(String(64))

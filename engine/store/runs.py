@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.clock import now
 from engine.store import webhooks
-from engine.store.models import JourneyRun, Message
+from engine.store.models import JourneyRun, Message, User
 from engine.store.rows import insert_for
 from schemas.common import MessageStatus, RunStatus
 
@@ -270,6 +270,20 @@ async def runs_of_user(session: AsyncSession, *, user_id: str) -> list[JourneyRu
     return list(rows)
 
 
+async def recent_runs(
+    session: AsyncSession, *, journey: str, limit: int = 20
+) -> list[tuple[JourneyRun, str | None]]:
+    """A journey's newest runs, each with its user's product id (None once erased)."""
+    query = (
+        select(JourneyRun, User.external_id)
+        .join(User, User.id == JourneyRun.user_id)
+        .where(JourneyRun.journey == journey)
+        .order_by(JourneyRun.started_at.desc(), JourneyRun.id.desc())
+        .limit(limit)
+    )
+    return [(run, external) for run, external in await session.execute(query)]
+
+
 __all__ = [
     "RunRowMissing",
     "add_entries",
@@ -281,6 +295,7 @@ __all__ = [
     "mark_started",
     "open_runs",
     "open_runs_of",
+    "recent_runs",
     "runs_of_user",
     "terminated",
 ]

@@ -21,6 +21,8 @@ class TimelineRow:
     what: str
     status: str
     detail: str
+    ref: str | None = None
+    """What the row is about: the message id of a message, the workflow id of a run."""
 
 
 async def timeline_rows(session: AsyncSession, *, external_id: str) -> list[TimelineRow] | None:
@@ -40,7 +42,11 @@ async def timeline_rows(session: AsyncSession, *, external_id: str) -> list[Time
             )
         )
     for run in await session.scalars(select(JourneyRun).where(JourneyRun.user_id == user.id)):
-        rows.append(TimelineRow(run.started_at, "entry", run.journey, "entered", run.workflow_id))
+        rows.append(
+            TimelineRow(
+                run.started_at, "entry", run.journey, "entered", run.workflow_id, run.workflow_id
+            )
+        )
         if run.converted_at:
             rows.append(
                 TimelineRow(
@@ -49,11 +55,19 @@ async def timeline_rows(session: AsyncSession, *, external_id: str) -> list[Time
                     run.journey,
                     "converted",
                     run.conversion_message_id or "-",
+                    run.workflow_id,
                 )
             )
         if run.ended_at:
             rows.append(
-                TimelineRow(run.ended_at, "exit", run.journey, run.status, run.outcome or "-")
+                TimelineRow(
+                    run.ended_at,
+                    "exit",
+                    run.journey,
+                    run.status,
+                    run.outcome or "-",
+                    run.workflow_id,
+                )
             )
     for message in await session.scalars(select(Message).where(Message.user_id == user.id)):
         at = message.sent_at or message.created_at
@@ -61,7 +75,7 @@ async def timeline_rows(session: AsyncSession, *, external_id: str) -> list[Time
             f"{message.journey or '-'}/{message.step or '-'} {message.channel} ({message.template})"
         )
         detail = message.reason or (f"attempts={message.attempts}" if message.attempts else "-")
-        rows.append(TimelineRow(at, "message", what, message.status, detail))
+        rows.append(TimelineRow(at, "message", what, message.status, detail, message.id))
     order = {"event": 0, "entry": 1, "message": 2, "goal": 3, "exit": 4}
     rows.sort(key=lambda r: (r.at, order[r.kind]))
     return rows

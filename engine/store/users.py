@@ -10,13 +10,14 @@ pointing at the known user (`merged_into`), so later calls under the old id land
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import ids
@@ -257,3 +258,33 @@ def profile_context(user: User) -> dict[str, Any]:
         locale=user.locale,
     )
     return context
+
+
+async def search_users(session: AsyncSession, *, query: str, limit: int = 50) -> list[User]:
+    """Users whose product id, email or phone is exactly `query` (a phone is matched in its
+    E.164 form, as stored; an erased user keeps only a salted hash and is never found)."""
+    text = query.strip()
+    if not text:
+        return []
+    conditions = [User.external_id == text, User.email == text]
+    with contextlib.suppress(ValueError):  # not a phone number: ids and emails only
+        conditions.append(User.phone == phones.normalise_phone(text))
+    rows = await session.scalars(
+        select(User)
+        .where(or_(*conditions), User.merged_into.is_(None), User.erased_at.is_(None))
+        .order_by(User.created_at.desc(), User.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def recent_users(session: AsyncSession, *, limit: int = 50, offset: int = 0) -> list[User]:
+    """Users newest first (merged and erased ones left out)."""
+    rows = await session.scalars(
+        select(User)
+        .where(User.merged_into.is_(None), User.erased_at.is_(None))
+        .order_by(User.created_at.desc(), User.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(rows)

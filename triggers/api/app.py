@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from temporalio.client import Client
 
 from engine.context import Context
@@ -43,7 +44,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    app = FastAPI(
+    # `/docs` and `/redoc` from Swagger UI and ReDoc files shipped in `fastapi-offline`: no CDN.
+    app = FastAPIOffline(
         title="Nudge",
         version="0.1.0",
         description="Event-driven user journeys over SMS and push.",

@@ -123,6 +123,17 @@ class Access:
         request.state.key = found
         return found
 
+    def failed_sign_in(self, request: Request) -> bool:
+        """Count a failed console sign-in against the caller's address (as a failed API
+        authentication); True when the address is now over its limit."""
+        address = self._address(request)
+        self._limiter.hit(self._failed, "failed", address)
+        return self._limiter.test(self._failed, "failed", address) is False
+
+    def may_sign_in(self, request: Request) -> bool:
+        """Whether the caller's address is under its limit of failed authentications."""
+        return self._limiter.test(self._failed, "failed", self._address(request)) is not False
+
     def _address(self, request: Request) -> str:
         if self._config.trust_forwarded_for:
             forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()

@@ -1,0 +1,1 @@
+"""The web console (`/ui`): server-rendered pages for people."""
