@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import text
 from temporalio.client import Client
 
 from engine.app.router import build_dispatcher
@@ -77,13 +78,23 @@ async def test_a_receiver_that_was_down_gets_every_event_once_signed(
             await eventually(lambda: sent(s, "wes", 1))
             await s.wait_closed("wes")
 
+            seen: list[tuple[str, int, str]] = []
+
             async def tried_while_down() -> list[tuple[str, int, str]] | None:
-                found = await _deliveries(s)
+                seen[:] = found = await _deliveries(s)
                 kinds = {kind for kind, _, _ in found}
                 retried = all(attempts >= 2 for _, attempts, _ in found)
                 return found if kinds == set(KINDS) and retried else None
 
-            await eventually(tried_while_down, timeout=180)
+            try:
+                await eventually(tried_while_down, timeout=180)
+            except AssertionError as missed:
+                async with s.context.sessions() as db:
+                    events = await db.execute(
+                        text("SELECT kind, dispatched_at FROM webhook_events")
+                    )
+                    written = [tuple(row) for row in events]
+                raise AssertionError(f"{missed}; deliveries {seen}; events {written}") from None
             await receiver.up()
             await receiver.wait_for_ids(4, within=180)
 
