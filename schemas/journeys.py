@@ -82,6 +82,9 @@ class CarriedState(BaseModel):
     holdout: bool = False
     received: int = 0
     continued: int = 0
+    wait_keeps_after_answer: bool = False
+    """The run follows the `wait-for-keeps-after-answer` rule (absent in states carried by
+    older code: those runs keep the rule they started with)."""
 
 
 class DeliverRequest(BaseModel):

@@ -64,6 +64,19 @@ class TPair(Journey[JourneySettings]):
         return self.finish(f"ping={bool(ping)} pong={bool(pong)}")
 
 
+@journey(trigger="Quiz Start", listens=("Quiz Answer",), reentry=ALWAYS, name="t_quiz")
+class TQuiz(Journey[JourneySettings]):
+    """A question, then a wait for its answer: an answer that lands while the question is
+    still being sent must be found."""
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        question = await self.send("question", channel=Channel.PUSH)
+        answer = await self.wait_for("Quiz Answer", timeout=timedelta(hours=1))
+        choice = answer.properties.get("choice") if answer else None
+        return self.finish(f"question={question.status} answer={choice}")
+
+
 class QuickSettings(JourneySettings):
     pause: Duration = timedelta(seconds=0)
 
@@ -163,4 +176,6 @@ class TSms(Journey[SmsSettings]):
         )
 
 
-TEST_JOURNEYS: Journeys = registry((TSequence, TPair, TSms, TOrder, TOnce, TCool, TKeyed, TSplit))
+TEST_JOURNEYS: Journeys = registry(
+    (TSequence, TPair, TQuiz, TSms, TOrder, TOnce, TCool, TKeyed, TSplit)
+)

@@ -28,6 +28,7 @@ from engine.journey.vocabulary import (
     BOOKKEEPING_TIMEOUT,
     DELIVERY_RETRY,
     EVENT_SIGNAL,
+    PATCH_WAIT_AFTER_ANSWER,
     PATCH_WAIT_RULE,
     SA_STEP,
     JourneyDefinitionError,
@@ -84,6 +85,7 @@ class Journey(Generic[S]):
         # The trigger is the entry, not something to wait for: it is marked as seen.
         self._inbox = Inbox(seen=carried.seen, pending=carried.pending)
         self._inbox.received = carried.received
+        self._inbox.after_answer = carried.wait_keeps_after_answer
         self._journal = Journal(carried.steps)
         self._entered_at = carried.entered_at
         self._sent = carried.sent
@@ -346,6 +348,9 @@ class Journey(Generic[S]):
         if not self._wait_rule_known:
             self._wait_rule_known = True
             self._inbox.legacy = not workflow.patched(PATCH_WAIT_RULE)
+            self._inbox.after_answer = not self._inbox.legacy and workflow.patched(
+                PATCH_WAIT_AFTER_ANSWER
+            )
 
     def _raise_if_exited(self) -> None:
         if self._exit is not None:
@@ -403,6 +408,7 @@ class Journey(Generic[S]):
         # A goal being recorded by the signal handler finishes first.
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._raise_if_exited()
+        self._choose_wait_rule()  # decided once per run, so the continuation keeps it
         carried = CarriedState(
             entered_at=self._entered_at,
             steps=self._journal.steps(),
@@ -415,6 +421,7 @@ class Journey(Generic[S]):
             holdout=self._holdout,
             received=self._inbox.received,
             continued=self._carried.continued + 1,
+            wait_keeps_after_answer=self._inbox.after_answer,
         )
         workflow.continue_as_new(self.entry.model_copy(update={"carried": carried}))
 
