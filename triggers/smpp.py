@@ -1,4 +1,5 @@
-"""SMPP inbound: delivery receipts and mobile-originated messages from the SMSC.
+"""SMS inbound: delivery receipts and mobile-originated messages, from the SMSC (SMPP) and
+from HTTP providers' webhooks (`triggers/api/sms.py`), handled alike.
 
 The SMPP bridge awaits these callbacks before it answers `deliver_sm_resp`, so what they
 store survives a crash (the SMSC redelivers anything not acknowledged).
@@ -7,14 +8,14 @@ store survives a crash (the SMSC redelivers anything not acknowledged).
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine import ids
-from engine.channels.base import ProviderError
+from engine.channels.base import ProviderError, ProviderResult
 from engine.channels.sms.keywords import classify
-from engine.channels.sms.provider import SmppProvider
 from engine.clock import now
 from engine.config.nudge_toml import NudgeConfig
 from engine.store import consent, sms
@@ -25,6 +26,12 @@ from schemas.common import Channel, MessageStatus
 from schemas.sms import InboundSms, Receipt
 
 log = logging.getLogger(__name__)
+
+
+class TextSender(Protocol):
+    """What keyword replies go out through: an SMPP bind, an HTTP provider or a route."""
+
+    async def send_text(self, phone: str, text: str) -> ProviderResult: ...
 
 
 async def _pending(session: AsyncSession, user_id: str) -> bool:
@@ -40,10 +47,10 @@ class InboundHandler:
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], config: NudgeConfig) -> None:
         self._sessions = sessions
         self._config = config
-        self._sms: SmppProvider | None = None
+        self._sms: TextSender | None = None
 
-    def reply_with(self, provider: SmppProvider) -> None:
-        """The provider keyword replies go out through (the same bind)."""
+    def reply_with(self, provider: TextSender) -> None:
+        """The provider keyword replies go out through (the same bind, or the route)."""
         self._sms = provider
 
     async def on_receipt(self, receipt: Receipt) -> None:
@@ -51,7 +58,7 @@ class InboundHandler:
             await sms.store_receipt(session, receipt)
         log.info("receipt stored", extra={"smsc_id": receipt.smsc_id, "stat": receipt.stat})
 
-    async def on_inbound(self, message: InboundSms) -> None:
+    async def on_inbound(self, message: InboundSms, *, source: str = "smpp") -> None:
         settings = self._config.channels.sms
         keyword = classify(message.text, settings.keywords or None)
         async with self._sessions() as session, session.begin():
@@ -76,7 +83,7 @@ class InboundHandler:
                     "from": message.sender,
                     "to": message.destination,
                 },
-                source="smpp",
+                source=source,
                 timestamp=message.received_at,
             )
             if not stored:
@@ -166,6 +173,9 @@ class InboundHandler:
             row.encoding, row.parts = result.encoding, result.parts
         async with self._sessions() as session, session.begin():
             session.add(row)
-            if row.status == MessageStatus.SENT and result.part_ids:
+            part_ids = (
+                getattr(result, "part_ids", None) if row.status == MessageStatus.SENT else None
+            )
+            if part_ids:
                 await session.flush()
-                await sms.record_parts(session, message_id=row.id, part_ids=result.part_ids)
+                await sms.record_parts(session, message_id=row.id, part_ids=list(part_ids))

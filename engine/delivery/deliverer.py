@@ -26,6 +26,7 @@ from engine.channels.base import (
     InvalidRequestError,
     OutboundMessage,
     PermanentAddressError,
+    ProviderError,
     RetryableError,
     ThrottledError,
     UnknownOutcomeError,
@@ -76,6 +77,7 @@ class _Claim:
     row: Message
     address: Address
     provider: ChannelProvider | None
+    pinned: str | None = None
 
 
 class Deliverer:
@@ -225,13 +227,19 @@ class Deliverer:
                 reason = "no_address" if address is None else "no_provider"
                 rows.finish(current, MessageStatus.FAILED, reason, clock.now())
                 return current
+            # An unknown outcome on one provider of a route: only that one may try again.
+            pinned = None
+            if current.provider and await message_rows.last_outcome(
+                session, message_id=current.id
+            ) in ("unknown", "unknown_resent"):
+                pinned = current.provider
             current.attempts += 1
             session.add(
                 MessageAttempt(
                     message_id=current.id, attempt=current.attempts, started_at=wall_now()
                 )
             )
-        return await self._send(_Claim(current, address, provider), clock)
+        return await self._send(_Claim(current, address, provider, pinned), clock)
 
     def _on_unknown(self, row: Message) -> str:
         return self._config.delivery.unknown_outcome.decide(
@@ -260,11 +268,17 @@ class Deliverer:
             attempt=row.attempts,
             address=claim.address,
             content=Content.model_validate(row.body or {}),
+            pinned=claim.pinned,
         )
         outcome, error, retry, part_ids = "sent", None, None, None
+        answered_by: str | None = None
         started = time.monotonic()
         try:
-            result = await provider.send(outbound)
+            try:
+                result = await provider.send(outbound)
+            except ProviderError as exc:
+                answered_by = exc.provider
+                raise
         except PermanentAddressError as exc:
             outcome, error = "permanent", exc.code
             rows.finish(row, MessageStatus.FAILED, exc.code, clock.now())
@@ -289,7 +303,7 @@ class Deliverer:
             row.sent_at = clock.now()
             part_ids = getattr(result, "part_ids", None)
         if outcome != "sent":
-            row.provider = provider.name
+            row.provider = answered_by or provider.name
         PROVIDER_LATENCY.labels(provider.name).observe(time.monotonic() - started)
         SENDS.labels(row.channel, outcome).inc()
         async with self._sessions() as session, session.begin():

@@ -14,7 +14,7 @@ from engine.context import Context
 from engine.store.data_keys import StoreUserKeys
 from engine.temporal.codec import codec_from_secret
 from schemas.api import HealthOut, ReadyOut
-from triggers.api import messages, problems, tracking, users
+from triggers.api import messages, problems, sms, tracking, users
 from triggers.api.auth import Access
 from triggers.api.bodies import BodyLimits
 from triggers.api.deps import ApiState, readiness, state
@@ -59,6 +59,8 @@ def create_app(
     # Every route states the scope it needs (`triggers.api.auth.require`).
     for routes in (tracking.router, users.router, messages.router):
         app.include_router(routes, responses=problem_responses(401, 403, 429))
+    # Provider webhooks: signed by the provider (HMAC), not by an API key.
+    app.include_router(sms.router)
 
     codec = codec_from_secret(
         context.settings.encryption_keys, user_keys=StoreUserKeys(context.sessions)

@@ -150,6 +150,10 @@ class SmppProvider(ChannelProvider):
                 raise InvalidRequestError(exc.name, "the SMSC refused the message") from exc
         raise AssertionError("unreachable")
 
+    def acked_parts(self, message_id: str) -> int:
+        """How many parts of this message the SMSC acknowledged (in this process)."""
+        return sum((message_id, i) in self._acked for i in range(self.settings.max_parts))
+
     def _remember(self, key: tuple[str, int], smsc_id: str) -> None:
         self._acked[key] = smsc_id
         self._acked.move_to_end(key)
