@@ -77,6 +77,33 @@ class TQuiz(Journey[JourneySettings]):
         return self.finish(f"question={question.status} answer={choice}")
 
 
+@journey(trigger="Otp Requested", reentry=ALWAYS, name="t_otp")
+class TOtp(Journey[JourneySettings]):
+    """A one-time code by SMS: transactional, so it takes the SMS lanes' own queues."""
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        result = await self.send("code", channel=Channel.SMS, transactional=True)
+        return self.finish(f"code={result.status}")
+
+
+class BurstSettings(JourneySettings):
+    texts: int = 10
+
+
+@journey(trigger="Burst Start", reentry=ALWAYS, name="t_burst")
+class TBurst(Journey[BurstSettings]):
+    """`texts` marketing SMS one after the other: a few runs make a steady stream."""
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        sent = 0
+        for n in range(self.settings.texts):
+            result = await self.send("text", channel=Channel.SMS, step=f"text-{n}")
+            sent += result.status == "sent"
+        return self.finish(f"sent={sent}")
+
+
 class QuickSettings(JourneySettings):
     pause: Duration = timedelta(seconds=0)
 
@@ -177,5 +204,5 @@ class TSms(Journey[SmsSettings]):
 
 
 TEST_JOURNEYS: Journeys = registry(
-    (TSequence, TPair, TQuiz, TSms, TOrder, TOnce, TCool, TKeyed, TSplit)
+    (TSequence, TPair, TQuiz, TSms, TOtp, TBurst, TOrder, TOnce, TCool, TKeyed, TSplit)
 )

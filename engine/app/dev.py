@@ -24,7 +24,7 @@ from engine.app.api import api_app
 from engine.app.providers import build_providers
 from engine.app.router import build_dispatcher, build_router
 from engine.app.temporal import TemporalConnection
-from engine.app.worker import build_worker
+from engine.app.worker import build_worker, lane_workers, running
 from engine.config.settings import Settings
 from engine.context import Context
 from engine.store.data_keys import StoreUserKeys
@@ -198,7 +198,8 @@ async def run_dev(
         server = _Server(
             uvicorn.Config(app, host=settings.api_host, port=api_port, log_level="warning")
         )
-        async with worker:
+        lanes = lane_workers(client, context, providers=providers)
+        async with worker, running(lanes):
             serving = asyncio.create_task(server.serve())
             dispatching = asyncio.create_task(dispatcher.run())
             print(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import prometheus_client
@@ -22,6 +23,7 @@ from engine.channels.registry import Providers
 from engine.config.settings import Settings, require_encryption
 from engine.context import Context
 from engine.delivery import Deliverer
+from engine.delivery.lanes import lane_queue, lane_rate
 from engine.delivery.templates import TemplateStore
 from engine.journey import Journey, Journeys
 from engine.observability.metrics import REGISTRY
@@ -72,6 +74,7 @@ def build_worker(
         workflows=[*classes, *SYSTEM_WORKFLOWS],
         activities=[
             delivery.deliver,
+            delivery.sms_lanes,
             bookkeeping.run_started,
             bookkeeping.run_finished,
             bookkeeping.goal_reached,
@@ -84,6 +87,56 @@ def build_worker(
         max_concurrent_workflow_task_polls=10,
         nonsticky_to_sticky_poll_ratio=0.5,
     )
+
+
+def lane_workers(
+    client: Client,
+    context: Context,
+    *,
+    providers: Providers,
+    task_queue: str | None = None,
+    templates: TemplateStore | None = None,
+    max_concurrent_activities: int = 100,
+) -> list[Worker]:
+    """With `[sms] lanes = true`, a worker per SMS provider lane (marketing and
+    transactional): only the delivery activity, at the lane's fleet-wide rate. Temporal
+    applies `max_task_queue_activities_per_second` on the server, across every worker
+    polling the queue, so N workers still send at most `tps` through the provider."""
+    config = context.config
+    if not config.sms.lanes:
+        return []
+    queue = task_queue or context.settings.task_queue
+    deliverer = Deliverer(
+        sessions=context.sessions,
+        config=config,
+        providers=providers,
+        templates=templates or template_store(),
+    )
+    delivery = DeliveryActivities(deliverer)
+    workers = []
+    for settings in config.sms_providers():
+        for transactional in (False, True):
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=lane_queue(queue, settings.name, transactional=transactional),
+                    activities=[delivery.deliver],
+                    max_task_queue_activities_per_second=lane_rate(
+                        config, settings.name, transactional=transactional
+                    ),
+                    max_concurrent_activities=max_concurrent_activities,
+                )
+            )
+    return workers
+
+
+@contextlib.asynccontextmanager
+async def running(workers: Sequence[Worker]) -> AsyncIterator[None]:
+    """Run several workers for the length of a block (e.g. the SMS lanes)."""
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        yield
 
 
 async def run_worker(
@@ -109,7 +162,8 @@ async def run_worker(
                 user_keys=StoreUserKeys(context.sessions),
             )
             await providers.start()
-            async with build_worker(client, context, providers=providers):
+            lanes = lane_workers(client, context, providers=providers)
+            async with build_worker(client, context, providers=providers), running(lanes):
                 await stop.wait()
         finally:
             await providers.close()

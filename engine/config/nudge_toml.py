@@ -130,6 +130,9 @@ class _SmsRoute(_Strict):
         description="E.164 prefixes this provider serves ('+1', '+336'); empty = every number",
     )
     priority: int = Field(default=100, description="lower goes first among equal prefixes")
+    transactional_tps: float | None = Field(
+        default=None, gt=0, description="the transactional lane's limit (default: `tps`)"
+    )
 
     @field_validator("countries")
     @classmethod
@@ -197,6 +200,11 @@ class SmsRouting(_Strict):
     """
 
     providers: list[SmsProviderSettings] = Field(default_factory=list)
+    lanes: bool = Field(
+        default=False,
+        description="send each provider's SMS on task queues of its own, rate-limited by "
+        "Temporal for the whole fleet (`tps`; transactional ones apart at `transactional_tps`)",
+    )
     circuit_failures: int = Field(default=3, ge=1)
     circuit_reset: Duration = timedelta(seconds=30)
 

@@ -28,6 +28,7 @@ from engine.journey.vocabulary import (
     BOOKKEEPING_TIMEOUT,
     DELIVERY_RETRY,
     EVENT_SIGNAL,
+    PATCH_SMS_LANES,
     PATCH_WAIT_AFTER_ANSWER,
     PATCH_WAIT_RULE,
     SA_STEP,
@@ -48,6 +49,8 @@ from schemas.journeys import (
     JourneyEntry,
     JourneyResult,
     SendResult,
+    SmsLanes,
+    SmsLanesRequest,
     StepRecord,
     UserZone,
     UserZoneRequest,
@@ -357,11 +360,34 @@ class Journey(Generic[S]):
             raise JourneyExited(self._exit)
 
     async def _deliver(self, request: DeliverRequest) -> DeliverOutcome:
+        """The delivery activity; an SMS goes through its lanes (`engine.delivery.lanes`):
+        each provider's task queue in route order, the next when one is skipped."""
+        if request.channel is Channel.SMS and self.patched(PATCH_SMS_LANES):
+            lanes: SmsLanes = await workflow.execute_local_activity(
+                "nudge.sms_lanes",
+                SmsLanesRequest(user_id=self.user_id, transactional=request.transactional),
+                result_type=SmsLanes,
+                start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+                retry_policy=BOOKKEEPING_RETRY,
+            )
+            pairs = list(zip(lanes.providers, lanes.queues, strict=True))
+            for index, (provider, queue) in enumerate(pairs):
+                last = index == len(pairs) - 1
+                lane = request.model_copy(update={"provider": provider, "last_lane": last})
+                outcome = await self._deliver_on(lane, task_queue=queue)
+                if not outcome.skipped:
+                    return outcome
+        return await self._deliver_on(request)
+
+    async def _deliver_on(
+        self, request: DeliverRequest, *, task_queue: str | None = None
+    ) -> DeliverOutcome:
         """The delivery activity, cancelled if an `exit_on` event arrives while it runs
         (e.g. while it retries against a provider that is down)."""
         handle = workflow.start_activity(
             "nudge.deliver",
             request,
+            task_queue=task_queue,
             result_type=DeliverOutcome,
             start_to_close_timeout=timedelta(minutes=2),
             # A send heartbeats; a crashed worker's send is retried within seconds.

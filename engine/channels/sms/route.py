@@ -45,6 +45,19 @@ STICKY_KEPT = 10_000
 THROTTLE_PAUSE = 1.0  # seconds a throttling provider is skipped when it gave no Retry-After
 
 
+def route_order(
+    providers: Sequence[SmppProviderSettings | TwilioProviderSettings], phone: str
+) -> list[int]:
+    """Indexes of the providers serving `phone`, in the order they are tried: the most
+    specific prefix first, then `priority`, then the order given."""
+    ranked = []
+    for index, settings in enumerate(providers):
+        specific = settings.serves(phone)
+        if specific is not None:
+            ranked.append((-specific, settings.priority, index))
+    return [index for *_, index in sorted(ranked)]
+
+
 class NoSmsProvider(RetryableError):
     """Every provider for the number was skipped or refused: retry later (Temporal)."""
 
@@ -96,12 +109,19 @@ class SmsRoute(ChannelProvider):
 
     def order(self, phone: str) -> list[RouteEntry]:
         """The providers serving `phone`, in the order they are tried."""
-        ranked = []
-        for index, entry in enumerate(self.entries):
-            specific = entry.settings.serves(phone)
-            if specific is not None:
-                ranked.append((-specific, entry.settings.priority, index, entry))
-        return [entry for *_, entry in sorted(ranked, key=lambda r: r[:3])]
+        return [self.entries[i] for i in route_order([e.settings for e in self.entries], phone)]
+
+    async def usable(self, name: str) -> bool:
+        """Whether the provider `name` would be tried now: bind up, circuit not open, not
+        throttling (an SMS lane asks before it gates a message)."""
+        entry = next((e for e in self.entries if e.settings.name == name), None)
+        if entry is None or not self._usable(entry):
+            return False
+        breaker = await self._breakers.get_breaker(name)
+        context = breaker.context
+        if context.state != "opened" or context.opened_at is None:
+            return True
+        return time.time() - context.opened_at >= context.ttl  # purgatory stamps time.time()
 
     async def start(self) -> None:
         await self._breakers.initialize()
