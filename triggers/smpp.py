@@ -7,7 +7,9 @@ store survives a crash (the SMSC redelivers anything not acknowledged).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import select
@@ -59,38 +61,81 @@ class InboundHandler:
         log.info("receipt stored", extra={"smsc_id": receipt.smsc_id, "stat": receipt.stat})
 
     async def on_inbound(self, message: InboundSms, *, source: str = "smpp") -> None:
+        """One inbound SMS, or one part of a long one: parts are held (in the database,
+        shared by every bind) until the message is complete, then become one event."""
+        async with self._sessions() as session, session.begin():
+            if message.concat is not None and message.concat[1] > 1:
+                whole = await sms.hold_part(session, message)
+                if whole is None:
+                    return  # more parts to come (or a part seen before)
+                message = whole
+            stored = await self._store(session, message, source)
+        if stored is not None:
+            await self._reply(*stored)
+
+    async def flush_parts(self, *, older_than: float) -> int:
+        """Deliver the long messages whose parts have waited `older_than` seconds without
+        all arriving: what arrived, flagged `incomplete`. Returns how many."""
+        async with self._sessions() as session, session.begin():
+            before = now() - timedelta(seconds=older_than)
+            stale = await sms.expired_parts(session, before=before)
+            replies = [await self._store(session, message, "smpp") for message in stale]
+        for reply in replies:
+            if reply is not None:
+                await self._reply(*reply)
+        return len(stale)
+
+    async def sweep(self, *, hold: float) -> None:
+        """Forever: deliver long messages whose parts have waited `hold` seconds (run by the
+        SMPP provider while it is started; every worker may run one, they share the rows)."""
+        while True:
+            await asyncio.sleep(max(0.5, hold / 4))
+            try:
+                await self.flush_parts(older_than=hold)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("holding inbound parts: sweep failed; retrying")
+
+    async def _store(
+        self, session: AsyncSession, message: InboundSms, source: str
+    ) -> tuple[str, str, str, str, str] | None:
+        """Store the `SMS Received` event and apply its keyword; the reply to send, if any."""
         settings = self._config.channels.sms
         keyword = classify(message.text, settings.keywords or None)
-        async with self._sessions() as session, session.begin():
-            user = await self._owner(session, message.sender)
-            if await sms.seen_recently(
-                session,
-                user_id=user.id,
-                sender=message.sender,
-                text=message.text,
-                at=message.received_at,
-            ):
-                return  # the SMSC redelivered a deliver_sm we stored already
-            event_id = sms.inbound_message_id(message.sender, message.text, message.received_at)
-            stored = await add_event(
-                session,
-                user_id=user.id,
-                name="SMS Received",
-                message_id=event_id,
-                properties={
-                    "text": message.text,
-                    "keyword": keyword,
-                    "from": message.sender,
-                    "to": message.destination,
-                },
-                source=source,
-                timestamp=message.received_at,
-            )
-            if not stored:
-                return  # a redelivered deliver_sm: already handled
-            reply = await self._apply_keyword(session, message, keyword)
-        if reply is not None:
-            await self._reply(user.id, message.sender, reply, event_id, keyword or "reply")
+        user = await self._owner(session, message.sender)
+        if await sms.seen_recently(
+            session,
+            user_id=user.id,
+            sender=message.sender,
+            text=message.text,
+            at=message.received_at,
+        ):
+            return None  # the SMSC redelivered a deliver_sm we stored already
+        event_id = sms.inbound_message_id(message.sender, message.text, message.received_at)
+        properties: dict[str, object] = {
+            "text": message.text,
+            "keyword": keyword,
+            "from": message.sender,
+            "to": message.destination,
+        }
+        if message.missing:
+            properties.update(incomplete=True, missing_parts=message.missing)
+        stored = await add_event(
+            session,
+            user_id=user.id,
+            name="SMS Received",
+            message_id=event_id,
+            properties=properties,
+            source=source,
+            timestamp=message.received_at,
+        )
+        if not stored:
+            return None  # a redelivered deliver_sm: already handled
+        reply = await self._apply_keyword(session, message, keyword)
+        if reply is None:
+            return None
+        return user.id, message.sender, reply, event_id, keyword or "reply"
 
     async def _owner(self, session: AsyncSession, phone: str) -> User:
         """The user the number belongs to: the most recently updated one that has it."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from engine.channels.base import ChannelProvider
 from engine.channels.console import ConsoleProvider
 from engine.channels.registry import PUSH_ROUTES, SMS_ROUTE, Providers, Route
@@ -69,6 +71,9 @@ def build_sms(context: Context) -> ChannelProvider:
             password=password,
             on_receipt=handler.on_receipt,
             on_inbound=handler.on_inbound,
+            housekeeping=functools.partial(
+                handler.sweep, hold=settings.concat_timeout.total_seconds()
+            ),
         )
         smpp.name = settings.name if config.sms.providers else smpp.name
         entries.append(RouteEntry(settings, smpp))

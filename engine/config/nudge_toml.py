@@ -110,6 +110,11 @@ class SmsChannel(_Strict):
     max_parts: int = Field(default=10, ge=1, le=255)
     enquire_link: Duration = timedelta(seconds=30)
     submit_timeout: Duration = timedelta(seconds=10)
+    concat_timeout: Duration = Field(
+        default=timedelta(seconds=60),
+        description="how long the parts of a long inbound SMS are held for the rest; then "
+        "what arrived becomes the event, flagged `incomplete`",
+    )
     help_reply: str = "Reply STOP to unsubscribe. Msg&data rates may apply."
     stop_reply: str = (
         "You are unsubscribed and will receive no more messages. Reply START to resubscribe."
