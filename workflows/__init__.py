@@ -7,10 +7,11 @@ from typing import Any
 
 from engine import Journey
 from workflows.abandoned_cart import AbandonedCart
+from workflows.delivery_survey import DeliverySurvey
 from workflows.onboarding import Onboarding
 from workflows.sms_double_opt_in import SmsDoubleOptIn
 from workflows.win_back import WinBack
 
-ALL: list[type[Journey[Any]]] = [AbandonedCart, Onboarding, WinBack, SmsDoubleOptIn]
+ALL: list[type[Journey[Any]]] = [AbandonedCart, Onboarding, WinBack, SmsDoubleOptIn, DeliverySurvey]
 
-__all__ = ["ALL", "AbandonedCart", "Onboarding", "SmsDoubleOptIn", "WinBack"]
+__all__ = ["ALL", "AbandonedCart", "DeliverySurvey", "Onboarding", "SmsDoubleOptIn", "WinBack"]

@@ -67,6 +67,7 @@ def shortened_config(start: datetime) -> NudgeConfig:
                 "onboarding": {"day": "2s"},
                 "win_back": {"second_offer_after": "2s"},
                 "sms_double_opt_in": {"confirm_within": "3s"},
+                "delivery_survey": {"ask_after": "1s", "answer_within": "3s"},
             }
         }
     )
@@ -189,6 +190,21 @@ def opt_in(*, replies: bool) -> Drive:
     return drive
 
 
+# -- delivery_survey ------------------------------------------------------------------------
+
+
+def delivered(*, answer: str | None) -> Drive:
+    async def drive(stack: Stack, user: str) -> str:
+        await reachable_user(stack, user)
+        await stack.track(user, "Order Delivered", {"order_id": "o-1"})
+        if answer is not None:
+            await sent(stack, user, 1)
+            await stack.track(user, "SMS Received", {"text": answer, "keyword": None})
+        return user
+
+    return drive
+
+
 CASES = [
     Recording("abandoned_cart", "checked_out", "checked_out", cart(HIGH_VALUE, "Checkout Started")),
     Recording("abandoned_cart", "reminded", "reminded", cart(HIGH_VALUE)),
@@ -236,6 +252,9 @@ CASES = [
     Recording("win_back", "holdout_returned_v2", "returned", inactive(returns=True, holdout=True)),
     Recording("sms_double_opt_in", "confirmed_v2", "confirmed", opt_in(replies=True)),
     Recording("sms_double_opt_in", "expired_v2", "expired", opt_in(replies=False)),
+    # Shipped with the `wait-for-keeps-after-answer` and `sms-lanes` engine patches.
+    Recording("delivery_survey", "answered", "score=4", delivered(answer="4 stars")),
+    Recording("delivery_survey", "no_answer", "no_answer", delivered(answer=None)),
 ]
 
 
