@@ -26,7 +26,7 @@ from triggers.smpp import InboundHandler
 router = APIRouter(
     prefix="/v1/sms",
     tags=["sms"],
-    responses=problem_responses(400, 401, 403, 413),
+    responses=problem_responses(400, 401, 403, 413, 503),
 )
 
 MAX_FIELDS = 100
@@ -46,17 +46,20 @@ async def _signed_form(
         raise Problem(400, "invalid-body", "The form body cannot be read") from None
     params = dict(pairs)
     settings = _account(request, params.get("AccountSid", ""))
-    env = settings.webhook_token_env or settings.auth_token_env
-    try:
-        token = read_secret(
-            f"sms.providers.{settings.name}", file=None, env=env, what="the auth token"
-        )
-    except ConfigError:
-        raise Problem(503, "unavailable", "The provider's auth token is not set") from None
+    token = _secret(settings, settings.webhook_token_env or settings.auth_token_env)
     url: str = getattr(settings, url_of) or str(request.url)
     if not valid_signature(token, url, params, request.headers.get("X-Twilio-Signature")):
         raise Problem(403, "bad-signature", "The request's X-Twilio-Signature is not valid")
     return settings, params
+
+
+def _secret(settings: TwilioProviderSettings, env: str) -> str:
+    try:
+        return read_secret(
+            f"sms.providers.{settings.name}", file=None, env=env, what="the auth token"
+        )
+    except ConfigError:
+        raise Problem(503, "unavailable", "The provider's auth token is not set") from None
 
 
 def _account(request: Request, account_sid: str) -> TwilioProviderSettings:
@@ -96,10 +99,7 @@ async def twilio_inbound(request: Request) -> Response:
     context = state(request).context
     # Per request: replies go out through the account the message came to.
     handler = InboundHandler(sessions=context.sessions, config=context.config)
-    token = read_secret(
-        f"sms.providers.{settings.name}", file=None, env=settings.auth_token_env, what="token"
-    )
-    replier = TwilioProvider(settings, token)
+    replier = TwilioProvider(settings, _secret(settings, settings.auth_token_env))
     handler.reply_with(replier)
     try:
         await handler.on_inbound(message, source="twilio")
