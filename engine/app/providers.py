@@ -79,7 +79,8 @@ def build_sms(context: Context) -> ChannelProvider:
         entries.append(RouteEntry(settings, smpp))
     if not config.sms.providers:
         (only,) = entries
-        handler.reply_with(only.provider)  # type: ignore[arg-type]
+        assert isinstance(only.provider, SmppProvider)
+        handler.reply_with(only.provider)
         return only.provider
     route = SmsRoute(
         entries,
