@@ -9,7 +9,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from engine.delivery import Deliverer, DeliveryRetry
-from schemas.journeys import DeliverOutcome, DeliverRequest
+from schemas.journeys import DeliverOutcome, DeliverRequest, SmsLanes, SmsLanesRequest
 
 HEARTBEAT_EVERY = 2.0  # seconds; the workflow sets a heartbeat timeout of a few of these
 
@@ -38,6 +38,11 @@ class DeliveryActivities:
             ) from None
         finally:
             beating.cancel()
+
+    @activity.defn(name="nudge.sms_lanes")
+    async def sms_lanes(self, request: SmsLanesRequest) -> SmsLanes:
+        """The SMS lanes of a user's number (a local activity: on the run's own queue)."""
+        return await self._deliverer.sms_lanes(request, task_queue=activity.info().task_queue)
 
 
 async def _heartbeat() -> None:

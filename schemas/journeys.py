@@ -82,6 +82,9 @@ class CarriedState(BaseModel):
     holdout: bool = False
     received: int = 0
     continued: int = 0
+    wait_keeps_after_answer: bool = False
+    """The run follows the `wait-for-keeps-after-answer` rule (absent in states carried by
+    older code: those runs keep the rule they started with)."""
 
 
 class DeliverRequest(BaseModel):
@@ -111,6 +114,25 @@ class DeliverRequest(BaseModel):
     # The journey's clock when it asked (workflow time; ahead of the wall clock under
     # Temporal time skipping). Policy windows and message stamps follow it.
     at: datetime | None = None
+    # SMS lanes: the provider this call may use (on that provider's task queue), and
+    # whether a later lane remains to fail over to.
+    provider: str | None = None
+    last_lane: bool = True
+
+
+class SmsLanesRequest(BaseModel):
+    """Input of `nudge.sms_lanes`: whose phone, and which lane (marketing or transactional)."""
+
+    user_id: str
+    transactional: bool = False
+
+
+class SmsLanes(BaseModel):
+    """The SMS providers for a user's number in route order, each with its task queue;
+    empty when lanes are off (or there is no number): one delivery call does it all."""
+
+    providers: list[str] = Field(default_factory=list)
+    queues: list[str] = Field(default_factory=list)
 
 
 class DeliverOutcome(BaseModel):
@@ -123,6 +145,9 @@ class DeliverOutcome(BaseModel):
     result: SendResult | None = None
     defer_until: datetime | None = None
     defer_reason: str | None = None
+    skipped: bool = False
+    """The lane's provider is down, its circuit open, throttling or it refused: try the
+    next lane (nothing was sent)."""
 
 
 class RunStarted(BaseModel):

@@ -37,8 +37,8 @@ class Receipt(BaseModel):
 
 
 class InboundSms(BaseModel):
-    """A mobile-originated SMS (a reply, a keyword). One part: concatenated MOs arrive as
-    several, each with `concat` = (reference, total, seq)."""
+    """A mobile-originated SMS (a reply, a keyword). Concatenated MOs arrive as several
+    parts, each with `concat` = (reference, total, seq), and are joined into one."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -48,3 +48,6 @@ class InboundSms(BaseModel):
     data_coding: int
     concat: tuple[int, int, int] | None = None
     received_at: datetime
+    missing: int = Field(
+        default=0, description="parts that never arrived (a long message joined at timeout)"
+    )

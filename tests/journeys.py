@@ -68,6 +68,46 @@ class TPair(Journey[JourneySettings]):
         return self.finish(f"ping={bool(ping)} pong={bool(pong)}")
 
 
+@journey(trigger="Quiz Start", listens=("Quiz Answer",), reentry=ALWAYS, name="t_quiz")
+class TQuiz(Journey[JourneySettings]):
+    """A question, then a wait for its answer: an answer that lands while the question is
+    still being sent must be found."""
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        question = await self.send("question", channel=Channel.PUSH)
+        answer = await self.wait_for("Quiz Answer", timeout=timedelta(hours=1))
+        choice = answer.properties.get("choice") if answer else None
+        return self.finish(f"question={question.status} answer={choice}")
+
+
+@journey(trigger="Otp Requested", reentry=ALWAYS, name="t_otp")
+class TOtp(Journey[JourneySettings]):
+    """A one-time code by SMS: transactional, so it takes the SMS lanes' own queues."""
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        result = await self.send("code", channel=Channel.SMS, transactional=True)
+        return self.finish(f"code={result.status}")
+
+
+class BurstSettings(JourneySettings):
+    texts: int = 10
+
+
+@journey(trigger="Burst Start", reentry=ALWAYS, name="t_burst")
+class TBurst(Journey[BurstSettings]):
+    """`texts` marketing SMS one after the other: a few runs make a steady stream."""
+
+    @workflow.run
+    async def run(self, entry: JourneyEntry) -> JourneyResult:
+        sent = 0
+        for n in range(self.settings.texts):
+            result = await self.send("text", channel=Channel.SMS, step=f"text-{n}")
+            sent += result.status == "sent"
+        return self.finish(f"sent={sent}")
+
+
 class QuickSettings(JourneySettings):
     pause: Duration = timedelta(seconds=0)
 
@@ -195,5 +235,5 @@ class TBirthday(Journey[JourneySettings]):
 
 
 TEST_JOURNEYS: Journeys = registry(
-    (TSequence, TPair, TSms, TOrder, TOnce, TCool, TKeyed, TSplit, TClick)
+    (TSequence, TPair, TQuiz, TSms, TOtp, TBurst, TOrder, TOnce, TCool, TKeyed, TSplit, TClick)
 )

@@ -1,4 +1,5 @@
-"""SMPP inbound: delivery receipts and mobile-originated messages from the SMSC.
+"""SMS inbound: delivery receipts and mobile-originated messages, from the SMSC (SMPP) and
+from HTTP providers' webhooks (`triggers/api/sms.py`), handled alike.
 
 The SMPP bridge awaits these callbacks before it answers `deliver_sm_resp`, so what they
 store survives a crash (the SMSC redelivers anything not acknowledged).
@@ -6,15 +7,17 @@ store survives a crash (the SMSC redelivers anything not acknowledged).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine import ids
-from engine.channels.base import ProviderError
+from engine.channels.base import ProviderError, ProviderResult
 from engine.channels.sms.keywords import classify
-from engine.channels.sms.provider import SmppProvider
 from engine.clock import now
 from engine.config.nudge_toml import NudgeConfig
 from engine.store import consent, sms
@@ -25,6 +28,12 @@ from schemas.common import Channel, MessageStatus
 from schemas.sms import InboundSms, Receipt
 
 log = logging.getLogger(__name__)
+
+
+class TextSender(Protocol):
+    """What keyword replies go out through: an SMPP bind, an HTTP provider or a route."""
+
+    async def send_text(self, phone: str, text: str) -> ProviderResult: ...
 
 
 async def _pending(session: AsyncSession, user_id: str) -> bool:
@@ -40,10 +49,10 @@ class InboundHandler:
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], config: NudgeConfig) -> None:
         self._sessions = sessions
         self._config = config
-        self._sms: SmppProvider | None = None
+        self._sms: TextSender | None = None
 
-    def reply_with(self, provider: SmppProvider) -> None:
-        """The provider keyword replies go out through (the same bind)."""
+    def reply_with(self, provider: TextSender) -> None:
+        """The provider keyword replies go out through (the same bind, or the route)."""
         self._sms = provider
 
     async def on_receipt(self, receipt: Receipt) -> None:
@@ -51,39 +60,82 @@ class InboundHandler:
             await sms.store_receipt(session, receipt)
         log.info("receipt stored", extra={"smsc_id": receipt.smsc_id, "stat": receipt.stat})
 
-    async def on_inbound(self, message: InboundSms) -> None:
+    async def on_inbound(self, message: InboundSms, *, source: str = "smpp") -> None:
+        """One inbound SMS, or one part of a long one: parts are held (in the database,
+        shared by every bind) until the message is complete, then become one event."""
+        async with self._sessions() as session, session.begin():
+            if message.concat is not None and message.concat[1] > 1:
+                whole = await sms.hold_part(session, message)
+                if whole is None:
+                    return  # more parts to come (or a part seen before)
+                message = whole
+            stored = await self._store(session, message, source)
+        if stored is not None:
+            await self._reply(*stored)
+
+    async def flush_parts(self, *, older_than: float) -> int:
+        """Deliver the long messages whose parts have waited `older_than` seconds without
+        all arriving: what arrived, flagged `incomplete`. Returns how many."""
+        async with self._sessions() as session, session.begin():
+            before = now() - timedelta(seconds=older_than)
+            stale = await sms.expired_parts(session, before=before)
+            replies = [await self._store(session, message, "smpp") for message in stale]
+        for reply in replies:
+            if reply is not None:
+                await self._reply(*reply)
+        return len(stale)
+
+    async def sweep(self, *, hold: float) -> None:
+        """Forever: deliver long messages whose parts have waited `hold` seconds (run by the
+        SMPP provider while it is started; every worker may run one, they share the rows)."""
+        while True:
+            await asyncio.sleep(max(0.5, hold / 4))
+            try:
+                await self.flush_parts(older_than=hold)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("holding inbound parts: sweep failed; retrying")
+
+    async def _store(
+        self, session: AsyncSession, message: InboundSms, source: str
+    ) -> tuple[str, str, str, str, str] | None:
+        """Store the `SMS Received` event and apply its keyword; the reply to send, if any."""
         settings = self._config.channels.sms
         keyword = classify(message.text, settings.keywords or None)
-        async with self._sessions() as session, session.begin():
-            user = await self._owner(session, message.sender)
-            if await sms.seen_recently(
-                session,
-                user_id=user.id,
-                sender=message.sender,
-                text=message.text,
-                at=message.received_at,
-            ):
-                return  # the SMSC redelivered a deliver_sm we stored already
-            event_id = sms.inbound_message_id(message.sender, message.text, message.received_at)
-            stored = await add_event(
-                session,
-                user_id=user.id,
-                name="SMS Received",
-                message_id=event_id,
-                properties={
-                    "text": message.text,
-                    "keyword": keyword,
-                    "from": message.sender,
-                    "to": message.destination,
-                },
-                source="smpp",
-                timestamp=message.received_at,
-            )
-            if not stored:
-                return  # a redelivered deliver_sm: already handled
-            reply = await self._apply_keyword(session, message, keyword)
-        if reply is not None:
-            await self._reply(user.id, message.sender, reply, event_id, keyword or "reply")
+        user = await self._owner(session, message.sender)
+        if await sms.seen_recently(
+            session,
+            user_id=user.id,
+            sender=message.sender,
+            text=message.text,
+            at=message.received_at,
+        ):
+            return None  # the SMSC redelivered a deliver_sm we stored already
+        event_id = sms.inbound_message_id(message.sender, message.text, message.received_at)
+        properties: dict[str, object] = {
+            "text": message.text,
+            "keyword": keyword,
+            "from": message.sender,
+            "to": message.destination,
+        }
+        if message.missing:
+            properties.update(incomplete=True, missing_parts=message.missing)
+        stored = await add_event(
+            session,
+            user_id=user.id,
+            name="SMS Received",
+            message_id=event_id,
+            properties=properties,
+            source=source,
+            timestamp=message.received_at,
+        )
+        if not stored:
+            return None  # a redelivered deliver_sm: already handled
+        reply = await self._apply_keyword(session, message, keyword)
+        if reply is None:
+            return None
+        return user.id, message.sender, reply, event_id, keyword or "reply"
 
     async def _owner(self, session: AsyncSession, phone: str) -> User:
         """The user the number belongs to: the most recently updated one that has it."""
@@ -166,6 +218,9 @@ class InboundHandler:
             row.encoding, row.parts = result.encoding, result.parts
         async with self._sessions() as session, session.begin():
             session.add(row)
-            if row.status == MessageStatus.SENT and result.part_ids:
+            part_ids = (
+                getattr(result, "part_ids", None) if row.status == MessageStatus.SENT else None
+            )
+            if part_ids:
                 await session.flush()
-                await sms.record_parts(session, message_id=row.id, part_ids=result.part_ids)
+                await sms.record_parts(session, message_id=row.id, part_ids=list(part_ids))

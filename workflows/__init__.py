@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from engine import Journey
     from workflows.abandoned_cart import AbandonedCart
     from workflows.appointment_reminder import AppointmentReminder
+    from workflows.delivery_survey import DeliverySurvey
     from workflows.onboarding import Onboarding
     from workflows.sms_double_opt_in import SmsDoubleOptIn
     from workflows.win_back import WinBack
@@ -29,6 +30,7 @@ MODULES = {
     "WinBack": "workflows.win_back",
     "SmsDoubleOptIn": "workflows.sms_double_opt_in",
     "AppointmentReminder": "workflows.appointment_reminder",
+    "DeliverySurvey": "workflows.delivery_survey",
 }
 """Each shipped journey's class and the module that defines it, in `ALL`'s order."""
 
@@ -41,4 +43,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'workflows' has no attribute {name!r}")
 
 
-__all__ = ["ALL", "AbandonedCart", "AppointmentReminder", "Onboarding", "SmsDoubleOptIn", "WinBack"]
+__all__ = [
+    "ALL",
+    "AbandonedCart",
+    "AppointmentReminder",
+    "DeliverySurvey",
+    "Onboarding",
+    "SmsDoubleOptIn",
+    "WinBack",
+]

@@ -26,7 +26,7 @@ from engine.app.journeys import check_overrides, shipped_journeys
 from engine.app.providers import build_providers
 from engine.app.router import build_dispatcher, build_router
 from engine.app.temporal import TemporalConnection
-from engine.app.worker import build_worker, ensure_sweep, needs_sweep
+from engine.app.worker import build_worker, ensure_sweep, lane_workers, needs_sweep, running
 from engine.config.instance import Instance, remove_instance, write_instance
 from engine.config.settings import Settings
 from engine.context import Context
@@ -221,7 +221,8 @@ async def run_dev(
             uvicorn.Config(app, host=settings.api_host, port=api_port, log_level="warning")
         )
         write_instance(state_dir, _instance(settings, state_dir, api_port=api_port))
-        async with worker:
+        lanes = lane_workers(client, context, providers=providers)
+        async with worker, running(lanes):
             if needs_sweep(cls.__journey__ for cls in shipped_journeys().values()):
                 await ensure_sweep(client, task_queue=settings.task_queue)
             serving = asyncio.create_task(server.serve())

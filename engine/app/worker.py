@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import prometheus_client
@@ -24,6 +25,7 @@ from engine.channels.registry import Providers
 from engine.config.settings import Settings, require_encryption
 from engine.context import Context
 from engine.delivery import Deliverer
+from engine.delivery.lanes import lane_queue, lane_rate
 from engine.delivery.templates import TemplateStore
 from engine.journey import Inactive, Journey, Journeys, JourneySpec, OnDate
 from engine.observability.metrics import REGISTRY
@@ -83,6 +85,7 @@ def build_worker(
         workflows=[*classes, *SYSTEM_WORKFLOWS],
         activities=[
             delivery.deliver,
+            delivery.sms_lanes,
             bookkeeping.run_started,
             bookkeeping.run_finished,
             bookkeeping.goal_reached,
@@ -119,6 +122,56 @@ async def ensure_sweep(client: Client, *, task_queue: str) -> str:
     return workflow_id
 
 
+def lane_workers(
+    client: Client,
+    context: Context,
+    *,
+    providers: Providers,
+    task_queue: str | None = None,
+    templates: TemplateStore | None = None,
+    max_concurrent_activities: int = 100,
+) -> list[Worker]:
+    """With `[sms] lanes = true`, a worker per SMS provider lane (marketing and
+    transactional): only the delivery activity, at the lane's fleet-wide rate. Temporal
+    applies `max_task_queue_activities_per_second` on the server, across every worker
+    polling the queue, so N workers still send at most `tps` through the provider."""
+    config = context.config
+    if not config.sms.lanes:
+        return []
+    queue = task_queue or context.settings.task_queue
+    deliverer = Deliverer(
+        sessions=context.sessions,
+        config=config,
+        providers=providers,
+        templates=templates or template_store(),
+    )
+    delivery = DeliveryActivities(deliverer)
+    workers = []
+    for settings in config.sms_providers():
+        for transactional in (False, True):
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=lane_queue(queue, settings.name, transactional=transactional),
+                    activities=[delivery.deliver],
+                    max_task_queue_activities_per_second=lane_rate(
+                        config, settings.name, transactional=transactional
+                    ),
+                    max_concurrent_activities=max_concurrent_activities,
+                )
+            )
+    return workers
+
+
+@contextlib.asynccontextmanager
+async def running(workers: Sequence[Worker]) -> AsyncIterator[None]:
+    """Run several workers for the length of a block (e.g. the SMS lanes)."""
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        yield
+
+
 async def run_worker(
     settings: Settings, *, stop: asyncio.Event | None = None, stop_on_signals: bool = False
 ) -> None:
@@ -143,7 +196,8 @@ async def run_worker(
                 user_keys=StoreUserKeys(context.sessions),
             )
             await providers.start()
-            async with build_worker(client, context, providers=providers):
+            lanes = lane_workers(client, context, providers=providers)
+            async with build_worker(client, context, providers=providers), running(lanes):
                 if needs_sweep(cls.__journey__ for cls in shipped_journeys().values()):
                     await ensure_sweep(client, task_queue=settings.task_queue)
                 await stop.wait()

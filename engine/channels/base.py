@@ -67,6 +67,9 @@ class OutboundMessage(BaseModel):
     attempt: int = 1
     address: Address
     content: Content
+    pinned: str | None = None
+    """Only this provider may take it: an earlier attempt's outcome there is unknown, so
+    another provider could deliver it twice (SMS routes over several providers)."""
 
 
 class ProviderResult(BaseModel):
@@ -85,6 +88,7 @@ class ProviderError(Exception):
         super().__init__(f"{code}: {detail}" if detail else code)
         self.code = code
         self.detail = detail
+        self.provider: str | None = None  # which provider of a route answered, when known
 
 
 class PermanentAddressError(ProviderError):

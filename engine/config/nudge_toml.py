@@ -112,6 +112,11 @@ class SmsChannel(_Strict):
     max_parts: int = Field(default=10, ge=1, le=255)
     enquire_link: Duration = timedelta(seconds=30)
     submit_timeout: Duration = timedelta(seconds=10)
+    concat_timeout: Duration = Field(
+        default=timedelta(seconds=60),
+        description="how long the parts of a long inbound SMS are held for the rest; then "
+        "what arrived becomes the event, flagged `incomplete`",
+    )
     help_reply: str = "Reply STOP to unsubscribe. Msg&data rates may apply."
     stop_reply: str = (
         "You are unsubscribed and will receive no more messages. Reply START to resubscribe."
@@ -121,6 +126,102 @@ class SmsChannel(_Strict):
         default_factory=dict,
         description="extra keywords per language: {fr = {stop = ['ARRET'], start = [...]}}",
     )
+
+
+class _SmsRoute(_Strict):
+    """Where a provider sits in the SMS route order (`[[sms.providers]]`)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    countries: list[str] = Field(
+        default_factory=list,
+        description="E.164 prefixes this provider serves ('+1', '+336'); empty = every number",
+    )
+    priority: int = Field(default=100, description="lower goes first among equal prefixes")
+    transactional_tps: float | None = Field(
+        default=None, gt=0, description="the transactional lane's limit (default: `tps`)"
+    )
+
+    @field_validator("countries")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if not re.fullmatch(r"\+[1-9]\d{0,6}", prefix):
+                raise ValueError(f"country prefix {prefix!r} must look like '+1' or '+33'")
+        return value
+
+    def serves(self, phone: str) -> int | None:
+        """How specific a match this provider is for `phone` (prefix length; 0 for a
+        catch-all), or None when it does not serve it."""
+        if not self.countries:
+            return 0
+        lengths = [len(p) for p in self.countries if phone.startswith(p)]
+        return max(lengths) if lengths else None
+
+
+class SmppProviderSettings(SmsChannel, _SmsRoute):
+    """One SMPP bind in the route order: every `[channels.sms]` field, plus the route."""
+
+    kind: Literal["smpp"]
+    provider: Literal["smpp", "console"] = "smpp"
+    name: str = Field(default="smpp", pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+class TwilioProviderSettings(_SmsRoute):
+    """A Twilio-compatible REST provider (Messages API, Basic auth, status callbacks).
+
+    `auth_token_env` names the variable holding the auth token (or the API key secret with
+    `api_key_sid`); status callbacks and inbound webhooks are verified with the auth token
+    (`auth_token_env`, or `webhook_token_env` when sending with an API key). `status_callback`
+    and `inbound_url` are Nudge's `/v1/sms/twilio/status` and `/v1/sms/twilio/inbound` as the
+    provider reaches them (the signature covers that exact URL).
+    """
+
+    kind: Literal["twilio"]
+    name: str = Field(default="twilio", pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    account_sid: str = Field(min_length=1)
+    api_key_sid: str | None = None
+    auth_token_env: str = "NUDGE_TWILIO_AUTH_TOKEN"
+    webhook_token_env: str | None = None
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+    status_callback: str | None = None
+    inbound_url: str | None = None
+    endpoint: str = "https://api.twilio.com"
+    timeout: Duration = timedelta(seconds=10)
+    tps: float = Field(default=10, gt=0)
+    max_parts: int = Field(default=10, ge=1, le=255)
+
+
+SmsProviderSettings = Annotated[
+    SmppProviderSettings | TwilioProviderSettings, Field(discriminator="kind")
+]
+
+
+class SmsRouting(_Strict):
+    """`[sms]`: several SMS providers and how a message picks one.
+
+    A message goes to the providers serving its number, the most specific prefix first,
+    then by `priority`; a provider whose bind is down, whose circuit is open (after
+    `circuit_failures` failed sends in a row, for `circuit_reset`) or that throttles is
+    skipped for the next. A send whose outcome is unknown is never tried on another one.
+    """
+
+    providers: list[SmsProviderSettings] = Field(default_factory=list)
+    lanes: bool = Field(
+        default=False,
+        description="send each provider's SMS on task queues of its own, rate-limited by "
+        "Temporal for the whole fleet (`tps`; transactional ones apart at `transactional_tps`)",
+    )
+    circuit_failures: int = Field(default=3, ge=1)
+    circuit_reset: Duration = timedelta(seconds=30)
+
+    @field_validator("providers")
+    @classmethod
+    def _unique(cls, value: list[Any]) -> list[Any]:
+        names = [p.name for p in value]
+        if len(names) != len(set(names)):
+            raise ValueError("SMS provider names must be unique")
+        return value
 
 
 class ApnsSettings(_Strict):
@@ -310,6 +411,7 @@ class NudgeConfig(_Strict):
     quiet_hours: QuietHours = QuietHours()
     caps: list[Cap] = Field(default_factory=list)
     channels: Channels = Channels()
+    sms: SmsRouting = SmsRouting()
     journeys: dict[str, dict[str, Any]] = Field(default_factory=dict)
     webhooks: list[Webhook] = Field(default_factory=list)
     geofences: list[Geofence] = Field(default_factory=list)
@@ -336,6 +438,15 @@ class NudgeConfig(_Strict):
         return [hook for hook in self.webhooks if kind in hook.events]
 
     _zone = field_validator("timezone")(classmethod(lambda cls, v: _check_zone(v)))
+
+    def sms_providers(self) -> list[SmppProviderSettings | TwilioProviderSettings]:
+        """The SMS route: `[[sms.providers]]`, or the one `[channels.sms]` SMPP bind."""
+        if self.sms.providers:
+            return list(self.sms.providers)
+        if self.channels.sms.provider == "smpp":
+            fields = self.channels.sms.model_dump(exclude={"provider"})
+            return [SmppProviderSettings(kind="smpp", name="smpp", **fields)]
+        return []
 
     def journey_overrides(self, name: str) -> dict[str, Any]:
         return dict(self.journeys.get(name, {}))

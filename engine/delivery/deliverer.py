@@ -26,15 +26,18 @@ from engine.channels.base import (
     InvalidRequestError,
     OutboundMessage,
     PermanentAddressError,
+    ProviderError,
     RetryableError,
     ThrottledError,
     UnknownOutcomeError,
 )
 from engine.channels.registry import NoProvider, Providers
+from engine.channels.sms.route import SmsRoute
 from engine.clock import now as wall_now
 from engine.config.nudge_toml import NudgeConfig
 from engine.delivery import rows
 from engine.delivery.gate import Reserved, device_address, run_gate
+from engine.delivery.lanes import lanes_for
 from engine.delivery.templates import TemplateStore
 from engine.observability.metrics import (
     DEVICE_DEACTIVATIONS,
@@ -48,7 +51,7 @@ from engine.store import messages as message_rows
 from engine.store.models import Device, Message, MessageAttempt, User
 from engine.store.rows import lock
 from schemas.common import Channel, MessageStatus
-from schemas.journeys import DeliverOutcome, DeliverRequest
+from schemas.journeys import DeliverOutcome, DeliverRequest, SmsLanes, SmsLanesRequest
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +59,11 @@ log = logging.getLogger(__name__)
 class DeliveryRetry(Exception):
     """A provider answer worth retrying (transient or throttled); `delay` in seconds."""
 
-    def __init__(self, code: str, *, delay: float | None = None) -> None:
+    def __init__(self, code: str, *, delay: float | None = None, stay: bool = False) -> None:
         super().__init__(code)
         self.code = code
         self.delay = delay
+        self.stay = stay  # it may be out there (or is being sent): never fail it over
 
 
 @dataclass
@@ -81,6 +85,7 @@ class _Claim:
     row: Message
     address: Address
     provider: ChannelProvider | None
+    pinned: str | None = None
 
 
 class Deliverer:
@@ -111,6 +116,36 @@ class Deliverer:
         `first_attempt`: no earlier attempt of this activity can have written rows, so the
         gate runs at once (if rows exist after all, it falls back to them).
         """
+        if request.provider is not None and not request.last_lane:
+            if not await self._lane_usable(request.provider):
+                return DeliverOutcome(skipped=True)
+            try:
+                return await self._deliver(request, first_attempt=first_attempt)
+            except DeliveryRetry as retry:
+                if retry.stay:
+                    raise
+                return DeliverOutcome(skipped=True)  # refused, nothing sent: the next lane
+        return await self._deliver(request, first_attempt=first_attempt)
+
+    async def sms_lanes(self, request: SmsLanesRequest, *, task_queue: str) -> SmsLanes:
+        """The lanes a user's SMS tries (`engine.delivery.lanes`)."""
+        if not self._config.sms.lanes:
+            return SmsLanes()
+        async with self._sessions() as session:
+            user = await session.get(User, request.user_id)
+        phone = user.phone if user is not None and user.erased_at is None else None
+        return lanes_for(
+            self._config, phone, task_queue=task_queue, transactional=request.transactional
+        )
+
+    async def _lane_usable(self, name: str) -> bool:
+        try:
+            route = self._providers.for_address(Address(channel=Channel.SMS))
+        except NoProvider:
+            return False
+        return await route.usable(name) if isinstance(route, SmsRoute) else True
+
+    async def _deliver(self, request: DeliverRequest, *, first_attempt: bool) -> DeliverOutcome:
         at = request.at or wall_now()
         clock = _Clock(max(timedelta(0), at - wall_now()))
         if first_attempt:
@@ -133,7 +168,9 @@ class Deliverer:
             assert claimed is not None, "rows vanished between two reads"
             return DeliverOutcome(result=rows.result_of(await self._send_all(claimed, clock)))
         done = [
-            await self._redeliver(row, clock) if row.status == MessageStatus.PENDING else row
+            await self._redeliver(row, clock, lane=request.provider)
+            if row.status == MessageStatus.PENDING
+            else row
             for row in found
         ]
         return DeliverOutcome(result=rows.result_of(done))
@@ -157,7 +194,10 @@ class Deliverer:
                 )
                 claims = []
                 if isinstance(decision, Reserved):
-                    claims = [self._claim(row, address, clock) for row, address in decision.rows]
+                    claims = [
+                        self._claim(row, address, clock, lane=request.provider)
+                        for row, address in decision.rows
+                    ]
                 session.add_all(new_rows)
                 if isinstance(decision, Reserved) and decision.links:
                     await session.flush()  # the links point at the rows
@@ -184,7 +224,9 @@ class Deliverer:
             return DeliverOutcome(result=rows.result_of(new_rows))
         return claims
 
-    def _claim(self, row: Message, address: Address, clock: _Clock) -> _Claim:
+    def _claim(
+        self, row: Message, address: Address, clock: _Clock, *, lane: str | None = None
+    ) -> _Claim:
         """Mark a fresh row as attempt 1 of its provider, or failed when none serves it."""
         try:
             provider = self._providers.for_address(address)
@@ -192,7 +234,7 @@ class Deliverer:
             rows.finish(row, MessageStatus.FAILED, "no_provider", clock.now())
             return _Claim(row, address, None)
         row.attempts = 1
-        return _Claim(row, address, provider)
+        return _Claim(row, address, provider, lane)
 
     async def _send_all(self, claims: list[_Claim], clock: _Clock) -> list[Message]:
         return [
@@ -200,7 +242,7 @@ class Deliverer:
             for claim in claims
         ]
 
-    async def _redeliver(self, row: Message, clock: _Clock) -> Message:
+    async def _redeliver(self, row: Message, clock: _Clock, *, lane: str | None) -> Message:
         """Claim a `pending` row again for this attempt and deliver it."""
         async with self._sessions() as session, session.begin():
             # If another attempt of this send started since we read the row (a timed-out
@@ -209,7 +251,7 @@ class Deliverer:
             if current is None or current.status != MessageStatus.PENDING:
                 return current or row
             if current.attempts != row.attempts:
-                raise DeliveryRetry("in_progress", delay=5.0)
+                raise DeliveryRetry("in_progress", delay=5.0, stay=True)
             dangling = await message_rows.unfinished_attempt(session, message_id=current.id)
             if dangling is not None:
                 # The previous attempt died mid-call: it may have been delivered.
@@ -236,13 +278,19 @@ class Deliverer:
                 reason = "no_address" if address is None else "no_provider"
                 rows.finish(current, MessageStatus.FAILED, reason, clock.now())
                 return current
+            # An unknown outcome on one provider of a route: only that one may try again.
+            pinned = lane
+            if current.provider and await message_rows.last_outcome(
+                session, message_id=current.id
+            ) in ("unknown", "unknown_resent"):
+                pinned = current.provider
             current.attempts += 1
             session.add(
                 MessageAttempt(
                     message_id=current.id, attempt=current.attempts, started_at=wall_now()
                 )
             )
-        return await self._send(_Claim(current, address, provider), clock)
+        return await self._send(_Claim(current, address, provider, pinned), clock)
 
     def _on_unknown(self, row: Message) -> str:
         return self._config.delivery.unknown_outcome.decide(
@@ -272,11 +320,17 @@ class Deliverer:
             attempt=row.attempts,
             address=claim.address,
             content=Content.model_validate(row.body or {}),
+            pinned=claim.pinned,
         )
         outcome, error, retry, part_ids = "sent", None, None, None
+        answered_by: str | None = None
         started = time.monotonic()
         try:
-            result = await provider.send(outbound)
+            try:
+                result = await provider.send(outbound)
+            except ProviderError as exc:
+                answered_by = exc.provider
+                raise
         except PermanentAddressError as exc:
             outcome, error = "permanent", exc.code
             rows.finish(row, MessageStatus.FAILED, exc.code, clock.now())
@@ -286,7 +340,7 @@ class Deliverer:
         except UnknownOutcomeError as exc:
             outcome, error = "unknown", exc.code
             if self._on_unknown(row) == "resend":
-                retry = DeliveryRetry(exc.code)
+                retry = DeliveryRetry(exc.code, stay=True)
             else:
                 rows.finish(row, MessageStatus.UNKNOWN, "unknown_outcome", clock.now())
         except RetryableError as exc:
@@ -301,7 +355,7 @@ class Deliverer:
             row.sent_at = clock.now()
             part_ids = getattr(result, "part_ids", None)
         if outcome != "sent":
-            row.provider = provider.name
+            row.provider = answered_by or provider.name
         PROVIDER_LATENCY.labels(provider.name).observe(time.monotonic() - started)
         SENDS.labels(row.channel, outcome).inc()
         count_send(row.journey, row.step, outcome)

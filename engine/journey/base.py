@@ -29,6 +29,8 @@ from engine.journey.vocabulary import (
     DELIVERY_RETRY,
     EVENT_SIGNAL,
     PATCH_RECORD_VARIANT,
+    PATCH_SMS_LANES,
+    PATCH_WAIT_AFTER_ANSWER,
     PATCH_WAIT_RULE,
     SA_STEP,
     JourneyDefinitionError,
@@ -48,6 +50,8 @@ from schemas.journeys import (
     JourneyEntry,
     JourneyResult,
     SendResult,
+    SmsLanes,
+    SmsLanesRequest,
     StepRecord,
     UserZone,
     UserZoneRequest,
@@ -86,6 +90,7 @@ class Journey(Generic[S]):
         # The trigger is the entry, not something to wait for: it is marked as seen.
         self._inbox = Inbox(seen=carried.seen, pending=carried.pending)
         self._inbox.received = carried.received
+        self._inbox.after_answer = carried.wait_keeps_after_answer
         self._journal = Journal(carried.steps)
         self._entered_at = carried.entered_at
         self._sent = carried.sent
@@ -396,6 +401,9 @@ class Journey(Generic[S]):
         if not self._wait_rule_known:
             self._wait_rule_known = True
             self._inbox.legacy = not workflow.patched(PATCH_WAIT_RULE)
+            self._inbox.after_answer = not self._inbox.legacy and workflow.patched(
+                PATCH_WAIT_AFTER_ANSWER
+            )
 
     async def _settle(self) -> None:
         """Wait for bookkeeping started by a synchronous step (`split`)."""
@@ -407,11 +415,34 @@ class Journey(Generic[S]):
             raise JourneyExited(self._exit)
 
     async def _deliver(self, request: DeliverRequest) -> DeliverOutcome:
+        """The delivery activity; an SMS goes through its lanes (`engine.delivery.lanes`):
+        each provider's task queue in route order, the next when one is skipped."""
+        if request.channel is Channel.SMS and self.patched(PATCH_SMS_LANES):
+            lanes: SmsLanes = await workflow.execute_local_activity(
+                "nudge.sms_lanes",
+                SmsLanesRequest(user_id=self.user_id, transactional=request.transactional),
+                result_type=SmsLanes,
+                start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+                retry_policy=BOOKKEEPING_RETRY,
+            )
+            pairs = list(zip(lanes.providers, lanes.queues, strict=True))
+            for index, (provider, queue) in enumerate(pairs):
+                last = index == len(pairs) - 1
+                lane = request.model_copy(update={"provider": provider, "last_lane": last})
+                outcome = await self._deliver_on(lane, task_queue=queue)
+                if not outcome.skipped:
+                    return outcome
+        return await self._deliver_on(request)
+
+    async def _deliver_on(
+        self, request: DeliverRequest, *, task_queue: str | None = None
+    ) -> DeliverOutcome:
         """The delivery activity, cancelled if an `exit_on` event arrives while it runs
         (e.g. while it retries against a provider that is down)."""
         handle = workflow.start_activity(
             "nudge.deliver",
             request,
+            task_queue=task_queue,
             result_type=DeliverOutcome,
             start_to_close_timeout=timedelta(minutes=2),
             # A send heartbeats; a crashed worker's send is retried within seconds.
@@ -459,6 +490,7 @@ class Journey(Generic[S]):
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._settle()
         self._raise_if_exited()
+        self._choose_wait_rule()  # decided once per run, so the continuation keeps it
         carried = CarriedState(
             entered_at=self._entered_at,
             steps=self._journal.steps(),
@@ -471,6 +503,7 @@ class Journey(Generic[S]):
             holdout=self._holdout,
             received=self._inbox.received,
             continued=self._carried.continued + 1,
+            wait_keeps_after_answer=self._inbox.after_answer,
         )
         workflow.continue_as_new(self.entry.model_copy(update={"carried": carried}))
 

@@ -4,12 +4,18 @@ The rule: a `wait_for` sees every event the run received that no earlier `wait_f
 consumed and that arrived after the run's previous wait ended (or since entry, before the
 first wait). So an answer that lands while the question is still being sent is found, and
 an event that arrived while an earlier wait was looking for something else is not.
-Duplicates (a `message_id` seen before) are dropped on arrival. So is an event that arrives
-during a wait it does not match: by the rule, no later wait could see it.
 
-Runs started before this rule (recorded without the `wait-for-since-previous-wait` patch)
-keep the old one: a wait saw only events received after the previous *step* ended, counted
-in history events; `legacy` selects it.
+"Arrived" is the order in which the run received events, not workflow tasks: a wait ends at
+the event that answers it (or when it starts, if the answer was already there), so an event
+received right behind the answer (in the same workflow task, as a loaded worker or a batch
+delivers them) is seen by the next wait; one received before the answer, or before a
+timeout, is not. Duplicates (a `message_id` seen before) are dropped on arrival.
+
+Older runs keep the rule they started with, chosen once per run by `Journey` from its
+patch markers: without `wait-for-since-previous-wait`, `legacy` (a wait saw only events
+received after the previous *step* ended, counted in history events); without
+`wait-for-keeps-after-answer`, `after_answer = False` (an event that did not match the
+open wait was dropped on arrival, even one behind the answer in the same task).
 """
 
 from __future__ import annotations
@@ -47,10 +53,15 @@ class Inbox:
 
     def __init__(self, *, seen: Iterable[str] = (), pending: Iterable[JourneyEvent] = ()) -> None:
         self._seen: dict[str, None] = dict.fromkeys(seen)
-        # (event, history length when it arrived): the length only matters to `legacy`.
-        self._pending: list[tuple[JourneyEvent, int]] = [(event, 0) for event in pending]
+        # (event, history length when it arrived, arrival number): the length only matters
+        # to `legacy`; the number orders arrivals around the answer of a wait.
+        self._pending: list[tuple[JourneyEvent, int, int]] = [(event, 0, 0) for event in pending]
         self.received = 0
         self.legacy = False
+        self.after_answer = True
+        self._arrivals = 0
+        self._answer: int | None = None
+        self._wait_began = 0
         self._waiting: tuple[str, Where] | None = None
 
     def add(self, event: JourneyEvent, *, history_length: int = 0) -> bool:
@@ -61,33 +72,44 @@ class Inbox:
         while len(self._seen) > SEEN_WINDOW:
             del self._seen[next(iter(self._seen))]
         self.received += 1
+        self._arrivals += 1
         if not self.legacy:
-            if self._waiting is not None and not matches(event, *self._waiting):
+            open_wait = self._waiting if self._answer is None else None
+            if open_wait is not None and not self.after_answer and not matches(event, *open_wait):
                 return True  # arrived during a wait it does not match: no wait will see it
-            if sum(e.name == event.name for e, _ in self._pending) >= PENDING_PER_NAME:
+            if sum(e.name == event.name for e, _, _ in self._pending) >= PENDING_PER_NAME:
                 return True
-        self._pending.append((event, history_length))
+        self._pending.append((event, history_length, self._arrivals))
         return True
 
     def wait_started(self, name: str, where: Where) -> None:
         """A wait for `name` (filtered by `where`) begins."""
         self._waiting = (name, where)
+        self._answer = None
+        self._wait_began = self._arrivals
 
     def take(self, name: str, where: Where, *, step_ended_at: int = 0) -> JourneyEvent | None:
         """Consume the first visible event matching `name` and `where`, if any.
         `step_ended_at` (history length) only applies to the legacy rule."""
-        for index, (event, length) in enumerate(self._pending):
+        for index, (event, length, arrival) in enumerate(self._pending):
             if self.legacy and length < step_ended_at:
                 continue
             if matches(event, name, where):
                 del self._pending[index]
+                self._answer = arrival
                 return event
         return None
 
     def wait_ended(self) -> None:
-        """A wait ended: what arrived before now is no longer visible to later waits."""
-        self._waiting = None
-        if not self.legacy:
+        """A wait ended: what arrived before its answer (all of it, after a timeout) is no
+        longer visible to later waits."""
+        answer, self._answer, self._waiting = self._answer, None, None
+        if self.legacy:
+            return
+        if self.after_answer and answer is not None:
+            ended = max(answer, self._wait_began)
+            self._pending = [p for p in self._pending if p[2] > ended]
+        else:
             self._pending.clear()
 
     def seen(self) -> list[str]:
@@ -96,4 +118,4 @@ class Inbox:
 
     def pending(self) -> list[JourneyEvent]:
         """The events a next wait could still see (for continue-as-new)."""
-        return [event for event, _ in self._pending]
+        return [event for event, _, _ in self._pending]

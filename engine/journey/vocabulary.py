@@ -26,6 +26,11 @@ EVENT_SIGNAL = "event"
 # them replay unchanged (see CONTRIBUTING, "Changing a journey").
 PATCH_WAIT_RULE = "wait-for-since-previous-wait"
 """`wait_for` sees events since the previous wait ended (before: since the previous step)."""
+PATCH_WAIT_AFTER_ANSWER = "wait-for-keeps-after-answer"
+"""An event received right behind the one that answered a wait (same workflow task) is seen
+by the next wait (before: dropped because it did not match the open wait)."""
+PATCH_SMS_LANES = "sms-lanes"
+"""An SMS send asks for its lanes and is delivered on its provider's task queue."""
 PATCH_NO_RUN_STARTED = "router-records-run-id"
 """The router records the run id at entry; runs no longer start with a bookkeeping call."""
 PATCH_RECORD_VARIANT = "record-variant-at-split"

@@ -172,6 +172,16 @@ async def unfinished_attempt(session: AsyncSession, *, message_id: str) -> int |
     )
 
 
+async def last_outcome(session: AsyncSession, *, message_id: str) -> str | None:
+    """The outcome of this message's most recent finished attempt, if any."""
+    return await session.scalar(
+        select(MessageAttempt.outcome)
+        .where(MessageAttempt.message_id == message_id, MessageAttempt.finished_at.is_not(None))
+        .order_by(MessageAttempt.attempt.desc())
+        .limit(1)
+    )
+
+
 async def close_attempt(
     session: AsyncSession, *, message_id: str, attempt: int, outcome: str, at: datetime
 ) -> None:

@@ -327,6 +327,26 @@ class SmsReceipt(Base):
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class SmsInboundPart(Base):
+    """One part of a concatenated inbound SMS (UDH or `sar_*` TLVs), held until every part
+    of its message arrived (or the hold timed out). Kept a day after it was joined, so a
+    part the SMSC redelivers is recognised."""
+
+    __tablename__ = "sms_inbound_parts"
+    __table_args__ = (UniqueConstraint("sender", "reference", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    sender: Mapped[str] = mapped_column(String(32))
+    destination: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    data_coding: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class WebhookEvent(Base):
     """Something webhooks report (a message sent, a run ended, a consent change), written in
     the same transaction as the fact itself, so none is lost; dispatched to each subscribed

@@ -11,16 +11,20 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.clock import now
 from engine.store import webhooks
-from engine.store.models import Event, Message, MessagePart, SmsReceipt
+from engine.store.models import Event, Message, MessagePart, SmsInboundPart, SmsReceipt
 from engine.store.outbox import add_event
 from engine.store.rows import insert_ignore, lock_keys
 from schemas.common import MessageStatus
-from schemas.sms import Receipt
+from schemas.sms import InboundSms, Receipt
+
+JOINED_KEPT = timedelta(days=1)
+"""How long the parts of a joined message are kept, so a redelivered part is recognised (a
+reference is one byte or two per sender: it comes round again, but not within a day)."""
 
 # Receipt states → the message's final status and the event journeys see.
 _FAILED_STATES = {
@@ -163,3 +167,85 @@ def inbound_message_id(sender: str, text: str, received_at: datetime) -> str:
     """A stable id for an MO, so a redelivered `deliver_sm` is stored once."""
     raw = f"{sender}|{text}|{received_at.isoformat()}"
     return "mo:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+async def hold_part(session: AsyncSession, message: InboundSms) -> InboundSms | None:
+    """Hold one part of a concatenated inbound SMS; the whole message once its last part
+    arrived (None until then, and for a part seen before)."""
+    assert message.concat is not None
+    reference, total, seq = message.concat
+    await lock_keys(session, [f"mo:{message.sender}:{reference}"])
+    # A day-old group with the same reference is another message: clear it first.
+    await session.execute(
+        delete(SmsInboundPart).where(
+            SmsInboundPart.sender == message.sender,
+            SmsInboundPart.reference == reference,
+            SmsInboundPart.received_at < message.received_at - JOINED_KEPT,
+        )
+    )
+    added = await insert_ignore(
+        session,
+        SmsInboundPart,
+        {
+            "sender": message.sender,
+            "destination": message.destination,
+            "reference": reference,
+            "total": total,
+            "seq": seq,
+            "text": message.text,
+            "data_coding": message.data_coding,
+            "received_at": message.received_at,
+        },
+        conflict=["sender", "reference", "seq"],
+    )
+    if not added:
+        return None
+    parts = await _group(session, message.sender, reference)
+    if parts[0].joined_at is not None or {p.seq for p in parts} != set(range(1, total + 1)):
+        return None
+    return _join(parts, at=message.received_at)
+
+
+async def expired_parts(session: AsyncSession, *, before: datetime) -> list[InboundSms]:
+    """The messages whose parts have waited since before `before` without all arriving:
+    each joined from what arrived (`missing` counts the rest), and marked joined."""
+    stale = await session.execute(
+        select(SmsInboundPart.sender, SmsInboundPart.reference)
+        .where(SmsInboundPart.joined_at.is_(None), SmsInboundPart.received_at < before)
+        .distinct()
+    )
+    joined = []
+    for sender, reference in stale.all():
+        await lock_keys(session, [f"mo:{sender}:{reference}"])
+        parts = [p for p in await _group(session, sender, reference) if p.joined_at is None]
+        if parts and min(p.received_at for p in parts) < before:
+            joined.append(_join(parts, at=now()))
+    await session.execute(
+        delete(SmsInboundPart).where(SmsInboundPart.joined_at < before - JOINED_KEPT)
+    )
+    return joined
+
+
+async def _group(session: AsyncSession, sender: str, reference: int) -> list[SmsInboundPart]:
+    query = (
+        select(SmsInboundPart)
+        .where(SmsInboundPart.sender == sender, SmsInboundPart.reference == reference)
+        .order_by(SmsInboundPart.seq)
+        .with_for_update()
+    )
+    return list(await session.scalars(query))
+
+
+def _join(parts: list[SmsInboundPart], *, at: datetime) -> InboundSms:
+    """The message the parts make, in order; they are marked joined."""
+    for part in parts:
+        part.joined_at = at
+    first, total = parts[0], parts[0].total
+    return InboundSms(
+        sender=first.sender,
+        destination=first.destination,
+        text="".join(p.text for p in parts),
+        data_coding=first.data_coding,
+        received_at=min(p.received_at for p in parts),
+        missing=total - len(parts),
+    )

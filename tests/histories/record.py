@@ -73,6 +73,7 @@ def shortened_config(start: datetime) -> NudgeConfig:
                     "day_of_at": (start + DAY_OF_DELAY).time().replace(microsecond=0).isoformat(),
                     "day_of_lead": "1s",
                 },
+                "delivery_survey": {"ask_after": "1s", "answer_within": "3s"},
             }
         }
     )
@@ -214,6 +215,21 @@ def appointment(*, cancelled: bool) -> Drive:
     return drive
 
 
+# -- delivery_survey ------------------------------------------------------------------------
+
+
+def delivered(*, answer: str | None) -> Drive:
+    async def drive(stack: Stack, user: str) -> str:
+        await reachable_user(stack, user)
+        await stack.track(user, "Order Delivered", {"order_id": "o-1"})
+        if answer is not None:
+            await sent(stack, user, 1)
+            await stack.track(user, "SMS Received", {"text": answer, "keyword": None})
+        return user
+
+    return drive
+
+
 CASES = [
     Recording("abandoned_cart", "checked_out", "checked_out", cart(HIGH_VALUE, "Checkout Started")),
     Recording("abandoned_cart", "reminded", "reminded", cart(HIGH_VALUE)),
@@ -273,6 +289,9 @@ CASES = [
     Recording("win_back", "returned_v3", "returned", inactive(returns=True)),
     Recording("win_back", "offered_v3", "offered", inactive(returns=False)),
     Recording("win_back", "holdout_offered_v3", "offered", inactive(returns=False, holdout=True)),
+    # Shipped with the `wait-for-keeps-after-answer` and `sms-lanes` engine patches.
+    Recording("delivery_survey", "answered", "score=4", delivered(answer="4 stars")),
+    Recording("delivery_survey", "no_answer", "no_answer", delivered(answer=None)),
 ]
 
 

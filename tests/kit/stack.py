@@ -22,7 +22,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from engine.app.journeys import shipped_journeys, template_store
 from engine.app.router import build_router
-from engine.app.worker import build_worker
+from engine.app.worker import build_worker, lane_workers
 from engine.channels.console import ConsoleProvider
 from engine.channels.registry import Providers
 from engine.config.nudge_toml import NudgeConfig
@@ -114,6 +114,10 @@ class Stack:
             templates=kit_templates(),
         )
         await self._stack.enter_async_context(self.worker)
+        for lane in lane_workers(
+            self.client, self.context, providers=self.providers, templates=kit_templates()
+        ):
+            await self._stack.enter_async_context(lane)
 
     async def __aexit__(
         self,

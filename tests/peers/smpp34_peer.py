@@ -146,6 +146,47 @@ class Smpp34Peer:
         if not resp.is_success:
             raise RuntimeError(f"deliver_sm rejected: status {resp.command_status:#x}")
 
+    async def send_mo_parts(
+        self,
+        from_number: str,
+        to: str,
+        text: str,
+        *,
+        reference: int,
+        sar: bool = False,
+        only: tuple[int, ...] | None = None,
+    ) -> int:
+        """Push a long MO as its parts: each with a concatenation UDH, or (`sar`) with the
+        `sar_*` TLVs instead. `only` sends just those parts (1-based), in that order.
+        Returns how many parts the message has."""
+        esme = await self._bound_esme()
+        sms = encode_sms(text, max_parts=10, reference=reference)
+        total = sms.part_count
+        for seq in only or tuple(range(1, total + 1)):
+            extra: dict[str, Any] = {"esm_class": sms.esm_class}
+            body = sms.parts[seq - 1]
+            if sar:
+                body = split_udh(body, sms.esm_class)[1]  # the same text, without the UDH
+                extra = {
+                    "tlvs": [
+                        smpp34.Tlv(0x020C, reference.to_bytes(2, "big")),
+                        smpp34.Tlv(0x020E, bytes([total])),
+                        smpp34.Tlv(0x020F, bytes([seq])),
+                    ]
+                }
+            resp = await esme.deliver_sm(
+                to,
+                body,
+                source_addr=from_number.lstrip("+"),
+                source_addr_ton=1,
+                source_addr_npi=1,
+                data_coding=sms.data_coding,
+                **extra,
+            )
+            if not resp.is_success:
+                raise RuntimeError(f"deliver_sm rejected: status {resp.command_status:#x}")
+        return total
+
     async def wait_for_submits(self, count: int, within: float = WAIT) -> list[RecordedSubmit]:
         """Wait until `count` submits were accepted; returns them."""
         async with asyncio.timeout(within):

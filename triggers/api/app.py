@@ -15,7 +15,7 @@ from engine.context import Context
 from engine.store.data_keys import StoreUserKeys
 from engine.temporal.codec import codec_from_secret
 from schemas.api import HealthOut, ReadyOut
-from triggers.api import analytics, engagement, messages, problems, tracking, users
+from triggers.api import analytics, engagement, messages, problems, sms, tracking, users
 from triggers.api.auth import Access
 from triggers.api.bodies import BodyLimits
 from triggers.api.deps import ApiState, readiness, state
@@ -68,6 +68,8 @@ def create_app(
         analytics.router,
     ):
         app.include_router(routes, responses=problem_responses(401, 403, 429))
+    # Provider webhooks: signed by the provider (HMAC), not by an API key.
+    app.include_router(sms.router)
 
     # Tracked links are public: whoever got the message clicks them.
     app.include_router(engagement.clicks, responses=problem_responses(404))

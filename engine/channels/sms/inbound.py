@@ -64,10 +64,13 @@ def parse_deliver(
     short_message: bytes | None,
     receipted_message_id: bytes | str | None = None,
     message_state: int | None = None,
+    sar: tuple[int | None, int | None, int | None] = (None, None, None),
     received_at: datetime | None = None,
 ) -> Receipt | InboundSms:
     """Classify and decode one deliver_sm. Raises ValueError for a receipt that names no
-    message id (nothing could ever match it)."""
+    message id (nothing could ever match it). A part of a long message names its place by
+    a concatenation UDH, or by the `sar_msg_ref_num`, `sar_total_segments` and
+    `sar_segment_seqnum` TLVs (`sar`)."""
     when = received_at or now()
     payload = short_message or b""
     if esm_class & ESM_RECEIPT_MASK in (ESM_SMSC_RECEIPT, ESM_INTERMEDIATE_NOTIFICATION):
@@ -95,6 +98,10 @@ def parse_deliver(
             received_at=when,
         )
     udh, body = split_udh(payload, esm_class)
+    concat = concat_info(udh) if udh else None
+    reference, total, seq = sar
+    if concat is None and reference is not None and total and seq:
+        concat = (int(reference), int(total), int(seq))
     sender = _clean(source_addr)
     if source_addr_ton == 1 and sender.isdigit():
         sender = "+" + sender
@@ -103,7 +110,7 @@ def parse_deliver(
         destination=_clean(destination_addr),
         text=decode_body(body, data_coding),
         data_coding=data_coding,
-        concat=concat_info(udh) if udh else None,
+        concat=concat,
         received_at=when,
     )
 
@@ -119,4 +126,9 @@ def parse_deliver_pdu(pdu: Any) -> Receipt | InboundSms:
         short_message=pdu.short_message,
         receipted_message_id=getattr(pdu, "receipted_message_id", None),
         message_state=getattr(pdu, "message_state", None),
+        sar=(
+            getattr(pdu, "sar_msg_ref_num", None),
+            getattr(pdu, "sar_total_segments", None),
+            getattr(pdu, "sar_segment_seqnum", None),
+        ),
     )

@@ -11,10 +11,13 @@ message went out, is what stops a second send.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from engine.channels.base import (
     ChannelProvider,
@@ -64,6 +67,7 @@ class SmppProvider(ChannelProvider):
         on_receipt: ReceiptHandler,
         on_inbound: InboundHandler,
         limiter: TokenBucket | None = None,
+        housekeeping: Callable[[], Coroutine[Any, Any, None]] | None = None,
         throttle_retries: int = 3,
         throttle_backoff: float = 0.2,
     ) -> None:
@@ -74,11 +78,19 @@ class SmppProvider(ChannelProvider):
         self._throttle_retries = throttle_retries
         self._throttle_backoff = throttle_backoff
         self._acked: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._housekeeping = housekeeping
+        self._chores: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.bridge.start()
+        if self._housekeeping is not None:
+            self._chores = asyncio.create_task(self._housekeeping(), name="smpp-housekeeping")
 
     async def close(self) -> None:
+        if self._chores is not None:
+            self._chores.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._chores
         await self.bridge.close()
 
     async def send(self, message: OutboundMessage) -> SmsProviderResult:
@@ -149,6 +161,10 @@ class SmppProvider(ChannelProvider):
                     raise RetryableError(exc.name, "SMSC error") from exc
                 raise InvalidRequestError(exc.name, "the SMSC refused the message") from exc
         raise AssertionError("unreachable")
+
+    def acked_parts(self, message_id: str) -> int:
+        """How many parts of this message the SMSC acknowledged (in this process)."""
+        return sum((message_id, i) in self._acked for i in range(self.settings.max_parts))
 
     def _remember(self, key: tuple[str, int], smsc_id: str) -> None:
         self._acked[key] = smsc_id

@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-import pytest
 from temporalio.client import Client
 from temporalio.worker import Replayer, Worker
 
@@ -162,11 +161,6 @@ async def test_wait_for_times_out_with_none(
         assert runs[0]["outcome"] == "first=None second=None one=sent two=sent"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: an event handled in the same workflow task as the event that ends "
-    "a wait is cleared by Inbox.wait_ended and never reaches the next wait",
-)
 async def test_an_event_right_after_the_one_ending_a_wait_reaches_the_next_wait(
     postgres_url: str, temporal_client: Client, task_queue: str
 ) -> None:
@@ -214,6 +208,22 @@ async def test_an_event_right_after_the_one_ending_a_wait_reaches_the_next_wait(
             assert state["step"] != "wait:Pong", "Pong was lost: the run still waits for it"
             [run] = await s.wait_closed("bea")
         assert run["outcome"] == "ping=True pong=True"
+
+
+async def test_quiz_answer_in_the_batch_of_its_question_ends_the_wait(
+    database_url: str, temporal_client: Client, task_queue: str
+) -> None:
+    """One `/v1/batch` holds the question's trigger and the answer: the answer reaches the
+    run while the question is still being sent, before the wait starts."""
+    async with stack(database_url, temporal_client, task_queue) as s:
+        await s.device("quinn")
+        batch = [
+            {"type": "track", "userId": "quinn", "event": name, "properties": properties}
+            for name, properties in (("Quiz Start", {}), ("Quiz Answer", {"choice": "b"}))
+        ]
+        await s.call("POST", "/v1/batch", {"batch": batch})
+        [run] = await s.wait_closed("quinn")
+        assert run["outcome"] == "question=sent answer=b"
 
 
 # -- events, exits, goals -------------------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +35,13 @@ class Run:
         if self.waiting is not None:
             self._check()
         return added
+
+    def arrive_together(self, events: list[JourneyEvent]) -> None:
+        """Several events in one workflow task: every handler runs, then the wait checks."""
+        for event in events:
+            self.inbox.add(event)
+        if self.waiting is not None:
+            self._check()
 
     def wait(self, name: str, where: Where = None) -> None:
         assert self.waiting is None
@@ -118,11 +125,6 @@ def test_events_between_two_waits_are_seen_by_the_next_one() -> None:
     assert run.answers == ["p", "q"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: Pong, handled in the workflow task that also delivered the Ping "
-    "ending the wait, is dropped (it did not match the open wait) and never seen",
-)
 def test_an_event_in_the_same_task_as_the_one_ending_a_wait_is_seen_next() -> None:
     inbox = Inbox()
     inbox.wait_started("Ping", None)
@@ -133,6 +135,38 @@ def test_an_event_in_the_same_task_as_the_one_ending_a_wait_is_seen_next() -> No
     inbox.wait_ended()
     inbox.wait_started("Pong", None)
     assert inbox.take("Pong", None) == ev("q", "Pong")
+
+
+def test_in_one_task_what_came_before_the_answer_is_gone_and_what_came_after_stays() -> None:
+    """The quiz case: the question's trigger, a stray event and the answer in one batch."""
+    inbox = Inbox()
+    inbox.wait_started("Answer", None)
+    inbox.add(ev("stray", "Pong"))  # before the answer: arrived during the wait, unmatched
+    inbox.add(ev("answer", "Answer"))
+    inbox.add(ev("late", "Pong"))  # behind the answer: after the wait ended
+    assert inbox.take("Answer", None) == ev("answer", "Answer")
+    inbox.wait_ended()
+    assert inbox.pending() == [ev("late", "Pong")]
+
+
+def test_runs_without_the_after_answer_patch_keep_dropping_unmatched_arrivals() -> None:
+    inbox = Inbox()
+    inbox.after_answer = False  # recorded before `wait-for-keeps-after-answer`
+    inbox.wait_started("Ping", None)
+    inbox.add(ev("p"))
+    inbox.add(ev("q", "Pong"))
+    assert inbox.take("Ping", None) == ev("p")
+    inbox.wait_ended()
+    assert inbox.pending() == []
+
+
+def test_a_timeout_clears_what_arrived_in_its_task() -> None:
+    inbox = Inbox()
+    inbox.wait_started("Ping", None)
+    inbox.add(ev("q", "Pong"))
+    assert inbox.take("Ping", None) is None
+    inbox.wait_ended()  # the timer fired in the task that delivered Pong
+    assert inbox.pending() == []
 
 
 def test_duplicates_are_dropped_and_not_counted() -> None:
@@ -179,9 +213,10 @@ def test_the_legacy_rule_counts_from_the_end_of_the_previous_step() -> None:
 
 @dataclass
 class Model:
-    """The rule as DESIGN.md states it, for events each handled in a workflow task of its
-    own: a wait sees what arrived (not a repeat) since the previous wait ended and no wait
-    consumed; while a wait is open, a matching arrival answers it at once."""
+    """The rule as DESIGN.md states it, in the order events were received (whether each
+    came in a workflow task of its own or several in one): a wait sees what arrived (not a
+    repeat) since the previous wait ended and no wait consumed; while a wait is open, a
+    matching arrival answers it at once."""
 
     visible: list[JourneyEvent] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)
@@ -196,6 +231,11 @@ class Model:
             self.visible.append(event)
         elif matches(event, *self.waiting):
             self._answer(event)
+
+    def arrive_together(self, events: list[JourneyEvent]) -> None:
+        """Received in this order: the wait ends at its answer; the rest arrived after it."""
+        for event in events:
+            self.arrive(event)
 
     def wait(self, name: str, where: Where) -> None:
         found = next((e for e in self.visible if matches(e, name, where)), None)
@@ -218,6 +258,10 @@ WHERES = st.sampled_from([None, {"n": 1}, {"n": 2}])
 STEPS = st.lists(
     st.one_of(
         st.tuples(st.just("arrive"), NAMES, st.integers(0, 2), st.integers(0, 30)),
+        st.tuples(
+            st.just("together"),
+            st.lists(st.tuples(NAMES, st.integers(0, 2), st.integers(0, 30)), max_size=4),
+        ),
         st.tuples(st.just("wait"), NAMES, WHERES),
         st.tuples(st.just("timeout")),
     ),
@@ -235,6 +279,11 @@ def test_the_inbox_follows_the_rule(steps: list[tuple[object, ...]]) -> None:
             event = ev(f"e{mid}", str(name), n=n)
             run.arrive(event)
             model.arrive(event)
+        elif step[0] == "together":
+            batch = cast(list[tuple[str, int, int]], step[1])
+            events = [ev(f"e{mid}", name, n=n) for name, n, mid in batch]
+            run.arrive_together(events)
+            model.arrive_together(events)
         elif step[0] == "wait":
             if run.waiting is not None:
                 continue

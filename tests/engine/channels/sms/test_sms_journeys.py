@@ -27,7 +27,15 @@ async def smsc() -> AsyncIterator[Smpp34Peer]:
     await peer.close()
 
 
-def stack(url: str, client: Client, queue: str, smsc: Smpp34Peer, **journeys: Any) -> Stack:
+def stack(
+    url: str,
+    client: Client,
+    queue: str,
+    smsc: Smpp34Peer,
+    *,
+    channels_sms: dict[str, Any] | None = None,
+    **journeys: Any,
+) -> Stack:
     config = NudgeConfig.model_validate(
         {
             "channels": {
@@ -37,6 +45,7 @@ def stack(url: str, client: Client, queue: str, smsc: Smpp34Peer, **journeys: An
                     "tps": 200,
                     "submit_timeout": "30s",
                     "source_addr": "NUDGE",
+                    **(channels_sms or {}),
                 }
             },
             "journeys": journeys,
@@ -182,3 +191,66 @@ async def test_smsc_down_mid_run_reconnects_and_sends_once(
 async def _submits_to(peer: Smpp34Peer, destination: str, count: int) -> list[RecordedSubmit]:
     found = [x for x in peer.submits if x.destination == destination]
     return found if len(found) >= count else []
+
+
+LONG_REPLY = "Delivery was quick but the box was damaged on one side, " * 6  # 3 parts
+
+
+@pytest.mark.parametrize("sar", [False, True], ids=["udh", "sar_tlvs"])
+async def test_a_long_reply_arrives_as_one_event(
+    postgres_url: str, temporal_client: Client, task_queue: str, smsc: Smpp34Peer, sar: bool
+) -> None:
+    """Its parts come out of order (UDH or sar_* TLVs); the run waiting for the reply gets
+    the whole text, once."""
+    async with stack(
+        postgres_url, temporal_client, task_queue, smsc, t_sms={"wait_reply": "1h"}
+    ) as s:
+        await subscriber(s, "lou", "+14155550107")
+        await s.track("lou", "Sms Start", {"text": "How was your delivery?"})
+        await s.wait_step("lou", "wait:SMS Received")
+        total = await smsc.send_mo_parts(
+            "+14155550107", "NUDGE", LONG_REPLY, reference=7, sar=sar, only=(2, 1)
+        )
+        assert total == 3
+        await s.wait_step("lou", "wait:SMS Received", events_seen=0)  # held: no event yet
+        await smsc.send_mo_parts(
+            "+14155550107", "NUDGE", LONG_REPLY, reference=7, sar=sar, only=(3, 2)
+        )
+        runs = await s.wait_closed("lou")
+        assert runs[0]["outcome"] == "first=sent reply=None second=sent:None"
+        async with s.context.sessions() as db:
+            from sqlalchemy import select
+
+            from engine.store.models import Event
+
+            received = list(await db.scalars(select(Event).where(Event.name == "SMS Received")))
+        assert [e.properties["text"] for e in received] == [LONG_REPLY]
+        assert "incomplete" not in received[0].properties
+
+
+async def test_a_long_reply_missing_a_part_is_delivered_flagged_after_the_hold(
+    postgres_url: str, temporal_client: Client, task_queue: str, smsc: Smpp34Peer
+) -> None:
+    async with stack(
+        postgres_url,
+        temporal_client,
+        task_queue,
+        smsc,
+        channels_sms={"concat_timeout": "1s"},
+        t_sms={"wait_reply": "1h"},
+    ) as s:
+        await subscriber(s, "max", "+14155550108")
+        await s.track("max", "Sms Start", {"text": "How was your delivery?"})
+        await s.wait_step("max", "wait:SMS Received")
+        await smsc.send_mo_parts("+14155550108", "NUDGE", LONG_REPLY, reference=9, only=(1, 3))
+        await s.wait_closed("max")
+        async with s.context.sessions() as db:
+            from sqlalchemy import select
+
+            from engine.store.models import Event
+
+            [event] = list(await db.scalars(select(Event).where(Event.name == "SMS Received")))
+        assert event.properties["incomplete"] is True
+        assert event.properties["missing_parts"] == 1
+        assert event.properties["text"].startswith(LONG_REPLY[:100])
+        assert len(event.properties["text"]) < len(LONG_REPLY)
