@@ -15,6 +15,7 @@ from engine.journey import (
     Variant,
     journey,
 )
+from engine.segments.registry import segment
 from schemas.common import MARKETING, OPT_IN_REQUESTED, TRANSACTIONAL, Channel, SendStatus
 from schemas.events import JourneyEvent
 from schemas.journeys import JourneyEntry, JourneyResult, SendResult
@@ -39,4 +40,5 @@ __all__ = [
     "SendStatus",
     "Variant",
     "journey",
+    "segment",
 ]

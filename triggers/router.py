@@ -18,31 +18,24 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine import ids
 from engine.clock import now
 from engine.config.nudge_toml import NudgeConfig
-from engine.journey import ALWAYS, EVENT_SIGNAL, SA_JOURNEY, SA_USER, Journeys, JourneySpec
+from engine.journey import EVENT_SIGNAL, Journeys, JourneySpec
 from engine.observability.metrics import EVENTS_ROUTED, ROUTING_LAG
 from engine.store import outbox, runs
 from engine.store.models import Event, JourneyRun
+from engine.temporal.entry import enter, reentry_allows
 from schemas.common import RunStatus
 from schemas.events import ROUTED_TYPES, JourneyEvent
-from schemas.journeys import JourneyEntry
 
 log = logging.getLogger(__name__)
 
@@ -70,20 +63,6 @@ def _invalid(exc: BaseException) -> bool:
     if isinstance(exc, RPCError):
         return exc.status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.OUT_OF_RANGE)
     return isinstance(exc, ValueError | TypeError | DataError)
-
-
-def reentry_allows(spec: JourneySpec, last: JourneyRun | None, at: datetime) -> bool:
-    """Whether a trigger at `at` may start a new run, given the user's last run."""
-    if last is None:
-        return True
-    if last.status == RunStatus.OPEN:
-        return False
-    if spec.reentry is None:
-        return False
-    if spec.reentry == ALWAYS:
-        return True
-    assert isinstance(spec.reentry, timedelta)
-    return at - last.started_at >= spec.reentry
 
 
 @dataclass
@@ -353,43 +332,18 @@ class Router:
     ) -> str | None:
         """Enter the user (or signal the run that is already there); the run id, or None
         when Temporal refuses a second run of a once-only journey."""
-        entry = JourneyEntry(
-            journey=spec.name,
+        run_id = await enter(
+            client,
+            spec=spec,
+            workflow_id=workflow_id,
             user_id=event.user_id,
             key=key,
             event=signal,
             settings=self._config.journey_overrides(spec.name),
+            task_queue=self._task_queue,
             search_attributes=self._search_attributes,
+            rpc_timeout=RPC_TIMEOUT,
         )
-        attributes = (
-            TypedSearchAttributes(
-                [
-                    SearchAttributePair(SA_JOURNEY, spec.name),
-                    SearchAttributePair(SA_USER, event.user_id),
-                ]
-            )
-            if self._search_attributes
-            else None
-        )
-        try:
-            handle = await client.start_workflow(
-                spec.name,
-                entry,
-                id=workflow_id,
-                task_queue=self._task_queue,
-                start_signal=EVENT_SIGNAL,
-                start_signal_args=[signal],
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                # Once per user ever: Temporal too refuses a second run (while it remembers).
-                id_reuse_policy=(
-                    WorkflowIDReusePolicy.REJECT_DUPLICATE
-                    if spec.reentry is None
-                    else WorkflowIDReusePolicy.ALLOW_DUPLICATE
-                ),
-                search_attributes=attributes,
-                rpc_timeout=RPC_TIMEOUT,
-            )
-        except WorkflowAlreadyStartedError:
+        if run_id is None:
             log.info("%s already ran for this user; not entered again", spec.name)
-            return None
-        return handle.result_run_id
+        return run_id

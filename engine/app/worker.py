@@ -12,11 +12,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.broadcasts import BroadcastActivities
 from activities.deliver import DeliveryActivities
 from activities.runs import RunActivities
 from activities.webhooks import WebhookActivities
 from engine.app.journeys import shipped_journeys, template_store
 from engine.app.providers import build_providers
+from engine.app.segments import known_segments
 from engine.app.temporal import sdk_runtime
 from engine.channels.registry import Providers
 from engine.config.settings import Settings, require_encryption
@@ -25,14 +27,16 @@ from engine.delivery import Deliverer
 from engine.delivery.templates import TemplateStore
 from engine.journey import Journey, Journeys
 from engine.observability.metrics import REGISTRY
+from engine.segments import Segments
 from engine.store.data_keys import StoreUserKeys
+from engine.system.broadcast import Broadcast
 from engine.system.webhooks import WebhookDelivery
 from engine.temporal.client import connect
 
 # Deterministic modules shared by all runs instead of re-imported per run (the sandbox's
 # main CPU and memory cost); journeys in `workflows/` stay sandboxed.
 PASSTHROUGH = ("engine", "schemas", "activities", "liquid", "yaml")
-SYSTEM_WORKFLOWS = (WebhookDelivery,)
+SYSTEM_WORKFLOWS = (WebhookDelivery, Broadcast)
 """Nudge's own workflows, run beside the journeys."""
 
 
@@ -52,6 +56,7 @@ def build_worker(
     journeys: Journeys | None = None,
     templates: TemplateStore | None = None,
     max_cached_workflows: int = 1000,
+    segments: Segments | None = None,
 ) -> Worker:
     """A worker for `task_queue` (default: the settings') running `journeys` (default: all)."""
     deliverer = Deliverer(
@@ -66,9 +71,19 @@ def build_worker(
     )
     classes: Sequence[type[Journey[Any]]] = list((journeys or shipped_journeys()).values())
     hooks = WebhookActivities(sessions=context.sessions, config=context.config)
+    queue = task_queue or context.settings.task_queue
+    entries = BroadcastActivities(
+        sessions=context.sessions,
+        config=context.config,
+        client=client,
+        task_queue=queue,
+        journeys={cls.__journey__.name: cls.__journey__ for cls in classes},
+        segments=segments or known_segments(context.config),
+        version=context.settings.build_id,
+    )
     return Worker(
         client,
-        task_queue=task_queue or context.settings.task_queue,
+        task_queue=queue,
         workflows=[*classes, *SYSTEM_WORKFLOWS],
         activities=[
             delivery.deliver,
@@ -78,6 +93,9 @@ def build_worker(
             bookkeeping.user_zone,
             hooks.deliver,
             hooks.gave_up,
+            entries.begin,
+            entries.page,
+            entries.mark,
         ],
         workflow_runner=workflow_runner(),
         max_cached_workflows=max_cached_workflows,

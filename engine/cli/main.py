@@ -209,7 +209,7 @@ def journeys() -> None:
                 by_step = ", ".join(f"{s}={n}" for s, n in sorted(steps.get(name, {}).items()))
                 table.add_row(
                     name,
-                    spec.trigger,
+                    spec.trigger or "-",
                     ", ".join(spec.exit_on) or "-",
                     str(opened),
                     str(ended),

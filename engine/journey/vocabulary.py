@@ -62,7 +62,7 @@ class JourneySpec:
     """What `@journey(...)` declared; the router and the worker read it."""
 
     name: str
-    trigger: str
+    trigger: str | None
     exit_on: tuple[str, ...]
     goal: Goal | None
     reentry: Reentry
@@ -71,12 +71,19 @@ class JourneySpec:
     listens: tuple[str, ...] = ()
     """Events the journey waits for (`wait_for`) besides its trigger, exits and goal."""
     max_history: int = DEFAULT_MAX_HISTORY
+    schedule: str | None = None
+    """A cron expression: every member of `audience` is entered at each firing."""
+    audience: str | None = None
+    """The segment a schedule enters."""
+    local: bool = False
+    """The schedule's time of day is each user's own wall clock."""
 
     @property
     def interests(self) -> frozenset[str]:
         """Every event a run can react to: the router signals a run with these only."""
         goal = (self.goal.event,) if self.goal else ()
-        return frozenset((self.trigger, *self.exit_on, *goal, *self.listens))
+        trigger = (self.trigger,) if self.trigger else ()
+        return frozenset((*trigger, *self.exit_on, *goal, *self.listens))
 
 
 class JourneyDefinitionError(TypeError):
