@@ -6,6 +6,7 @@ memo) for members whose entry the dead attempt made but could not record."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,6 +32,11 @@ from schemas.broadcasts import (
     PageDone,
 )
 from schemas.events import JourneyEvent
+
+
+def _retried() -> bool:
+    return activity.info().attempt > 1
+
 
 CONCURRENCY = 16
 """Entries in flight at once within a page (Temporal calls; the rate limit still applies)."""
@@ -113,13 +119,49 @@ class BroadcastActivities:
             )
 
     @activity.defn(name="nudge.broadcast_page")
-    async def page(self, page: BroadcastPage) -> PageDone:
-        """Enter the next page of members (ids after `page.after`), each at most once."""
+    async def pages(self, page: BroadcastPage) -> PageDone:
+        """Enter up to `page.pages` pages of members (ids after `page.after`), each member at
+        most once. The cursor is heartbeated after each recorded page, so a retry (the
+        worker died) resumes at the page it was in."""
+        after, entered, skipped = page.after, 0, 0
+        resumed = activity.info().heartbeat_details
+        if resumed:
+            after, entered, skipped = resumed[0], int(resumed[1]), int(resumed[2])
+        first, last = True, after
+        for _ in range(page.pages):
+            checkpoint = (last, entered, skipped)
+            done = await self._page(
+                page,
+                after=last,
+                careful=first and _retried(),
+                beat=lambda: activity.heartbeat(*checkpoint),  # noqa: B023
+            )
+            first = False
+            entered, skipped = entered + done.entered, skipped + done.skipped
+            if not done.full or done.last is None:
+                return PageDone(
+                    entered=entered, skipped=skipped, last=done.last or last, full=False
+                )
+            last = done.last
+            activity.heartbeat(last, entered, skipped)
+        return PageDone(entered=entered, skipped=skipped, last=last, full=True)
+
+    async def _page(
+        self,
+        page: BroadcastPage,
+        *,
+        after: str | None,
+        careful: bool,
+        beat: Callable[[], None],
+    ) -> PageDone:
+        """One page; `careful` (a retried attempt) first asks Temporal whether a member the
+        dead attempt may have entered without recording it is already in. `beat` heartbeats
+        the last recorded cursor after each entry."""
         spec = self._spec(page.journey)
         tree = self._tree(page.segment)
         async with self._sessions() as db, db.begin():
             members = await segments.page(
-                db, tree=tree, at=page.at, after=page.after, limit=page.limit, timezones=page.zones
+                db, tree=tree, at=page.at, after=after, limit=page.limit, timezones=page.zones
             )
             if not members:
                 return PageDone(entered=0, skipped=0, last=None, full=False)
@@ -138,7 +180,6 @@ class BroadcastActivities:
         )
         bucket = self._bucket(page.broadcast_id, page.rate)
         limit = asyncio.Semaphore(CONCURRENCY)
-        retried = activity.info().attempt > 1
         entries: list[dict[str, Any]] = []
         skipped = 0
 
@@ -147,14 +188,12 @@ class BroadcastActivities:
             workflow_id = ids.journey_workflow_id(spec.name, member.user_id)
             async with limit:
                 run_id: str | None = None
-                if retried:
-                    # The attempt that died may have entered this member without recording it.
+                if careful:
                     memo, found = await entered_by(self._client, workflow_id)
                     run_id = found if memo == ours else None
                 if run_id is None:
-                    if not reentry_allows(
-                        spec, last.get((spec.name, member.user_id, None)), page.at
-                    ):
+                    previous = last.get((spec.name, member.user_id, None))
+                    if not reentry_allows(spec, previous, page.at):
                         skipped += 1
                         return
                     if bucket is not None:
@@ -170,7 +209,7 @@ class BroadcastActivities:
                         task_queue=self._task_queue,
                         memo={ENTRY_MEMO: ours},
                     )
-                    activity.heartbeat()
+                    beat()
                 if run_id is None:
                     skipped += 1  # a once-only journey Temporal still remembers
                     return

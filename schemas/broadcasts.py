@@ -57,7 +57,10 @@ class BroadcastRequest(BaseModel):
     default_zone: str = "UTC"
     schedule: str | None = None
     page_size: int = Field(default=200, ge=1, le=5000)
-    pages_per_run: int = Field(default=50, ge=1)
+    pages_per_call: int = Field(default=25, ge=1)
+    """Pages one activity call enters (heartbeating its cursor after each)."""
+    calls_per_run: int = Field(default=20, ge=1)
+    """Activity calls before the workflow continues as new."""
     cursor: BroadcastCursor | None = None
 
 
@@ -74,7 +77,8 @@ class BroadcastPlan(BaseModel):
 
 
 class BroadcastPage(BaseModel):
-    """One page of entries: members after `after` in `zones`, at virtual time `at`."""
+    """Up to `pages` pages of `limit` entries: members after `after` in `zones` (None: all),
+    at virtual time `at`."""
 
     broadcast_id: str
     journey: str
@@ -82,6 +86,7 @@ class BroadcastPage(BaseModel):
     zones: list[str | None] | None
     after: str | None
     limit: int
+    pages: int = 1
     rate: float | None
     at: datetime
 
@@ -90,8 +95,9 @@ class PageDone(BaseModel):
     entered: int
     skipped: int
     last: str | None
-    """The last member id of the page; None when the page was empty (the wave is done)."""
+    """The last member id entered or looked at; None when there was none."""
     full: bool
+    """More members may follow `last` in this wave."""
 
 
 class BroadcastMark(BaseModel):

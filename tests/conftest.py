@@ -31,8 +31,9 @@ POSTGRES_URL = os.environ.get(
     "NUDGE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 TABLES = (
-    "webhook_deliveries, webhook_events, sms_receipts, message_parts, message_attempts, links, "
-    "messages, journey_runs, events, consents, devices, audit_log, write_keys, user_keys, users"
+    "broadcasts, webhook_deliveries, webhook_events, sms_receipts, message_parts, "
+    "message_attempts, links, messages, journey_runs, events, consents, devices, audit_log, "
+    "write_keys, user_keys, users"
 )
 
 

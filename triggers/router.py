@@ -108,6 +108,11 @@ class Router:
         # Events that failed for a passing reason, and when to try them again (loop time).
         self._later: dict[int, float] = {}
 
+    @property
+    def specs(self) -> dict[str, JourneySpec]:
+        """The journeys this router enters users into, by name."""
+        return dict(self._specs)
+
     def wake(self) -> None:
         """Look for new events now (called after the API stored some)."""
         self._wake.set()

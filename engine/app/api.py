@@ -8,7 +8,9 @@ import contextlib
 import uvicorn
 from fastapi import FastAPI
 
+from engine.app.journeys import shipped_journeys
 from engine.app.router import build_dispatcher, build_router
+from engine.app.segments import known_segments
 from engine.app.temporal import TemporalConnection
 from engine.config.settings import Settings, require_encryption
 from engine.context import Context
@@ -22,7 +24,15 @@ def api_app(
 ) -> FastAPI:
     """The API on `context`; with a `router`, it runs while the app runs and is woken
     whenever the API stores events."""
-    return create_app(context, temporal=temporal.get, router=router, run_router=router is not None)
+    journeys = shipped_journeys()
+    return create_app(
+        context,
+        temporal=temporal.get,
+        router=router,
+        run_router=router is not None,
+        segments=known_segments(context.config),
+        journeys=journeys,
+    )
 
 
 async def serve_api(settings: Settings) -> None:

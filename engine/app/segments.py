@@ -5,7 +5,7 @@ its file, line, column and reason)."""
 from __future__ import annotations
 
 from engine.config.nudge_toml import NudgeConfig
-from engine.segments import Segment, Segments, declared
+from engine.segments import Segments
 
 
 def known_segments(config: NudgeConfig) -> Segments:
@@ -13,8 +13,4 @@ def known_segments(config: NudgeConfig) -> Segments:
     from engine.app.journeys import shipped_journeys
 
     shipped_journeys()  # imports `workflows`, whose modules declare their segments
-    from_config = {
-        name: Segment(name, expression, source=f"nudge.toml [segments] {name}")
-        for name, expression in config.segments.items()
-    }
-    return Segments.from_sources(code=declared(), config=from_config)
+    return Segments.of(config.segments)

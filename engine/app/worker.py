@@ -94,7 +94,7 @@ def build_worker(
             hooks.deliver,
             hooks.gave_up,
             entries.begin,
-            entries.page,
+            entries.pages,
             entries.mark,
         ],
         workflow_runner=workflow_runner(),

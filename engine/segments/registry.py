@@ -79,6 +79,15 @@ class Segments:
             self._trees[item.name] = item.parsed()
 
     @classmethod
+    def of(cls, config_segments: Mapping[str, str]) -> Segments:
+        """Those declared in code so far (import the journeys first) and `[segments]`."""
+        from_config = {
+            name: Segment(name, expression, source=f"nudge.toml [segments] {name}")
+            for name, expression in config_segments.items()
+        }
+        return cls.from_sources(code=declared(), config=from_config)
+
+    @classmethod
     def from_sources(
         cls, *, code: Mapping[str, Segment], config: Mapping[str, Segment]
     ) -> Segments:

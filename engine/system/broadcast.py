@@ -3,10 +3,12 @@
 One workflow per broadcast (id `broadcast/{id}`; a schedule's firings add their timestamp).
 It counts the audience per zone, turns the wanted time into waves (one instant per zone
 when the time is local: 09:00 in Sydney comes before 09:00 in Paris, each DST-correct), and
-per wave pages through the members by user id, an activity per page. It continues as new
-every `pages_per_run` pages (or when Temporal suggests it), carrying only its cursor, so a
-broadcast to millions keeps a small history. A page killed mid-way is retried by Temporal
-and enters only who it had not (see `activities/broadcasts.py`).
+per wave pages through the members by user id (keyset pages; an activity call enters
+`pages_per_call` of them, heartbeating its cursor after each, so the journeys it starts do
+not hold up the next page behind their own workflow tasks). It continues as new every
+`calls_per_run` calls (or when Temporal suggests it), carrying only its cursor, so a
+broadcast to millions keeps a small history. A call killed mid-way is retried by Temporal
+from its last heartbeat and enters only who it had not (see `activities/broadcasts.py`).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class Broadcast:
     async def run(self, request: BroadcastRequest) -> BroadcastCursor:
         broadcast_id = workflow.info().workflow_id.removeprefix(WORKFLOW_PREFIX)
         cursor = request.cursor or await self._plan(broadcast_id, request)
-        pages = 0
+        calls = 0
         while cursor.wave < len(cursor.waves):
             wave = cursor.waves[cursor.wave]
             if cursor.after is None and wave.at > workflow.now():
@@ -92,6 +94,7 @@ class Broadcast:
                     zones=wave.zones if request.local_time is not None else None,
                     after=cursor.after,
                     limit=request.page_size,
+                    pages=request.pages_per_call,
                     rate=request.rate,
                     at=workflow.now(),
                 ),
@@ -106,9 +109,9 @@ class Broadcast:
                 cursor.after = done.last
             else:
                 cursor.wave, cursor.after = cursor.wave + 1, None
-            pages += 1
+            calls += 1
             if cursor.wave < len(cursor.waves) and (
-                pages >= request.pages_per_run or workflow.info().is_continue_as_new_suggested()
+                calls >= request.calls_per_run or workflow.info().is_continue_as_new_suggested()
             ):
                 workflow.continue_as_new(request.model_copy(update={"cursor": cursor}))
         await self._mark(broadcast_id, BroadcastStatus.COMPLETED)
@@ -155,8 +158,9 @@ class Broadcast:
 
     @staticmethod
     def _page_timeout(request: BroadcastRequest) -> timedelta:
-        paced = request.page_size / request.rate if request.rate else 0.0
-        return timedelta(seconds=120 + 2 * paced)
+        count = request.page_size * request.pages_per_call
+        paced = count / request.rate if request.rate else 0.0
+        return timedelta(seconds=600 + 2 * paced)
 
     @staticmethod
     def _heartbeat_timeout(request: BroadcastRequest) -> timedelta:
