@@ -31,6 +31,7 @@ from engine.segments import Segments
 from engine.store.data_keys import StoreUserKeys
 from engine.system.broadcast import Broadcast
 from engine.system.webhooks import WebhookDelivery
+from engine.temporal import schedules
 from engine.temporal.client import connect
 
 # Deterministic modules shared by all runs instead of re-imported per run (the sandbox's
@@ -127,6 +128,14 @@ async def run_worker(
                 user_keys=StoreUserKeys(context.sessions),
             )
             await providers.start()
+            specs = [cls.__journey__ for cls in shipped_journeys().values()]
+            # Recurring journeys: created or updated in place, so every start is idempotent.
+            await schedules.register(
+                client,
+                schedules.recurring(specs, context.config),
+                task_queue=settings.task_queue,
+                default_zone=context.config.timezone,
+            )
             async with build_worker(client, context, providers=providers):
                 await stop.wait()
         finally:

@@ -500,6 +500,7 @@ def _json_default(value: Any) -> Any:
 
 def _register_more() -> None:
     """Commands that live in their own modules (they import only what they need)."""
+    from engine.cli import audience
     from engine.cli import ops as cli_ops
     from engine.cli.simulate import simulate
 
@@ -508,6 +509,9 @@ def _register_more() -> None:
     app.command("replay")(cli_ops.replay)
     app.command("codec-server")(cli_ops.codec_server)
     app.command("simulate")(simulate)
+    app.add_typer(audience.segments_app, name="segments")
+    app.add_typer(audience.schedules_app, name="schedules")
+    app.command("broadcast")(audience.broadcast)
     keys_app.command("codec")(cli_ops.keys_codec)
     keys_app.command("vapid")(cli_ops.keys_vapid)
 
