@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -209,18 +210,19 @@ def schedules_list(
                 states[item.journey] = "paused" if paused else "active"
         except CliError:
             states = dict.fromkeys((i.journey for i in items if isinstance(i, Recurring)), "?")
-        table = Table(title="schedules")
-        for column in ("journey", "when", "audience", "state", "next firings"):
-            table.add_column(column)
         now = datetime.now(UTC)
+        if not items:
+            out.print("no recurring journeys (@journey(schedule=...) or [schedules] in nudge.toml)")
         for item in items:
             assert isinstance(item, Recurring)
-            firings = next_runs(item.cron, zone=item.fires_in, after=now, count=count)
-            shown = ", ".join(
-                f"{t:%a %d %b %H:%M} UTC" + (" (first zone)" if item.local else "") for t in firings
+            out.print(
+                f"[bold]{item.journey}[/]  {item.describe()}  audience {item.audience}  "
+                f"overlap {item.overlap}  {states[item.journey]}"
             )
-            table.add_row(item.journey, item.describe(), item.audience, states[item.journey], shown)
-        out.print(table)
+            for at in next_runs(item.cron, zone=item.fires_in, after=now, count=count):
+                where = "in the first zone, UTC+14" if item.local else item.timezone
+                local = at.astimezone(ZoneInfo(item.fires_in))
+                out.print(f"  next: {at:%a %Y-%m-%d %H:%M} UTC ({local:%a %H:%M} {where})")
 
     run(go)
 

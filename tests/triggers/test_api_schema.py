@@ -14,8 +14,10 @@ from sqlalchemy import select
 from temporalio.client import Client
 
 import schemas.api
+import schemas.broadcasts
 import schemas.events
 from engine import ids
+from engine.config.nudge_toml import NudgeConfig
 from engine.store.models import (
     Base,
     Consent,
@@ -47,7 +49,11 @@ PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": COMPONENTS + 
 @pytest.fixture
 async def api(postgres_url: str, temporal_client: Client, task_queue: str) -> AsyncIterator[Stack]:
     stack = Stack(
-        database_url=postgres_url, client=temporal_client, task_queue=task_queue, run_worker=False
+        database_url=postgres_url,
+        client=temporal_client,
+        task_queue=task_queue,
+        run_worker=False,
+        config=NudgeConfig.model_validate({"segments": {"pro": 'plan == "pro"'}}),
     )
     async with stack:
         yield stack
@@ -71,7 +77,7 @@ def models() -> dict[str, type[BaseModel]]:
     """Response models by the title of their schema (`UserOut`, `Page[DeviceOut]`)."""
     found = {
         cls.__name__: cls
-        for module in (schemas.api, schemas.events)
+        for module in (schemas.api, schemas.events, schemas.broadcasts)
         for cls in vars(module).values()
         if isinstance(cls, type) and issubclass(cls, BaseModel)
     }
@@ -172,7 +178,15 @@ async def seed(api: Stack) -> dict[str, str]:
             )
         )
         await db.commit()
-    return {"user_id": "ada", "device_id": device["id"], "message_id": message_id, "channel": "sms"}
+    broadcast = await api.call("POST", "/v1/broadcasts", {"journey": "win_back", "segment": "pro"})
+    return {
+        "user_id": "ada",
+        "device_id": device["id"],
+        "message_id": message_id,
+        "channel": "sms",
+        "name": "pro",
+        "broadcast_id": broadcast["id"],
+    }
 
 
 # (method, path template, query, body): one real request for every operation, deletes last.
@@ -197,6 +211,10 @@ CALLS: list[tuple[str, str, str, Any]] = [
     ("GET", "/v1/messages", "?user_id=ada", None),
     ("GET", "/v1/messages/{message_id}", "", None),
     ("GET", "/v1/users/{user_id}/export", "", None),
+    ("GET", "/v1/segments", "", None),
+    ("GET", "/v1/segments/{name}", "", None),
+    ("POST", "/v1/broadcasts", "", {"journey": "win_back", "segment": "pro", "rate": 5}),
+    ("GET", "/v1/broadcasts/{broadcast_id}", "", None),
     ("GET", "/healthz", "", None),
     ("GET", "/readyz", "", None),
     ("DELETE", "/v1/users/{user_id}/devices/{device_id}", "", None),
@@ -245,6 +263,10 @@ FAILING: list[tuple[str, str, dict[str, str], str, Any, int]] = [
     ),
     ("GET", "/v1/messages", {}, "?cursor=%%%", None, 400),
     ("GET", "/v1/messages", {}, "?limit=0", None, 422),
+    ("GET", "/v1/segments/{name}", {"name": "nobody"}, "", None, 404),
+    ("GET", "/v1/broadcasts/{broadcast_id}", {"broadcast_id": "b_none"}, "", None, 404),
+    ("POST", "/v1/broadcasts", {}, "", {"journey": "win_back", "segment": "nobody"}, 400),
+    ("POST", "/v1/broadcasts", {}, "", {"journey": "win_back", "segment": "pro", "rate": 0}, 422),
 ]
 
 

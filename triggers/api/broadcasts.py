@@ -53,7 +53,7 @@ def _refused(field: str, message: str) -> Problem:
     "",
     status_code=201,
     dependencies=[Depends(require(KeyScope.ADMIN))],
-    responses=problem_responses(400, 422, 503),
+    responses=problem_responses(400, 413, 422, 503),
 )
 async def create_broadcast(
     body: BroadcastIn, request: Request, db: AsyncSession = Depends(session)
