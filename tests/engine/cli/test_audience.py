@@ -60,6 +60,7 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(env: Path) -> None:
         (["broadcast", "win_back", "--segment", "pro", "--at", "soon"], "not a date and time"),
         (["broadcast", "win_back", "--segment", "pro", "--local"], "--at: a local broadcast"),
         (["schedules", "pause", "onboarding"], "has no schedule"),
+        (["schedules", "backfill", "win_back", "--from", "x", "--to", "y"], "take a date"),
     ):
         result = runner.invoke(app, args)
         assert result.exit_code == 1, (args, result.output)
