@@ -23,8 +23,9 @@ from temporalio.service import RPCError
 from engine.app.api import api_app
 from engine.app.providers import build_providers
 from engine.app.router import build_dispatcher, build_router
+from engine.app.segments import known_segments
 from engine.app.temporal import TemporalConnection
-from engine.app.worker import build_worker
+from engine.app.worker import build_worker, register_schedules
 from engine.config.settings import Settings
 from engine.context import Context
 from engine.store.data_keys import StoreUserKeys
@@ -190,7 +191,9 @@ async def run_dev(
         key = await dev_key(context, state_dir)
         providers = build_providers(context, show_bodies=True)
         await providers.start()
-        worker = build_worker(client, context, providers=providers)
+        segments = known_segments(context.config)
+        await register_schedules(client, context, segments)
+        worker = build_worker(client, context, providers=providers, segments=segments)
         temporal_connection = TemporalConnection(settings, user_keys=user_keys)
         router = build_router(context, temporal_connection.get)
         dispatcher = build_dispatcher(context, temporal_connection.get)

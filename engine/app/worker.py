@@ -21,6 +21,7 @@ from engine.app.providers import build_providers
 from engine.app.segments import known_segments
 from engine.app.temporal import sdk_runtime
 from engine.channels.registry import Providers
+from engine.config.nudge_toml import ConfigError
 from engine.config.settings import Settings, require_encryption
 from engine.context import Context
 from engine.delivery import Deliverer
@@ -105,6 +106,25 @@ def build_worker(
     )
 
 
+async def register_schedules(client: Client, context: Context, segments: Segments) -> None:
+    """Create or update every recurring journey's Temporal Schedule (idempotent: each
+    worker start may call it). Raises `ConfigError` for an audience no segment names."""
+    specs = [cls.__journey__ for cls in shipped_journeys().values()]
+    try:
+        items = schedules.recurring(specs, context.config)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    for item in items:
+        if item.audience not in segments:
+            raise ConfigError(
+                f"{item.journey}: its schedule's audience {item.audience!r} is no segment "
+                f"(known: {', '.join(segments.names()) or 'none'})"
+            )
+    await schedules.register(
+        client, items, task_queue=context.settings.task_queue, default_zone=context.config.timezone
+    )
+
+
 async def run_worker(
     settings: Settings, *, stop: asyncio.Event | None = None, stop_on_signals: bool = False
 ) -> None:
@@ -128,15 +148,9 @@ async def run_worker(
                 user_keys=StoreUserKeys(context.sessions),
             )
             await providers.start()
-            specs = [cls.__journey__ for cls in shipped_journeys().values()]
-            # Recurring journeys: created or updated in place, so every start is idempotent.
-            await schedules.register(
-                client,
-                schedules.recurring(specs, context.config),
-                task_queue=settings.task_queue,
-                default_zone=context.config.timezone,
-            )
-            async with build_worker(client, context, providers=providers):
+            segments = known_segments(context.config)
+            await register_schedules(client, context, segments)
+            async with build_worker(client, context, providers=providers, segments=segments):
                 await stop.wait()
         finally:
             await providers.close()

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError
 
 from engine.localtime import resolve_local
 from schemas.broadcasts import (
@@ -78,6 +79,14 @@ class Broadcast:
     @workflow.run
     async def run(self, request: BroadcastRequest) -> BroadcastCursor:
         broadcast_id = workflow.info().workflow_id.removeprefix(WORKFLOW_PREFIX)
+        try:
+            return await self._run(broadcast_id, request)
+        except ActivityError:
+            # A journey or segment that does not exist (any other error is retried).
+            await self._mark(broadcast_id, BroadcastStatus.FAILED)
+            raise
+
+    async def _run(self, broadcast_id: str, request: BroadcastRequest) -> BroadcastCursor:
         cursor = request.cursor or await self._plan(broadcast_id, request)
         calls = 0
         while cursor.wave < len(cursor.waves):

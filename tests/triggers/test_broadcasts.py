@@ -17,6 +17,7 @@ from engine.app.journeys import shipped_journeys
 from engine.config.nudge_toml import load_config
 from engine.store.models import JourneyRun, User
 from engine.store.users import ensure_users
+from engine.temporal import broadcasts as starting
 from tests.kit import Stack, eventually
 from tests.kit.processes import start_worker, worker_env
 
@@ -105,6 +106,27 @@ async def test_segments_api_and_a_broadcast_enter_members_once(
         done = await finished(s, second["id"])
         assert (done["entered"], done["skipped"]) == (0, 2)
         assert len(await s.runs("ann")) == 1
+
+        # A segment the worker does not know (the API refuses it; a stale caller may not).
+        stale = await starting.start(
+            temporal_client,
+            s.context.sessions,
+            starting.request_for(
+                journey="win_back",
+                segment="gone",
+                at=None,
+                local=False,
+                rate=None,
+                default_zone="UTC",
+            ),
+            task_queue=task_queue,
+        )
+
+        async def failed() -> bool:
+            row = await s.call("GET", f"/v1/broadcasts/{stale}")
+            return bool(row["status"] == "failed")
+
+        await eventually(failed)
 
 
 async def test_a_broadcast_survives_a_worker_kill_and_enters_each_member_exactly_once(
