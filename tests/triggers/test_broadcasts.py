@@ -66,7 +66,16 @@ async def test_segments_api_and_a_broadcast_enter_members_once(
         await s.track("bob", "App Opened")
         await s.routed("bob")
         listed = await s.call("GET", "/v1/segments")
-        assert [i["name"] for i in listed["items"]] == ["lapsed", "pro"]
+        # The config's, and any declared in code by modules imported so far (by name).
+        names = [i["name"] for i in listed["items"]]
+        assert names == sorted(names) and {"lapsed", "pro"} <= set(names)
+        [pro] = [i for i in listed["items"] if i["name"] == "pro"]
+        assert pro == {
+            "name": "pro",
+            "expression": 'plan == "pro"',
+            "description": None,
+            "source": "nudge.toml [segments] pro",
+        }
         lapsed = await s.call("GET", "/v1/segments/lapsed")
         assert lapsed["size"] == 1 and [m["user_id"] for m in lapsed["sample"]] == ["ann"]
         missing = await s.http.get("/v1/segments/nobody")

@@ -103,6 +103,8 @@ async def test_weekly_firings_enter_each_zone_at_nine_local_across_a_dst_change(
             handle = temporal_client.get_workflow_handle(workflow_id, result_type=BroadcastCursor)
             result = await handle.result()
             assert (result.entered, result.skipped, len(result.waves)) == (3, 0, 3)
+            for name in ZONES:  # a week passes before the next firing: the runs have ended
+                await s.wait_closed(name, count=mondays.index(monday) + 1, timeout=180)
         async with s.context.sessions() as db:
             rows = await db.execute(
                 select(User.external_id, JourneyRun.started_at)
