@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
@@ -15,6 +15,12 @@ from rich.table import Table
 from engine.cli.common import CliError, fail, out, run
 from engine.config.settings import Settings
 
+if TYPE_CHECKING:
+    from engine.config.nudge_toml import NudgeConfig
+    from engine.context import Context
+    from engine.schedules import Recurring
+    from engine.segments import Segments
+
 segments_app = typer.Typer(no_args_is_help=True, help="Segments: named audiences.")
 schedules_app = typer.Typer(no_args_is_help=True, help="Recurring journeys (Temporal Schedules).")
 
@@ -23,12 +29,12 @@ def _settings() -> Settings:
     return Settings()
 
 
-def _segments(config: object) -> object:
+def _segments(config: NudgeConfig) -> Segments:
     from engine.app.segments import known_segments
     from engine.segments import SegmentError
 
     try:
-        return known_segments(config)  # type: ignore[arg-type]
+        return known_segments(config)
     except SegmentError as error:
         raise CliError(str(error)) from None
 
@@ -113,7 +119,7 @@ def broadcast(
         async with Context.opened(settings) as context:
             if journey not in shipped_journeys():
                 raise CliError(f"no journey {journey!r}; `nudge journeys` lists them")
-            if segment not in _segments(context.config):  # type: ignore[operator]
+            if segment not in _segments(context.config):
                 raise CliError(f"no segment {segment!r}; `nudge segments list` shows them")
             try:
                 request = starting.request_for(
@@ -137,13 +143,11 @@ def broadcast(
     run(go)
 
 
-async def follow(context: object, broadcast_id: str, *, interval: float = 0.5) -> None:
+async def follow(context: Context, broadcast_id: str, *, interval: float = 0.5) -> None:
     """A progress bar over the broadcast's row until it completes (or fails)."""
-    from engine.context import Context
     from engine.store import broadcasts
     from schemas.broadcasts import BroadcastStatus
 
-    assert isinstance(context, Context)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -168,7 +172,7 @@ async def follow(context: object, broadcast_id: str, *, interval: float = 0.5) -
         out.print(f"{row.status}: {row.entered} entered, {row.skipped} skipped")
 
 
-def _recurring() -> tuple[Settings, list[object]]:
+def _recurring() -> tuple[Settings, list[Recurring]]:
     from engine.app.journeys import shipped_journeys
     from engine.config.nudge_toml import load_config
     from engine.temporal.schedules import recurring
@@ -177,7 +181,7 @@ def _recurring() -> tuple[Settings, list[object]]:
     try:
         config = load_config(settings.config)
         specs = [cls.__journey__ for cls in shipped_journeys().values()]
-        return settings, list(recurring(specs, config))
+        return settings, recurring(specs, config)
     except ValueError as error:  # ConfigError too
         raise fail(str(error)) from None
 
@@ -188,7 +192,7 @@ def schedules_list(
 ) -> None:
     """Recurring journeys, their next firings (croniter) and state in Temporal."""
     from engine.cli.ops import _connect
-    from engine.schedules import Recurring, next_runs
+    from engine.schedules import next_runs
     from engine.temporal.schedules import schedule_id
 
     settings, items = _recurring()
@@ -198,7 +202,6 @@ def schedules_list(
         try:
             client = await _connect(settings)
             for item in items:
-                assert isinstance(item, Recurring)
                 try:
                     described = await client.get_schedule_handle(
                         schedule_id(item.journey)
@@ -209,12 +212,11 @@ def schedules_list(
                 paused = described.schedule.state.paused
                 states[item.journey] = "paused" if paused else "active"
         except CliError:
-            states = dict.fromkeys((i.journey for i in items if isinstance(i, Recurring)), "?")
+            states = dict.fromkeys((i.journey for i in items), "?")
         now = datetime.now(UTC)
         if not items:
             out.print("no recurring journeys (@journey(schedule=...) or [schedules] in nudge.toml)")
         for item in items:
-            assert isinstance(item, Recurring)
             out.print(
                 f"[bold]{item.journey}[/]  {item.describe()}  audience {item.audience}  "
                 f"overlap {item.overlap}  {states[item.journey]}"
@@ -233,7 +235,7 @@ def _handle_command(action: str):  # type: ignore[no-untyped-def]
         from engine.temporal.schedules import schedule_id
 
         settings, items = _recurring()
-        if journey not in {getattr(i, "journey", None) for i in items}:
+        if journey not in {i.journey for i in items}:
             raise fail(f"{journey!r} has no schedule; `nudge schedules list` shows them")
 
         async def go() -> None:
@@ -285,7 +287,7 @@ def schedules_backfill(
     if last <= first:
         raise fail("--to must come after --from")
     settings, items = _recurring()
-    if journey not in {getattr(i, "journey", None) for i in items}:
+    if journey not in {i.journey for i in items}:
         raise fail(f"{journey!r} has no schedule; `nudge schedules list` shows them")
 
     async def go() -> None:
