@@ -127,16 +127,21 @@ class BroadcastActivities:
         resumed = activity.info().heartbeat_details
         if resumed:
             after, entered, skipped = resumed[0], int(resumed[1]), int(resumed[2])
-        first, last = True, after
+        # Heartbeats are throttled, so the last one the server kept may lie a few recorded
+        # pages behind where the dead attempt was: stay careful until a page needs a fresh
+        # entry (the page it died in, or the first after it); later pages are untouched.
+        # (Members skipped on a recorded page are counted again: `skipped` may overcount
+        # after a crash; the row's `entered` is exact.)
+        careful, last = _retried(), after
         for _ in range(page.pages):
             checkpoint = (last, entered, skipped)
-            done = await self._page(
+            done, fresh = await self._page(
                 page,
                 after=last,
-                careful=first and _retried(),
+                careful=careful,
                 beat=lambda: activity.heartbeat(*checkpoint),  # noqa: B023
             )
-            first = False
+            careful = careful and not fresh
             entered, skipped = entered + done.entered, skipped + done.skipped
             if not done.full or done.last is None:
                 return PageDone(
@@ -153,10 +158,11 @@ class BroadcastActivities:
         after: str | None,
         careful: bool,
         beat: Callable[[], None],
-    ) -> PageDone:
-        """One page; `careful` (a retried attempt) first asks Temporal whether a member the
-        dead attempt may have entered without recording it is already in. `beat` heartbeats
-        the last recorded cursor after each entry."""
+    ) -> tuple[PageDone, bool]:
+        """One page, and whether it made a fresh entry. `careful` (a retried
+        attempt) first asks Temporal whether a member the dead attempt may have entered
+        without recording it is already in. `beat` heartbeats the last recorded cursor
+        after each entry."""
         spec = self._spec(page.journey)
         tree = self._tree(page.segment)
         async with self._sessions() as db, db.begin():
@@ -164,7 +170,7 @@ class BroadcastActivities:
                 db, tree=tree, at=page.at, after=after, limit=page.limit, timezones=page.zones
             )
             if not members:
-                return PageDone(entered=0, skipped=0, last=None, full=False)
+                return PageDone(entered=0, skipped=0, last=None, full=False), False
             user_ids = [m.user_id for m in members]
             events = await broadcasts.entry_events(
                 db, broadcast_id=page.broadcast_id, user_ids=user_ids, at=page.at
@@ -181,10 +187,10 @@ class BroadcastActivities:
         bucket = self._bucket(page.broadcast_id, page.rate)
         limit = asyncio.Semaphore(CONCURRENCY)
         entries: list[dict[str, Any]] = []
-        skipped = 0
+        skipped = fresh = 0
 
         async def one(member: Member) -> None:
-            nonlocal skipped
+            nonlocal skipped, fresh
             workflow_id = ids.journey_workflow_id(spec.name, member.user_id)
             async with limit:
                 run_id: str | None = None
@@ -198,6 +204,7 @@ class BroadcastActivities:
                         return
                     if bucket is not None:
                         await bucket.acquire()
+                    fresh += 1
                     run_id = await enter(
                         self._client,
                         spec=spec,
@@ -232,12 +239,13 @@ class BroadcastActivities:
             await broadcasts.add_progress(
                 db, broadcast_id=page.broadcast_id, entered=len(entries), skipped=skipped
             )
-        return PageDone(
+        done_page = PageDone(
             entered=len(entries),
             skipped=skipped,
             last=members[-1].user_id,
             full=len(members) == page.limit,
         )
+        return done_page, fresh > 0
 
     def _bucket(self, broadcast_id: str, rate: float | None) -> TokenBucket | None:
         """One bucket per broadcast on this worker, kept across its pages."""

@@ -167,7 +167,8 @@ async def test_a_broadcast_survives_a_worker_kill_and_enters_each_member_exactly
         async def mid_page() -> bool:
             recorded = await rows()
             started = (await temporal_client.count_workflows(query)).count
-            return 200 <= recorded < started
+            # Two pages recorded: the server's last heartbeat (throttled) may be a page behind.
+            return 400 <= recorded < started
 
         first = await start_worker(env, log)
         second = None
