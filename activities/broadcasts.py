@@ -194,11 +194,11 @@ class BroadcastActivities:
             workflow_id = ids.journey_workflow_id(spec.name, member.user_id)
             async with limit:
                 run_id: str | None = None
+                previous = last.get((spec.name, member.user_id, None))
                 if careful:
                     memo, found = await entered_by(self._client, workflow_id)
                     run_id = found if memo == ours else None
                 if run_id is None:
-                    previous = last.get((spec.name, member.user_id, None))
                     if not reentry_allows(spec, previous, page.at):
                         skipped += 1
                         return
@@ -219,6 +219,11 @@ class BroadcastActivities:
                     beat()
                 if run_id is None:
                     skipped += 1  # a once-only journey Temporal still remembers
+                    return
+                if previous is not None and run_id == previous.run_id:
+                    # That run closed its row but not yet its workflow: the entry only
+                    # signalled it. Not entered (re-entry needs the run to have ended).
+                    skipped += 1
                     return
                 entries.append(
                     {

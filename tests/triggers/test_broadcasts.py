@@ -207,3 +207,13 @@ async def test_a_broadcast_survives_a_worker_kill_and_enters_each_member_exactly
         async for execution in temporal_client.list_workflows(query):
             runs[execution.id] += 1
         assert len(runs) == len(members) and set(runs.values()) == {1}
+        await _terminate_all(temporal_client, task_queue)
+
+
+async def _terminate_all(client: Client, task_queue: str) -> None:
+    """End what the test left running on its queue (no worker polls it any more), so the
+    session's server does not carry a thousand pending runs into later tests."""
+    async for execution in client.list_workflows(
+        f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"
+    ):
+        await client.get_workflow_handle(execution.id).terminate("test over")
