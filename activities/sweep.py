@@ -54,7 +54,7 @@ class SweepActivities:
             rows = await due.take_due(session, at=at, limit=limit, journeys=known)
             for row in rows:
                 spec = self._specs[row.journey]
-                assert isinstance(spec.starts, Inactive | OnDate)
+                assert isinstance(spec.starts, Inactive | OnDate) and spec.trigger is not None
                 properties = {**(row.detail or {}), JOURNEY_PROPERTY: row.journey}
                 again = None
                 if isinstance(spec.starts, Inactive):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         Variant,
         journey,
     )
+    from engine.segments.registry import segment
     from schemas.common import MARKETING, OPT_IN_REQUESTED, TRANSACTIONAL, Channel, SendStatus
     from schemas.events import JourneyEvent
     from schemas.journeys import JourneyEntry, JourneyResult, SendResult
@@ -59,6 +60,7 @@ _FROM = {
         "schemas.common",
     ),
     "JourneyEvent": "schemas.events",
+    "segment": "engine.segments.registry",
     **dict.fromkeys(("JourneyEntry", "JourneyResult", "SendResult"), "schemas.journeys"),
 }
 
@@ -114,4 +116,5 @@ __all__ = [
     "SendStatus",
     "Variant",
     "journey",
+    "segment",
 ]

@@ -20,6 +20,11 @@ def new_device_id() -> str:
     return "d_" + secrets.token_hex(10)
 
 
+def new_broadcast_id() -> str:
+    """A fresh broadcast id (`b_` + 16 hex chars); its workflow is `broadcast/{id}`."""
+    return "b_" + secrets.token_hex(8)
+
+
 def new_message_id() -> str:
     """An id for an event that arrived without a `messageId`."""
     return "evt_" + secrets.token_hex(12)

@@ -31,9 +31,10 @@ POSTGRES_URL = os.environ.get(
     "NUDGE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 TABLES = (
-    "due_triggers, user_locations, webhook_deliveries, webhook_events, sms_inbound_parts, "
-    "sms_receipts, message_parts, message_attempts, links, messages, experiments, "
-    "journey_runs, events, consents, devices, audit_log, write_keys, user_keys, users"
+    "broadcasts, due_triggers, user_locations, webhook_deliveries, webhook_events, "
+    "sms_inbound_parts, sms_receipts, message_parts, message_attempts, links, messages, "
+    "experiments, journey_runs, events, consents, devices, audit_log, write_keys, user_keys, "
+    "users"
 )
 
 

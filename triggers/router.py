@@ -24,19 +24,12 @@ from typing import Any
 from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine import ids
 from engine.clock import now
 from engine.config.nudge_toml import NudgeConfig
-from engine.journey import ALWAYS, EVENT_SIGNAL, SA_JOURNEY, SA_USER, Journeys, JourneySpec
+from engine.journey import EVENT_SIGNAL, Journeys, JourneySpec
 from engine.observability.metrics import (
     EVENTS_ROUTED,
     JOURNEY_CONVERSIONS,
@@ -49,9 +42,9 @@ from engine.observability.metrics import (
 from engine.store import outbox, runs
 from engine.store.models import Event, JourneyRun
 from engine.system import sweep
+from engine.temporal.entry import enter, reentry_allows
 from schemas.common import RunStatus
 from schemas.events import ROUTED_TYPES, JourneyEvent
-from schemas.journeys import JourneyEntry
 from schemas.triggers import SweepPlanned
 from triggers.planner import Planner
 
@@ -81,20 +74,6 @@ def _invalid(exc: BaseException) -> bool:
     if isinstance(exc, RPCError):
         return exc.status in (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.OUT_OF_RANGE)
     return isinstance(exc, ValueError | TypeError | DataError)
-
-
-def reentry_allows(spec: JourneySpec, last: JourneyRun | None, at: datetime) -> bool:
-    """Whether a trigger at `at` may start a new run, given the user's last run."""
-    if last is None:
-        return True
-    if last.status == RunStatus.OPEN:
-        return False
-    if spec.reentry is None:
-        return False
-    if spec.reentry == ALWAYS:
-        return True
-    assert isinstance(spec.reentry, timedelta)
-    return at - last.started_at >= spec.reentry
 
 
 @dataclass
@@ -146,6 +125,11 @@ class Router:
         self._wake = asyncio.Event()
         # Events that failed for a passing reason, and when to try them again (loop time).
         self._later: dict[int, float] = {}
+
+    @property
+    def specs(self) -> dict[str, JourneySpec]:
+        """The journeys this router enters users into, by name."""
+        return dict(self._specs)
 
     def wake(self) -> None:
         """Look for new events now (called after the API stored some)."""
@@ -398,43 +382,18 @@ class Router:
     ) -> str | None:
         """Enter the user (or signal the run that is already there); the run id, or None
         when Temporal refuses a second run of a once-only journey."""
-        entry = JourneyEntry(
-            journey=spec.name,
+        run_id = await enter(
+            client,
+            spec=spec,
+            workflow_id=workflow_id,
             user_id=event.user_id,
             key=key,
             event=signal,
             settings=self._config.journey_overrides(spec.name),
+            task_queue=self._task_queue,
             search_attributes=self._search_attributes,
+            rpc_timeout=RPC_TIMEOUT,
         )
-        attributes = (
-            TypedSearchAttributes(
-                [
-                    SearchAttributePair(SA_JOURNEY, spec.name),
-                    SearchAttributePair(SA_USER, event.user_id),
-                ]
-            )
-            if self._search_attributes
-            else None
-        )
-        try:
-            handle = await client.start_workflow(
-                spec.name,
-                entry,
-                id=workflow_id,
-                task_queue=self._task_queue,
-                start_signal=EVENT_SIGNAL,
-                start_signal_args=[signal],
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                # Once per user ever: Temporal too refuses a second run (while it remembers).
-                id_reuse_policy=(
-                    WorkflowIDReusePolicy.REJECT_DUPLICATE
-                    if spec.reentry is None
-                    else WorkflowIDReusePolicy.ALLOW_DUPLICATE
-                ),
-                search_attributes=attributes,
-                rpc_timeout=RPC_TIMEOUT,
-            )
-        except WorkflowAlreadyStartedError:
+        if run_id is None:
             log.info("%s already ran for this user; not entered again", spec.name)
-            return None
-        return handle.result_run_id
+        return run_id

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from engine.app.journeys import check_overrides, shipped_journeys, template_store
 from engine.app.router import build_dispatcher, build_router
+from engine.app.segments import known_segments
 from engine.app.temporal import TemporalConnection
 from engine.config.settings import Settings, require_encryption
 from engine.context import Context
@@ -27,8 +28,16 @@ def api_app(
 ) -> FastAPI:
     """The API on `context`, with the web console at `/ui`; with a `router`, it runs while
     the app runs and is woken whenever the API stores events."""
-    app = create_app(context, temporal=temporal.get, router=router, run_router=router is not None)
-    mount_console(app, context)
+    journeys = shipped_journeys()
+    app = create_app(
+        context,
+        temporal=temporal.get,
+        router=router,
+        run_router=router is not None,
+        segments=known_segments(context.config),
+        journeys=journeys,
+    )
+    mount_console(app, context, journeys=journeys)
     return app
 
 

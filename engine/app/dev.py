@@ -25,8 +25,16 @@ from engine.app.api import api_app
 from engine.app.journeys import check_overrides, shipped_journeys
 from engine.app.providers import build_providers
 from engine.app.router import build_dispatcher, build_router
+from engine.app.segments import known_segments
 from engine.app.temporal import TemporalConnection
-from engine.app.worker import build_worker, ensure_sweep, lane_workers, needs_sweep, running
+from engine.app.worker import (
+    build_worker,
+    ensure_sweep,
+    lane_workers,
+    needs_sweep,
+    register_schedules,
+    running,
+)
 from engine.config.instance import Instance, remove_instance, write_instance
 from engine.config.settings import Settings
 from engine.context import Context
@@ -212,7 +220,9 @@ async def run_dev(
         key = await dev_key(context, state_dir)
         providers = build_providers(context, show_bodies=True)
         await providers.start()
-        worker = build_worker(client, context, providers=providers)
+        segments = known_segments(context.config)
+        await register_schedules(client, context, segments)
+        worker = build_worker(client, context, providers=providers, segments=segments)
         temporal_connection = TemporalConnection(settings, user_keys=user_keys)
         router = build_router(context, temporal_connection.get)
         dispatcher = build_dispatcher(context, temporal_connection.get)

@@ -14,14 +14,17 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.broadcasts import BroadcastActivities
 from activities.deliver import DeliveryActivities
 from activities.runs import RunActivities
 from activities.sweep import SweepActivities
 from activities.webhooks import WebhookActivities
 from engine.app.journeys import check_overrides, shipped_journeys, template_store
 from engine.app.providers import build_providers
+from engine.app.segments import known_segments
 from engine.app.temporal import sdk_runtime
 from engine.channels.registry import Providers
+from engine.config.nudge_toml import ConfigError
 from engine.config.settings import Settings, require_encryption
 from engine.context import Context
 from engine.delivery import Deliverer
@@ -29,17 +32,20 @@ from engine.delivery.lanes import lane_queue, lane_rate
 from engine.delivery.templates import TemplateStore
 from engine.journey import Inactive, Journey, Journeys, JourneySpec, OnDate
 from engine.observability.metrics import REGISTRY
+from engine.segments import Segments
 from engine.store.data_keys import StoreUserKeys
+from engine.system.broadcast import Broadcast
 from engine.system.sweep import DueTriggerSweep
 from engine.system.sweep import workflow_id as sweep_workflow_id
 from engine.system.webhooks import WebhookDelivery
+from engine.temporal import schedules
 from engine.temporal.client import connect
 from schemas.triggers import SweepState
 
 # Deterministic modules shared by all runs instead of re-imported per run (the sandbox's
 # main CPU and memory cost); journeys in `workflows/` stay sandboxed.
 PASSTHROUGH = ("engine", "schemas", "activities", "liquid", "yaml")
-SYSTEM_WORKFLOWS = (WebhookDelivery, DueTriggerSweep)
+SYSTEM_WORKFLOWS = (WebhookDelivery, DueTriggerSweep, Broadcast)
 """Nudge's own workflows, run beside the journeys."""
 
 
@@ -59,6 +65,7 @@ def build_worker(
     journeys: Journeys | None = None,
     templates: TemplateStore | None = None,
     max_cached_workflows: int = 1000,
+    segments: Segments | None = None,
 ) -> Worker:
     """A worker for `task_queue` (default: the settings') running `journeys` (default: all)."""
     deliverer = Deliverer(
@@ -79,9 +86,19 @@ def build_worker(
         config=context.config,
         specs=[cls.__journey__ for cls in classes],
     )
+    queue = task_queue or context.settings.task_queue
+    entries = BroadcastActivities(
+        sessions=context.sessions,
+        config=context.config,
+        client=client,
+        task_queue=queue,
+        journeys={cls.__journey__.name: cls.__journey__ for cls in classes},
+        segments=segments or known_segments(context.config),
+        version=context.settings.build_id,
+    )
     return Worker(
         client,
-        task_queue=task_queue or context.settings.task_queue,
+        task_queue=queue,
         workflows=[*classes, *SYSTEM_WORKFLOWS],
         activities=[
             delivery.deliver,
@@ -94,6 +111,9 @@ def build_worker(
             hooks.deliver,
             hooks.gave_up,
             sweep.sweep,
+            entries.begin,
+            entries.pages,
+            entries.mark,
         ],
         workflow_runner=workflow_runner(),
         max_cached_workflows=max_cached_workflows,
@@ -172,6 +192,25 @@ async def running(workers: Sequence[Worker]) -> AsyncIterator[None]:
         yield
 
 
+async def register_schedules(client: Client, context: Context, segments: Segments) -> None:
+    """Create or update every recurring journey's Temporal Schedule (idempotent: each
+    worker start may call it). Raises `ConfigError` for an audience no segment names."""
+    specs = [cls.__journey__ for cls in shipped_journeys().values()]
+    try:
+        items = schedules.recurring(specs, context.config)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    for item in items:
+        if item.audience not in segments:
+            raise ConfigError(
+                f"{item.journey}: its schedule's audience {item.audience!r} is no segment "
+                f"(known: {', '.join(segments.names()) or 'none'})"
+            )
+    await schedules.register(
+        client, items, task_queue=context.settings.task_queue, default_zone=context.config.timezone
+    )
+
+
 async def run_worker(
     settings: Settings, *, stop: asyncio.Event | None = None, stop_on_signals: bool = False
 ) -> None:
@@ -200,6 +239,9 @@ async def run_worker(
             async with build_worker(client, context, providers=providers), running(lanes):
                 if needs_sweep(cls.__journey__ for cls in shipped_journeys().values()):
                     await ensure_sweep(client, task_queue=settings.task_queue)
+            segments = known_segments(context.config)
+            await register_schedules(client, context, segments)
+            async with build_worker(client, context, providers=providers, segments=segments):
                 await stop.wait()
         finally:
             await providers.close()

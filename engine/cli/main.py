@@ -281,7 +281,7 @@ def journeys(
                 by_step = ", ".join(f"{s}={n}" for s, n in item["open_by_step"].items())
                 table.add_row(
                     item["journey"],
-                    item["trigger"],
+                    item["trigger"] or "-",
                     ", ".join(item["exit_on"]) or "-",
                     str(item["open_runs"]),
                     str(item["ended_runs"]),
@@ -577,8 +577,8 @@ def _json_default(value: Any) -> Any:
 
 def _register_more() -> None:
     """Commands that live in their own modules (they import only what they need)."""
+    from engine.cli import audience, people
     from engine.cli import ops as cli_ops
-    from engine.cli import people
     from engine.cli.simulate import simulate
     from engine.cli.stats import stats
 
@@ -592,6 +592,9 @@ def _register_more() -> None:
     users_app.command("search")(people.users_search)
     users_app.command("delete")(people.users_delete)
     app.command("stats")(stats)
+    app.add_typer(audience.segments_app, name="segments")
+    app.add_typer(audience.schedules_app, name="schedules")
+    app.command("broadcast")(audience.broadcast)
     keys_app.command("codec")(cli_ops.keys_codec)
     keys_app.command("vapid")(cli_ops.keys_vapid)
 

@@ -400,6 +400,62 @@ class TriggersConfig(_Strict):
     transaction that commits late is not passed over (date triggers on profile attributes)."""
 
 
+def _check_segment(expression: str) -> str:
+    from engine.segments.language import SegmentError, parse
+
+    try:
+        parse(expression)
+    except SegmentError as error:
+        raise ValueError(f"column {error.column} of the expression: {error.reason}") from None
+    return expression
+
+
+def _check_segment_name(name: str) -> str:
+    if not name or "/" in name:
+        raise ValueError(f"segment names are non-empty and have no '/': {name!r}")
+    return name
+
+
+SegmentExpression = Annotated[str, AfterValidator(_check_segment)]
+SegmentName = Annotated[str, AfterValidator(_check_segment_name)]
+
+
+class ScheduleConfig(_Strict):
+    """A recurring journey: enter every member of `audience` on each `cron` time.
+
+    `cron` is a five-field expression (checked with croniter); `local` makes the time of day
+    each user's own (needs a fixed minute and hour, e.g. "0 9 * * MON"); otherwise it is read
+    in `timezone`. `overlap`: what a firing does while the previous one still runs;
+    `catchup_window`: how late a missed firing (server down) may still run.
+    """
+
+    cron: str
+    audience: str
+    local: bool = False
+    timezone: str = "UTC"
+    overlap: Literal["skip", "buffer_one", "allow_all", "cancel_other"] = "skip"
+    catchup_window: Duration = timedelta(hours=1)
+    rate: float | None = Field(default=None, gt=0, description="entries per second")
+    paused: bool = False
+
+    _zone = field_validator("timezone")(classmethod(lambda cls, v: _check_zone(v)))
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str) -> str:
+        from engine.schedules import check_cron
+
+        check_cron(value)
+        return value
+
+    @model_validator(mode="after")
+    def _local_needs_fixed_time(self) -> ScheduleConfig:
+        from engine.schedules import check_cron
+
+        check_cron(self.cron, local=self.local)
+        return self
+
+
 class NudgeConfig(_Strict):
     """The whole of `nudge.toml`. Names may grow, never change."""
 
@@ -424,6 +480,14 @@ class NudgeConfig(_Strict):
         if len(names) != len(set(names)):
             raise ValueError("geofence names must be unique")
         return value
+
+    segments: dict[SegmentName, SegmentExpression] = Field(
+        default_factory=dict,
+        description="named audiences: name = expression (see engine.segments.language)",
+    )
+    schedules: dict[str, ScheduleConfig] = Field(
+        default_factory=dict, description="recurring journeys by journey name"
+    )
 
     @field_validator("webhooks")
     @classmethod

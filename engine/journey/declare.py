@@ -38,7 +38,7 @@ Journeys = Mapping[str, type[Journey[Any]]]
 
 def journey(
     *,
-    trigger: str | Trigger,
+    trigger: str | Trigger | None = None,
     exit_on: tuple[str, ...] | list[str] = (),
     goal: Goal | None = None,
     reentry: Reentry = None,
@@ -46,6 +46,9 @@ def journey(
     listens: tuple[str, ...] | list[str] = (),
     name: str | None = None,
     max_history: int = DEFAULT_MAX_HISTORY,
+    schedule: str | None = None,
+    audience: str | None = None,
+    local: bool = False,
 ) -> Callable[[J], J]:
     """Declare a journey: a Temporal workflow started by `trigger` events.
 
@@ -58,6 +61,11 @@ def journey(
     events the journey waits for; a run is only signalled with its trigger, `exit_on`,
     goal and `listens` events. `max_history`: history events after which a waiting run
     continues as new (Temporal may suggest it earlier).
+
+    `schedule` (a five-field cron expression, e.g. "0 9 * * MON") with `audience` (a segment
+    name) makes it recurring: each firing enters every member once (a Temporal Schedule,
+    registered at worker start). `local`: the cron's time of day in each user's own zone.
+    A journey without a trigger is entered only by schedules and broadcasts.
     """
 
     def declare(cls: J) -> J:
@@ -70,10 +78,23 @@ def journey(
                 f"{journey_name} listens for {sorted(waits_and_exits)} which also end it "
                 "(exit_on): a wait could never return them"
             )
+        if schedule is not None:
+            from engine.schedules import ScheduleError, check_cron
+
+            try:
+                check_cron(schedule, local=local)
+            except ScheduleError as error:
+                raise JourneyDefinitionError(f"{journey_name}: {error}") from None
+            if not audience:
+                raise JourneyDefinitionError(
+                    f"{journey_name} has a schedule but no audience: name a segment"
+                )
+        elif audience is not None or local:
+            raise JourneyDefinitionError(f"{journey_name}: audience= and local= go with schedule=")
         spec = JourneySpec(
             name=journey_name,
-            trigger=trigger if isinstance(trigger, str) else trigger.synthesized,
-            starts=None if isinstance(trigger, str) else trigger,
+            trigger=trigger if trigger is None or isinstance(trigger, str) else trigger.synthesized,
+            starts=None if trigger is None or isinstance(trigger, str) else trigger,
             exit_on=tuple(exit_on),
             goal=goal,
             reentry=reentry,
@@ -81,6 +102,9 @@ def journey(
             settings=cls.Settings,
             listens=tuple(listens),
             max_history=max_history,
+            schedule=schedule,
+            audience=audience,
+            local=local,
         )
         if not workflow.unsafe.in_sandbox():
             # The sandbox re-imports a journey's module for every run it starts; the

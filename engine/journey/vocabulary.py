@@ -71,7 +71,7 @@ class JourneySpec:
     """What `@journey(...)` declared; the router and the worker read it."""
 
     name: str
-    trigger: str
+    trigger: str | None
     exit_on: tuple[str, ...]
     goal: Goal | None
     reentry: Reentry
@@ -90,11 +90,19 @@ class JourneySpec:
             return False
         return self.starts is None or self.starts.starts(self.name, properties)
 
+    schedule: str | None = None
+    """A cron expression: every member of `audience` is entered at each firing."""
+    audience: str | None = None
+    """The segment a schedule enters."""
+    local: bool = False
+    """The schedule's time of day is each user's own wall clock."""
+
     @property
     def interests(self) -> frozenset[str]:
         """Every event a run can react to: the router signals a run with these only."""
         goal = (self.goal.event,) if self.goal else ()
-        return frozenset((self.trigger, *self.exit_on, *goal, *self.listens))
+        trigger = (self.trigger,) if self.trigger else ()
+        return frozenset((*trigger, *self.exit_on, *goal, *self.listens))
 
 
 class JourneyDefinitionError(TypeError):

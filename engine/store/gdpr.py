@@ -35,7 +35,11 @@ async def export(session: AsyncSession, *, user: User) -> GdprExportOut:
     last known location."""
 
     async def rows(model: Any) -> list[Any]:
-        return list(await session.scalars(select(model).where(model.user_id == user.id)))
+        # In the order they were written: without ORDER BY the plan decides (an index on
+        # events by name once returned them alphabetically).
+        order = (model.created_at, model.id) if model in (Device, Message) else (model.id,)
+        query = select(model).where(model.user_id == user.id).order_by(*order)
+        return list(await session.scalars(query))
 
     return GdprExportOut(
         user=user,

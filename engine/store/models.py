@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from engine.store.types import JSONType, UTCDateTime, enum_column
+from schemas.broadcasts import BroadcastStatus
 from schemas.common import (
     Channel,
     ConsentSource,
@@ -156,6 +157,8 @@ class Event(Base):
 
     __table_args__ = (
         UniqueConstraint("user_id", "message_id", name="uq_events_user_message"),
+        # Segments ask "did the user do X (within N days)": one index range per user.
+        Index("ix_events_user_name_time", "user_id", "name", "timestamp"),
         # The router's claims read only unrouted rows: partial indexes stay small.
         Index(
             "ix_events_unrouted_id",
@@ -447,3 +450,28 @@ class UserLocation(Base):
     """When the location was taken (the event's timestamp)."""
     geofences: Mapped[list[str]] = mapped_column(JSONType, default=list)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Broadcast(Base):
+    """One broadcast: every member of a segment entered into a journey once, by the
+    `nudge.broadcast` workflow (id `broadcast/{id}`), which records its progress here."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    journey: Mapped[str] = mapped_column(String(100))
+    segment: Mapped[str] = mapped_column(String(100))
+    status: Mapped[BroadcastStatus] = mapped_column(enum_column(BroadcastStatus))
+    local: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    local_at: Mapped[str | None] = mapped_column(String(32))
+    """The wall-clock time of a local broadcast ("2026-12-24T09:00", or "09:00")."""
+    rate: Mapped[float | None] = mapped_column(Float)
+    schedule: Mapped[str | None] = mapped_column(String(100))
+    total: Mapped[int | None] = mapped_column(Integer)
+    entered: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

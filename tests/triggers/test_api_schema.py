@@ -15,8 +15,10 @@ from temporalio.client import Client
 
 import engine.analytics.models
 import schemas.api
+import schemas.broadcasts
 import schemas.events
 from engine import ids
+from engine.config.nudge_toml import NudgeConfig
 from engine.store.models import (
     Base,
     Consent,
@@ -48,7 +50,11 @@ PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": COMPONENTS + 
 @pytest.fixture
 async def api(postgres_url: str, temporal_client: Client, task_queue: str) -> AsyncIterator[Stack]:
     stack = Stack(
-        database_url=postgres_url, client=temporal_client, task_queue=task_queue, run_worker=False
+        database_url=postgres_url,
+        client=temporal_client,
+        task_queue=task_queue,
+        run_worker=False,
+        config=NudgeConfig.model_validate({"segments": {"pro": 'plan == "pro"'}}),
     )
     async with stack:
         yield stack
@@ -72,7 +78,7 @@ def models() -> dict[str, type[BaseModel]]:
     """Response models by the title of their schema (`UserOut`, `Page[DeviceOut]`)."""
     found = {
         cls.__name__: cls
-        for module in (schemas.api, schemas.events, engine.analytics.models)
+        for module in (schemas.api, schemas.events, engine.analytics.models, schemas.broadcasts)
         for cls in vars(module).values()
         if isinstance(cls, type) and issubclass(cls, BaseModel)
     }
@@ -177,6 +183,7 @@ async def seed(api: Stack) -> dict[str, str]:
             )
         )
         await db.commit()
+    broadcast = await api.call("POST", "/v1/broadcasts", {"journey": "win_back", "segment": "pro"})
     return {
         "user_id": "ada",
         "device_id": device["id"],
@@ -184,6 +191,8 @@ async def seed(api: Stack) -> dict[str, str]:
         "channel": "sms",
         "journey": "abandoned_cart",
         "experiment": "probe_test",
+        "name": "pro",
+        "broadcast_id": broadcast["id"],
     }
 
 
@@ -214,6 +223,10 @@ CALLS: list[tuple[str, str, str, Any]] = [
     ("GET", "/v1/journeys/{journey}/stats", "?since=30d", None),
     ("GET", "/v1/experiments/{experiment}", "", None),
     ("GET", "/v1/users/{user_id}/export", "", None),
+    ("GET", "/v1/segments", "", None),
+    ("GET", "/v1/segments/{name}", "", None),
+    ("POST", "/v1/broadcasts", "", {"journey": "win_back", "segment": "pro", "rate": 5}),
+    ("GET", "/v1/broadcasts/{broadcast_id}", "", None),
     ("GET", "/healthz", "", None),
     ("GET", "/readyz", "", None),
     ("DELETE", "/v1/users/{user_id}/devices/{device_id}", "", None),
@@ -274,6 +287,10 @@ FAILING: list[tuple[str, str, dict[str, str], str, Any, int]] = [
     ("GET", "/v1/experiments/{experiment}", {"experiment": "nope"}, "", None, 404),
     ("POST", "/v1/messages/opened", {}, "", {"message_ids": []}, 422),
     ("POST", "/v1/sms/twilio/status", {}, "", {"MessageSid": "SM1"}, 400),  # not a form
+    ("GET", "/v1/segments/{name}", {"name": "nobody"}, "", None, 404),
+    ("GET", "/v1/broadcasts/{broadcast_id}", {"broadcast_id": "b_none"}, "", None, 404),
+    ("POST", "/v1/broadcasts", {}, "", {"journey": "win_back", "segment": "nobody"}, 400),
+    ("POST", "/v1/broadcasts", {}, "", {"journey": "win_back", "segment": "pro", "rate": 0}, 422),
 ]
 
 

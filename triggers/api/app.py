@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -12,10 +12,12 @@ from fastapi_offline import FastAPIOffline
 from temporalio.client import Client
 
 from engine.context import Context
+from engine.segments import Segments
 from engine.store.data_keys import StoreUserKeys
 from engine.temporal.codec import codec_from_secret
 from schemas.api import HealthOut, ReadyOut
-from triggers.api import analytics, engagement, messages, problems, sms, tracking, users
+from triggers.api import analytics, broadcasts, engagement, messages, problems, sms, tracking, users
+from triggers.api import segments as segment_routes
 from triggers.api.auth import Access
 from triggers.api.bodies import BodyLimits
 from triggers.api.deps import ApiState, readiness, state
@@ -30,8 +32,14 @@ def create_app(
     temporal: Callable[[], Awaitable[Client]],
     router: Router | None = None,
     run_router: bool = True,
+    segments: Segments | None = None,
+    journeys: Collection[str] | None = None,
 ) -> FastAPI:
-    """Build the API. With `run_router`, the router drains the outbox while the app runs."""
+    """Build the API. With `run_router`, the router drains the outbox while the app runs.
+
+    `segments`: those the API answers for (default: declared in code so far, and the
+    config's); `journeys`: those broadcasts may enter (default: the router's).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,7 +59,13 @@ def create_app(
         description="Event-driven user journeys over SMS and push.",
         lifespan=lifespan,
     )
-    app.state.nudge = ApiState(context=context, router=router, temporal=temporal)
+    app.state.nudge = ApiState(
+        context=context,
+        router=router,
+        temporal=temporal,
+        segments=segments if segments is not None else Segments.of(context.config.segments),
+        journeys=frozenset(journeys if journeys is not None else (router.specs if router else ())),
+    )
     problems.install(app)
 
     # Body limits on the bytes that arrive (chunked or not) and on what gzip inflates to.
@@ -66,6 +80,8 @@ def create_app(
         engagement.opens,
         messages.router,
         analytics.router,
+        segment_routes.router,
+        broadcasts.router,
     ):
         app.include_router(routes, responses=problem_responses(401, 403, 429))
     # Provider webhooks: signed by the provider (HMAC), not by an API key.

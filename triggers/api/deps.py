@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -14,6 +14,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from engine.context import Context
+from engine.segments import Segments
 from engine.store import audit as audit_log
 from engine.store.models import User
 from engine.store.users import find_user
@@ -27,6 +28,9 @@ class ApiState:
     context: Context
     router: Router | None
     temporal: Callable[[], Awaitable[Client]]
+    segments: Segments = field(default_factory=lambda: Segments([]))
+    journeys: frozenset[str] = frozenset()
+    """Journeys a broadcast may enter."""
 
 
 def state(request: Request) -> ApiState:

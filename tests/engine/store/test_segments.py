@@ -1,0 +1,145 @@
+"""engine.store.segments: segment expressions evaluated as SQL on Postgres and SQLite, in
+bulk (keyset pages), as a size and sample, and for one user."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from engine.segments import parse
+from engine.store import consent, outbox
+from engine.store import segments as store
+from engine.store.users import apply_profile, ensure_user
+from schemas.common import ConsentSource, ConsentState
+from tests.kit.db import sessions
+
+Sessions = async_sessionmaker[AsyncSession]
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Sessions]:
+    async with sessions(database_url) as maker:
+        yield maker
+
+
+async def person(session: AsyncSession, name: str, **profile: object) -> str:
+    user = await ensure_user(session, external_id=name)
+    apply_profile(user, dict(profile))
+    await session.flush()
+    return user.id
+
+
+async def event(
+    session: AsyncSession, uid: str, name: str, days_ago: float, **properties: object
+) -> None:
+    at = NOW - timedelta(days=days_ago)
+    await outbox.add_event(
+        session,
+        user_id=uid,
+        name=name,
+        message_id=f"{uid}-{name}-{days_ago}-{sorted(properties.items())}",
+        properties=dict(properties),
+        source="test",
+        timestamp=at,
+        received_at=at,
+    )
+
+
+@pytest.fixture
+async def people(db: Sessions) -> dict[str, str]:
+    async with db() as s, s.begin():
+        ids = {
+            "ann": await person(
+                s, "ann", plan="pro", age=34, country="FR", timezone="Europe/Paris"
+            ),
+            "bob": await person(s, "bob", plan="pro", age="34", country="BE"),
+            "cat": await person(s, "cat", plan="free", age=19, vip=True, address={"city": "Lyon"}),
+            "dan": await person(s, "dan", plan="pro", vip=False),
+        }
+        await event(s, ids["ann"], "App Opened", 3)
+        await event(s, ids["bob"], "App Opened", 20)
+        await event(s, ids["cat"], "Order Completed", 2, currency="EUR", total=50)
+        await event(s, ids["cat"], "Order Completed", 10, currency="EUR", total=20)
+        await event(s, ids["cat"], "Order Completed", 40, currency="EUR", total=20)
+        await event(s, ids["dan"], "Order Completed", 5, currency="USD", total=50)
+        await event(s, ids["dan"], "App Opened", -1)  # after NOW: not yet happened
+        await consent.record(
+            s,
+            user_id=ids["ann"],
+            channel="sms",
+            topic="marketing",
+            state=ConsentState.SUBSCRIBED,
+            source=ConsentSource.API,
+        )
+        await consent.record(
+            s,
+            user_id=ids["ann"],
+            channel="sms",
+            topic="all",
+            state=ConsentState.UNSUBSCRIBED,
+            source=ConsentSource.SMS_KEYWORD,
+        )
+        await consent.record(
+            s,
+            user_id=ids["bob"],
+            channel="sms",
+            topic="marketing",
+            state=ConsentState.SUBSCRIBED,
+            source=ConsentSource.API,
+        )
+    return ids
+
+
+CASES = [
+    ('plan == "pro" and not did("App Opened", within="14d")', {"bob", "dan"}),
+    ('did("App Opened")', {"ann", "bob"}),
+    ('count("Order Completed", where={"currency": "EUR"}, within="30d") >= 2', {"cat"}),
+    ('count("Order Completed", where={"total": 50}) == 1', {"cat", "dan"}),
+    ('count("Order Completed") == 0', {"ann", "bob"}),
+    ("age >= 18 and age < 30", {"cat"}),
+    ('age == "34"', {"bob"}),  # a string is not the number 34, and no cast fails
+    ("vip", {"cat"}),
+    ("not vip", {"ann", "bob", "dan"}),
+    ('country in ["FR", "BE"]', {"ann", "bob"}),
+    ('country not in ["FR"]', {"bob", "cat", "dan"}),
+    ('address.city == "Lyon"', {"cat"}),
+    ("country == null", {"cat", "dan"}),
+    ('timezone == "Europe/Paris"', {"ann"}),
+    ('subscribed("sms")', {"bob"}),  # ann's STOP (topic all) wins over her opt-in
+    ('consent("sms") == "unknown"', {"cat", "dan"}),
+    ('consent("sms") == "unsubscribed" or plan == "free"', {"ann", "cat"}),
+]
+
+
+@pytest.mark.parametrize(("expression", "expected"), CASES, ids=[c[0] for c in CASES])
+async def test_membership_in_bulk_and_one_by_one(
+    db: Sessions, people: dict[str, str], expression: str, expected: set[str]
+) -> None:
+    tree = parse(expression)
+    names = {uid: name for name, uid in people.items()}
+    async with db() as s:
+        members = await store.page(s, tree=tree, at=NOW, limit=100)
+        assert {names[m.user_id] for m in members} == expected
+        assert await store.size(s, tree=tree, at=NOW) == len(expected)
+        for name, uid in people.items():
+            assert await store.is_member(s, tree=tree, at=NOW, user_id=uid) is (name in expected)
+
+
+async def test_pages_are_keyset_pages_by_user_id(db: Sessions, people: dict[str, str]) -> None:
+    tree = parse('plan == "pro" or plan == "free"')
+    seen: list[str] = []
+    after = None
+    async with db() as s:
+        while page := await store.page(s, tree=tree, at=NOW, after=after, limit=3):
+            seen += [m.user_id for m in page]
+            after = page[-1].user_id
+        assert seen == sorted(people.values())
+        assert await store.zones(s, tree=tree, at=NOW) == {"Europe/Paris": 1, None: 3}
+        only_paris = await store.page(s, tree=tree, at=NOW, timezones=["Europe/Paris"])
+        assert [m.user_id for m in only_paris] == [people["ann"]]
+        sample = await store.sample(s, tree=tree, at=NOW, limit=2)
+        assert sample == sorted((uid, name) for name, uid in people.items())[:2]
