@@ -235,13 +235,13 @@ async def run_worker(
                 user_keys=StoreUserKeys(context.sessions),
             )
             await providers.start()
-            lanes = lane_workers(client, context, providers=providers)
-            async with build_worker(client, context, providers=providers), running(lanes):
-                if needs_sweep(cls.__journey__ for cls in shipped_journeys().values()):
-                    await ensure_sweep(client, task_queue=settings.task_queue)
             segments = known_segments(context.config)
             await register_schedules(client, context, segments)
-            async with build_worker(client, context, providers=providers, segments=segments):
+            lanes = lane_workers(client, context, providers=providers)
+            worker = build_worker(client, context, providers=providers, segments=segments)
+            async with worker, running(lanes):
+                if needs_sweep(cls.__journey__ for cls in shipped_journeys().values()):
+                    await ensure_sweep(client, task_queue=settings.task_queue)
                 await stop.wait()
         finally:
             await providers.close()
