@@ -107,6 +107,12 @@ def field_errors(errors: Any, *, prefix: tuple[Any, ...] = ()) -> list[FieldErro
     return out
 
 
+RETRY_LATER_SQLSTATES = ("08", "40", "53", "57P", "58")
+"""SQLSTATE classes that mean "not now" rather than "not this data": connection exceptions,
+transaction rollbacks (deadlock, serialization), insufficient resources, operator
+intervention (a shutdown or crash: `57P01`-`57P03`) and system errors."""
+
+
 def unreachable(exc: BaseException) -> bool:
     """Whether a database error means "cannot reach the database" (retry later), not "this
     request's data is wrong"."""
@@ -114,13 +120,25 @@ def unreachable(exc: BaseException) -> bool:
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):
         return True
-    cause = getattr(exc, "orig", None) or exc.__cause__
-    return isinstance(cause, OSError | TimeoutError | ConnectionError) or type(cause).__name__ in (
-        "CannotConnectNowError",
-        "ConnectionDoesNotExistError",
-        "TooManyConnectionsError",
-        "InterfaceError",
-    )
+    orig = getattr(exc, "orig", None)
+    # SQLAlchemy's asyncpg adapter wraps the driver's error: look at both.
+    causes = [c for c in (orig, getattr(orig, "__cause__", None), exc.__cause__) if c is not None]
+    for cause in causes:
+        if isinstance(cause, OSError | TimeoutError | ConnectionError):
+            return True
+        if type(cause).__name__ in (
+            "CannotConnectNowError",
+            "ConnectionDoesNotExistError",
+            "ConnectionFailureError",
+            "TooManyConnectionsError",
+            "InterfaceError",
+            "InternalClientError",
+        ):
+            return True
+        state = getattr(cause, "sqlstate", None)
+        if isinstance(state, str) and state.startswith(RETRY_LATER_SQLSTATES):
+            return True
+    return False
 
 
 def _unavailable(request: Request, what: str) -> JSONResponse:
