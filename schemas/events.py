@@ -27,6 +27,11 @@ OptionalId = Annotated[
     Annotated[CleanText, text(255, min_length=1)] | None,
     BeforeValidator(_none_if_blank),
 ]
+# An anonymous user is stored under `anonymous:<anonymousId>` in a 255-character column.
+AnonymousId = Annotated[
+    Annotated[CleanText, text(255 - len("anonymous:"), min_length=1)] | None,
+    BeforeValidator(_none_if_blank),
+]
 # Every call names its user: a userId, an anonymousId, or both (the schema says so too).
 _IDENTITY: JsonDict = {
     "anyOf": [
@@ -43,7 +48,7 @@ class SegmentCall(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="allow", json_schema_extra=_IDENTITY)
 
     user_id: OptionalId = Field(default=None, alias="userId")
-    anonymous_id: OptionalId = Field(default=None, alias="anonymousId")
+    anonymous_id: AnonymousId = Field(default=None, alias="anonymousId")
     message_id: OptionalId = Field(default=None, alias="messageId")
     timestamp: Timestamp | None = None
     original_timestamp: Timestamp | None = Field(default=None, alias="originalTimestamp")

@@ -63,6 +63,19 @@ async def erase(session: AsyncSession, *, user: User, salt: str) -> None:
     user.attributes = {}
     user.erased_at = now()
     user.updated_at = user.erased_at
+    # Ids merged into this person (an anonymous visitor, an alias) are theirs too: they no
+    # longer lead to the erased row (a later call under one of them is a new user).
+    await session.execute(
+        update(User)
+        .where(User.merged_into == user.id)
+        .values(
+            external_id=None,
+            anonymous_id=None,
+            attributes={},
+            erased_at=user.erased_at,
+            updated_at=user.erased_at,
+        )
+    )
     for device in await session.scalars(select(Device).where(Device.user_id == user.id)):
         await session.delete(device)
     await session.execute(

@@ -48,8 +48,8 @@ async def find_user(session: AsyncSession, *, external_id: str) -> User | None:
         await session.execute(select(User).where(User.external_id == external_id))
     ).scalar_one_or_none()
     if user is not None and user.merged_into is not None:
-        return await session.get(User, user.merged_into)
-    return user
+        user = await session.get(User, user.merged_into)
+    return None if user is None or user.erased_at is not None else user
 
 
 async def get_user(session: AsyncSession, *, user_id: str) -> User | None:

@@ -177,3 +177,18 @@ async def test_an_anonymous_visitor_is_merged_into_the_known_user(
         assert (await s.call("GET", "/v1/users/anonymous:v-1"))["uid"] == vic["uid"] != anon["uid"]
         alias = await s.call("POST", "/v1/alias", {"userId": "vic", "previousId": "old-account"})
         assert alias["success"]  # an unknown previous id merges nothing and fails nothing
+
+
+async def test_ids_merged_into_an_erased_user_are_erased_with_them(
+    postgres_url: str, temporal_client: Client, task_queue: str
+) -> None:
+    async with stack(postgres_url, temporal_client, task_queue) as s:
+        await s.call("POST", "/v1/identify", {"userId": "old-id", "traits": {"plan": "pro"}})
+        await s.call("POST", "/v1/alias", {"userId": "new-id", "previousId": "old-id"})
+        assert (await s.call("GET", "/v1/users/old-id"))["id"] == "new-id"
+        await s.call("DELETE", "/v1/users/new-id")
+        # The old id was the same person: it is gone with them, not a way back to the row.
+        gone = await s.http.get("/v1/users/old-id")
+        assert gone.status_code == 404, gone.text
+        fresh = await s.call("PUT", "/v1/users/old-id", {"attributes": {"plan": "free"}})
+        assert fresh["id"] == "old-id" and fresh["attributes"] == {"plan": "free"}
