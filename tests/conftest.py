@@ -21,7 +21,12 @@ from temporalio.testing import WorkflowEnvironment
 from engine.config.settings import Settings
 from engine.store.migrate import upgrade
 from engine.store.session import make_engine
-from engine.temporal.client import SEARCH_ATTRIBUTES, data_converter, temporal_binary
+from engine.temporal.client import (
+    DEV_SERVER_STARTUP,
+    SEARCH_ATTRIBUTES,
+    data_converter,
+    temporal_binary,
+)
 from engine.temporal.timeskip import TIME_SKIPPING_DEV_SERVER_ARGS
 from engine.testing.pytest_plugin import journey_env
 
@@ -45,6 +50,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     try:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_binary(),
+            dev_server_startup_timeout=DEV_SERVER_STARTUP,
             data_converter=data_converter(Settings()),
             search_attributes=list(SEARCH_ATTRIBUTES),
             dev_server_extra_args=TIME_SKIPPING_DEV_SERVER_ARGS,

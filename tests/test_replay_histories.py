@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from engine.app.journeys import shipped_journeys
 from engine.cli import ops as cli_ops
-from engine.temporal.client import SEARCH_ATTRIBUTES, temporal_binary
+from engine.temporal.client import DEV_SERVER_STARTUP, SEARCH_ATTRIBUTES, temporal_binary
 from engine.temporal.replay import HINT_NONDETERMINISM
 from tests.histories._changed_cart import UnpatchedCart
 from workflows.abandoned_cart import PATCH_LAST_CALL_MIN_VALUE
@@ -130,7 +130,9 @@ def test_replay_command_exit_codes(tmp_path: Path) -> None:
 async def bare_server() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server WITHOUT Nudge's search attributes, like a fresh cluster namespace."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(), dev_server_log_level="error"
+        dev_server_existing_path=temporal_binary(),
+        dev_server_startup_timeout=DEV_SERVER_STARTUP,
+        dev_server_log_level="error",
     )
     async with env:
         yield env

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client, Interceptor
@@ -79,6 +80,11 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
             ),
         )
     return settings.temporal_api_key is not None
+
+
+DEV_SERVER_STARTUP = timedelta(minutes=2)
+"""How long a dev server may take to start (the SDK waits 5 s by default: too little on a
+busy machine)."""
 
 
 def temporal_binary() -> str:

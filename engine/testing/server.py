@@ -22,7 +22,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from engine.config.settings import Settings
 from engine.temporal import timeskip
-from engine.temporal.client import SEARCH_ATTRIBUTES, data_converter, temporal_binary
+from engine.temporal.client import (
+    DEV_SERVER_STARTUP,
+    SEARCH_ATTRIBUTES,
+    data_converter,
+    temporal_binary,
+)
 
 
 class DelayStarts(Interceptor):
@@ -60,6 +65,7 @@ async def start_time_skipping_server(
         with _stdout_to_devnull() if quiet else contextlib.nullcontext():
             env = await WorkflowEnvironment.start_local(
                 dev_server_existing_path=temporal_binary(),
+                dev_server_startup_timeout=DEV_SERVER_STARTUP,
                 dev_server_database_filename=str(where / "temporal.db"),
                 dev_server_extra_args=timeskip.TIME_SKIPPING_DEV_SERVER_ARGS,
                 search_attributes=list(SEARCH_ATTRIBUTES),

@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from engine.temporal.client import temporal_binary
+from engine.temporal.client import DEV_SERVER_STARTUP, temporal_binary
 from engine.temporal.codec import EncryptionCodec, data_converter, generate_key
 from engine.temporal.replay import (
     HINT_CODEC,
@@ -43,7 +43,9 @@ CONVERTER = data_converter(EncryptionCodec({"k1": KEY}))
 
 @pytest.fixture(scope="module")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
-    server = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_binary())
+    server = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(), dev_server_startup_timeout=DEV_SERVER_STARTUP
+    )
     async with server:
         yield server
 

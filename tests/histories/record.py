@@ -42,7 +42,7 @@ from temporalio.testing import WorkflowEnvironment
 from engine.config.nudge_toml import NudgeConfig
 from engine.store.migrate import upgrade
 from engine.store.session import make_engine
-from engine.temporal.client import SEARCH_ATTRIBUTES, temporal_binary
+from engine.temporal.client import DEV_SERVER_STARTUP, SEARCH_ATTRIBUTES, temporal_binary
 from engine.temporal.replay import export_history
 from tests.harness import Stack, eventually
 
@@ -318,6 +318,7 @@ async def record(selected: list[Recording]) -> int:
     results: list[str | BaseException] = []
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
+        dev_server_startup_timeout=DEV_SERVER_STARTUP,
         data_converter=pydantic_data_converter,
         search_attributes=list(SEARCH_ATTRIBUTES),
         dev_server_log_level="error",

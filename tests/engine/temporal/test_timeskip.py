@@ -34,7 +34,7 @@ from temporalio.testing import TimeSkipper, WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from engine.temporal import timeskip
-from engine.temporal.client import temporal_binary
+from engine.temporal.client import DEV_SERVER_STARTUP, temporal_binary
 from tests.kit import eventually
 
 TASK_QUEUE = "timeskip-tests"
@@ -146,6 +146,7 @@ class Listener:
 async def client() -> AsyncIterator[Client]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
+        dev_server_startup_timeout=DEV_SERVER_STARTUP,
         dev_server_extra_args=timeskip.TIME_SKIPPING_DEV_SERVER_ARGS,
         data_converter=pydantic_data_converter,
     )
@@ -349,7 +350,9 @@ async def test_ensure_available_passes_on_an_enabled_server(client: Client) -> N
 
 async def test_server_without_the_flag_raises_unavailable() -> None:
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(), data_converter=pydantic_data_converter
+        dev_server_existing_path=temporal_binary(),
+        dev_server_startup_timeout=DEV_SERVER_STARTUP,
+        data_converter=pydantic_data_converter,
     )
     async with env:
         client = env.client

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from engine.cli.simulate import simulate
 from engine.temporal import timeskip
-from engine.temporal.client import temporal_binary
+from engine.temporal.client import DEV_SERVER_STARTUP, temporal_binary
 from engine.testing import JourneyEnv, TimeSkippingUnavailable
 from engine.testing.pytest_plugin import EnvFactory
 from workflows import AbandonedCart
@@ -74,7 +74,9 @@ async def test_runs_started_later_begin_at_virtual_now_and_reentry_uses_it(
 
 async def test_a_server_without_time_skipping_is_refused_by_name() -> None:
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(), data_converter=pydantic_data_converter
+        dev_server_existing_path=temporal_binary(),
+        dev_server_startup_timeout=DEV_SERVER_STARTUP,
+        data_converter=pydantic_data_converter,
     )
     async with env:
         with pytest.raises(TimeSkippingUnavailable, match=timeskip.DYNAMIC_CONFIG_KEY):
