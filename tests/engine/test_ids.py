@@ -11,9 +11,7 @@ from hypothesis import strategies as st
 
 from engine import ids
 
-names = st.text(
-    st.characters(blacklist_characters="/", blacklist_categories=("Cs",)), min_size=1, max_size=30
-)
+names = st.text(st.characters(codec="utf-8", exclude_characters="/"), min_size=1, max_size=30)
 
 
 def test_fresh_ids_have_their_shape_and_do_not_repeat() -> None:
