@@ -3,6 +3,9 @@ activities: cheap, on the worker that runs the journey). Every one is idempotent
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -32,6 +35,15 @@ class RunActivities:
         self._config = config
         self._version = version
 
+    @contextlib.asynccontextmanager
+    async def _run_row(self) -> AsyncIterator[AsyncSession]:
+        """A transaction on a run's row; one the router has not committed yet is retried."""
+        try:
+            async with self._sessions() as session, session.begin():
+                yield session
+        except runs.RunRowMissing:
+            raise _not_yet() from None
+
     @activity.defn(name="nudge.run_started")
     async def run_started(self, started: RunStarted) -> None:
         """Only runs recorded before the router stored run ids call this (their histories
@@ -42,21 +54,18 @@ class RunActivities:
     @activity.defn(name="nudge.run_finished")
     async def run_finished(self, finished: RunFinished) -> None:
         """Close the run's row with its outcome and the code version that finished it."""
-        async with self._sessions() as session, session.begin():
-            try:
-                await runs.mark_finished(
-                    session,
-                    workflow_id=finished.workflow_id,
-                    run_id=finished.run_id,
-                    status=finished.status,
-                    outcome=finished.outcome,
-                    step=finished.step,
-                    variant=finished.variant,
-                    version=self._version,
-                    at=finished.at,
-                )
-            except runs.RunRowMissing:
-                raise _not_yet() from None
+        async with self._run_row() as session:
+            await runs.mark_finished(
+                session,
+                workflow_id=finished.workflow_id,
+                run_id=finished.run_id,
+                status=finished.status,
+                outcome=finished.outcome,
+                step=finished.step,
+                variant=finished.variant,
+                version=self._version,
+                at=finished.at,
+            )
         journey = ids.journey_of_workflow(finished.workflow_id)
         if journey is not None:
             count_end(journey, str(finished.status), finished.outcome)
@@ -64,37 +73,31 @@ class RunActivities:
     @activity.defn(name="nudge.goal_reached")
     async def goal_reached(self, goal: GoalReached) -> None:
         """A conversion, attributed to the last message the run delivered."""
-        async with self._sessions() as session, session.begin():
-            try:
-                await runs.mark_converted(
-                    session,
-                    workflow_id=goal.workflow_id,
-                    run_id=goal.run_id,
-                    message_id=goal.last_message_id,
-                    at=goal.at,
-                )
-            except runs.RunRowMissing:
-                raise _not_yet() from None
+        async with self._run_row() as session:
+            await runs.mark_converted(
+                session,
+                workflow_id=goal.workflow_id,
+                run_id=goal.run_id,
+                message_id=goal.last_message_id,
+                at=goal.at,
+            )
         JOURNEY_CONVERSIONS.labels(journey_label(goal.journey)).inc()
 
     @activity.defn(name="nudge.variant_assigned")
     async def variant_assigned(self, assigned: VariantAssigned) -> None:
         """The run's experiment arm, recorded when `split` assigns it."""
-        async with self._sessions() as session, session.begin():
-            try:
-                await experiments.record_assignment(
-                    session,
-                    workflow_id=assigned.workflow_id,
-                    run_id=assigned.run_id,
-                    journey=assigned.journey,
-                    experiment=assigned.experiment,
-                    variant=assigned.variant,
-                    arms=assigned.arms,
-                    holdout=assigned.holdout,
-                    at=assigned.at,
-                )
-            except runs.RunRowMissing:
-                raise _not_yet() from None
+        async with self._run_row() as session:
+            await experiments.record_assignment(
+                session,
+                workflow_id=assigned.workflow_id,
+                run_id=assigned.run_id,
+                journey=assigned.journey,
+                experiment=assigned.experiment,
+                variant=assigned.variant,
+                arms=assigned.arms,
+                holdout=assigned.holdout,
+                at=assigned.at,
+            )
 
     @activity.defn(name="nudge.user_zone")
     async def user_zone(self, request: UserZoneRequest) -> UserZone:
