@@ -1,4 +1,5 @@
-"""Places: which geofences (nudge.toml `[[geofences]]`) a location lies in. Pure functions.
+"""Places: which geofences (nudge.toml `[[geofences]]`) a location lies in, and the
+distances segments' `near(...)` tests (`engine.segments.compile`). Pure functions.
 
 Circles are great-circle distances (haversine, on a 6,371 km sphere: within 0.5 % of the
 ellipsoid, metres at city scale). Polygons use shapely's prepared geometries on
@@ -25,6 +26,33 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+
+
+def bounding_box(
+    latitude: float, longitude: float, radius_m: float
+) -> tuple[float, float, list[tuple[float, float]]]:
+    """(south, north, longitude ranges) holding every point within `radius_m` metres of the
+    point: a cheap prefilter before `distance_m`, never smaller than the circle.
+
+    Each range is (west, east) with west <= east, in [-180, 180]: two ranges when the circle
+    crosses the antimeridian, the whole circle of longitudes when it holds a pole. The
+    widest longitude of a spherical cap is asin(sin(d) / cos(latitude)), d the angular radius.
+    """
+    spread = radius_m / EARTH_RADIUS_M  # the angular radius, in radians
+    margin = 1e-9  # degrees (~0.1 mm): rounding never shaves a member off the edge
+    south = latitude - math.degrees(spread) - margin
+    north = latitude + math.degrees(spread) + margin
+    if spread >= math.pi or south <= -90 or north >= 90:
+        return max(south, -90.0), min(north, 90.0), [(-180.0, 180.0)]
+    width = math.degrees(math.asin(math.sin(spread) / math.cos(math.radians(latitude))))
+    west, east = longitude - width - margin, longitude + width + margin
+    if east - west >= 360:
+        return south, north, [(-180.0, 180.0)]
+    if west < -180:
+        return south, north, [(west + 360, 180.0), (-180.0, east)]
+    if east > 180:
+        return south, north, [(west, 180.0), (-180.0, east - 360)]
+    return south, north, [(west, east)]
 
 
 class Fences:

@@ -2,17 +2,24 @@
 
 Attributes read the JSON column (`->>` on Postgres, `json_extract` on SQLite) and compare
 numbers only with numbers (a string `"12"` is not `>= 10`, and never a cast error); events
-and consent are correlated subqueries on the user's own rows. `now` is explicit, so a
-segment evaluated by a workflow under virtual time agrees with that workflow's clock.
+and consent are correlated subqueries on the user's own rows. `near(...)` reads the user's
+one `user_locations` row: a latitude/longitude box (`engine.geo.bounding_box`, split in two
+across the antimeridian) that costs only comparisons, then the great-circle distance:
+haversine in SQL on Postgres, and on SQLite `engine.geo.distance_m` itself, registered on
+every connection (`engine.store.session`), since SQLite builds differ in whether they have
+trigonometry. `now` is explicit, so a segment evaluated by a workflow under virtual time
+agrees with that workflow's clock.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Float,
     and_,
     case,
     exists,
@@ -24,6 +31,7 @@ from sqlalchemy import (
     true,
 )
 
+from engine.geo import EARTH_RADIUS_M, bounding_box
 from engine.segments.language import (
     And,
     Attr,
@@ -33,12 +41,14 @@ from engine.segments.language import (
     Did,
     EventFilter,
     Member,
+    Near,
     Node,
     Not,
     Or,
     Subscribed,
 )
-from engine.store.models import Consent, Event, User
+from engine.store.models import Consent, Event, User, UserLocation
+from engine.store.session import SQLITE_DISTANCE_M
 from schemas.common import ALL_TOPICS
 
 _OPS = {
@@ -81,6 +91,9 @@ class _Compiler:
             case Did(events):
                 found: ColumnElement[bool] = exists(self.events(events))
                 return found
+            case Near():
+                close: ColumnElement[bool] = exists(self.near(node))
+                return close
             case Subscribed(channel, topic):
                 subscribed: ColumnElement[bool] = self.consent(channel, topic) == "subscribed"
                 return subscribed
@@ -153,6 +166,41 @@ class _Compiler:
             else:
                 query = query.where(prop.as_string() == value)
         return query.correlate(User)
+
+    # -- places ----------------------------------------------------------------------------
+
+    def near(self, near: Near) -> Any:
+        """The user's location row when it lies within the radius (and is fresh enough)."""
+        radius_m = near.km * 1000
+        south, north, ranges = bounding_box(near.latitude, near.longitude, radius_m)
+        query = select(UserLocation.user_id).where(
+            UserLocation.user_id == User.id,
+            UserLocation.latitude.between(south, north),
+            or_(*(UserLocation.longitude.between(west, east) for west, east in ranges)),
+            self.distance_m(near.latitude, near.longitude) <= radius_m,
+        )
+        if near.within is not None:
+            query = query.where(UserLocation.at >= self.now - near.within)
+        return query.correlate(User)
+
+    def distance_m(self, latitude: float, longitude: float) -> ColumnElement[float]:
+        """Metres from the user's location to the point: `engine.geo.distance_m` in SQL."""
+        if not self.postgres:
+            return getattr(func, SQLITE_DISTANCE_M)(  # type: ignore[no-any-return]
+                UserLocation.latitude, UserLocation.longitude, latitude, longitude, type_=Float
+            )
+        # Haversine, with the point's own terms computed here, once.
+        phi = func.radians(UserLocation.latitude, type_=Float)
+        half_dphi = func.sin((phi - math.radians(latitude)) * 0.5, type_=Float)
+        half_dlon = func.sin(
+            (func.radians(UserLocation.longitude, type_=Float) - math.radians(longitude)) * 0.5,
+            type_=Float,
+        )
+        h = half_dphi * half_dphi + math.cos(math.radians(latitude)) * func.cos(
+            phi, type_=Float
+        ) * (half_dlon * half_dlon)
+        angle = func.asin(func.least(1.0, func.sqrt(h, type_=Float), type_=Float), type_=Float)
+        return 2 * EARTH_RADIUS_M * angle
 
     def consent(self, channel: str, topic: str) -> Any:
         """The newest consent entry for (channel, topic or `all`), as a scalar subquery."""

@@ -6,18 +6,22 @@ come with a line, a column and what was expected) into the typed tree below.
     count("Order Completed", where={"currency": "EUR"}, within="30d") >= 2
     subscribed("sms") or consent("push", topic="news") == "subscribed"
     country in ["FR", "BE"] and age >= 18 and vip
+    near(52.52, 13.405, km=5, within="7d") and not did("Order Completed")
 
 Names are profile attributes (`address.city` reads a nested one; `timezone` and `locale`
 are the profile's own fields). A bare name is true when the attribute is `true`. `did` and
 `count` look at the user's events (`within` a duration such as "14d", `where` equal
 properties); `subscribed(channel, topic="marketing")` is the consent a marketing send
 needs; `consent(channel, topic=...)` compares the state ("subscribed", "unsubscribed",
-"pending", "unknown"). Nothing here touches a database: `engine.segments.compile` turns a
-tree into SQL.
+"pending", "unknown"). `near(latitude, longitude, km=R)` is true when the user's last known
+location (the one `user_locations` keeps) lies within R km of the point, great-circle;
+`within=` keeps only a location taken that recently. Nothing here touches a database:
+`engine.segments.compile` turns a tree into SQL.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
@@ -125,6 +129,17 @@ class ConsentState:
 
 
 @dataclass(frozen=True)
+class Near:
+    """The user's last known location is at most `km` kilometres (great-circle) from
+    (`latitude`, `longitude`) in degrees, and was taken within `within` (None: ever)."""
+
+    latitude: float
+    longitude: float
+    km: float
+    within: timedelta | None = None
+
+
+@dataclass(frozen=True)
 class Compare:
     left: Attr | Count | ConsentState
     op: str
@@ -153,7 +168,7 @@ class Or:
     items: tuple[Node, ...]
 
 
-Node = Attr | Did | Subscribed | Compare | Member | Not | And | Or
+Node = Attr | Did | Subscribed | Near | Compare | Member | Not | And | Or
 Operand = Attr | Did | Count | Subscribed | ConsentState | Node
 
 
@@ -175,7 +190,7 @@ class _Invalid(Exception):
 
 
 def _literal(value: Any, token: Token | Tree[Any] | None) -> Any:
-    if isinstance(value, Attr | Did | Count | Subscribed | ConsentState | Compare | Not):
+    if isinstance(value, Attr | Did | Count | Subscribed | ConsentState | Near | Compare | Not):
         raise _Invalid("expected a value (a string, number, true, false, null or list)", token)
     return value
 
@@ -229,8 +244,11 @@ class _Build(Transformer[Token, Any]):
             return _events_call(str(function), positional, keywords, where)
         if function in ("subscribed", "consent"):
             return _consent_call(str(function), positional, keywords, where)
+        if function == "near":
+            return _near_call(positional, keywords, where)
         raise _Invalid(
-            f"unknown function {function!s}(): use did, count, subscribed or consent", function
+            f"unknown function {function!s}(): use did, count, subscribed, consent or near",
+            function,
         )
 
     def compare(self, meta: Any, children: list[Any]) -> Compare:
@@ -279,7 +297,7 @@ class _Build(Transformer[Token, Any]):
 def _boolean(node: Any, where: Tree[Any]) -> Node:
     if isinstance(node, Count | ConsentState):
         raise _Invalid("count(...) and consent(...) need a comparison (e.g. `>= 2`)", where)
-    if not isinstance(node, Attr | Did | Subscribed | Compare | Member | Not | And | Or):
+    if not isinstance(node, Attr | Did | Subscribed | Near | Compare | Member | Not | And | Or):
         raise _Invalid("expected a condition, found a bare value", where)
     return node
 
@@ -292,17 +310,7 @@ def _events_call(
     unknown = set(keywords) - {"within", "where"}
     if unknown:
         raise _Invalid(f"{function}() has no argument {sorted(unknown)[0]!r}", where)
-    within = None
-    if "within" in keywords:
-        value, at = keywords["within"]
-        try:
-            within = parse_duration(value) if isinstance(value, str) else None
-        except ValueError:
-            within = None
-        if not isinstance(within, timedelta) or within <= timedelta(0):
-            raise _Invalid(
-                'within= takes a positive duration such as "14d" or "12h"', Tree("", [], at)
-            )
+    within = _within(keywords)
     filters: dict[str, Any] = {}
     if "where" in keywords:
         value, at = keywords["where"]
@@ -316,6 +324,45 @@ def _events_call(
         filters = value
     events = EventFilter(event=positional[0], within=within, where=filters)
     return Did(events) if function == "did" else Count(events)
+
+
+def _within(keywords: dict[str, Any]) -> timedelta | None:
+    """The `within=` duration of a call (None when absent); positive, or `_Invalid`."""
+    if "within" not in keywords:
+        return None
+    value, at = keywords["within"]
+    try:
+        within = parse_duration(value) if isinstance(value, str) else None
+    except ValueError:
+        within = None
+    if not isinstance(within, timedelta) or within <= timedelta(0):
+        raise _Invalid('within= takes a positive duration such as "14d" or "12h"', Tree("", [], at))
+    return within
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _near_call(positional: list[Any], keywords: dict[str, Any], where: Tree[Any]) -> Near:
+    usage = "near() takes a latitude, a longitude and a radius: near(52.52, 13.405, km=5)"
+    if len(positional) != 2 or "km" not in keywords:
+        raise _Invalid(usage, where)
+    unknown = set(keywords) - {"km", "within"}
+    if unknown:
+        raise _Invalid(f"near() has no argument {sorted(unknown)[0]!r}", where)
+    latitude, longitude = _number(positional[0]), _number(positional[1])
+    if latitude is None or not -90 <= latitude <= 90:
+        raise _Invalid("near(): the latitude is a number from -90 to 90", where)
+    if longitude is None or not -180 <= longitude <= 180:
+        raise _Invalid("near(): the longitude is a number from -180 to 180", where)
+    km, at = keywords["km"]
+    radius = _number(km)
+    if radius is None or radius <= 0:
+        raise _Invalid("km= takes a positive number of kilometres", Tree("", [], at))
+    return Near(latitude, longitude, radius, _within(keywords))
 
 
 def _consent_call(

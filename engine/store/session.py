@@ -12,6 +12,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from engine.geo import distance_m
+
+SQLITE_DISTANCE_M = "nudge_distance_m"
+"""The SQL function `nudge_distance_m(lat1, lon1, lat2, lon2)` every SQLite connection has:
+`engine.geo.distance_m`, for segments' `near(...)` (SQLite may be built without `sin`)."""
+
 
 def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncEngine:
     """Create an async engine for `postgresql+asyncpg://` or `sqlite+aiosqlite://` URLs.
@@ -36,6 +42,7 @@ def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncE
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+            dbapi_connection.create_function(SQLITE_DISTANCE_M, 4, distance_m, deterministic=True)
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn: Any) -> None:

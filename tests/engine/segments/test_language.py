@@ -17,6 +17,7 @@ from engine.segments.language import (
     Did,
     EventFilter,
     Member,
+    Near,
     Not,
     Or,
     Subscribed,
@@ -92,3 +93,36 @@ def test_two_declarations_of_one_name_must_agree() -> None:
     assert Segments([one, one]).names() == ["pro"]
     with pytest.raises(SegmentError, match=r"also declared at a\.py:3"):
         Segments([one, Segment("pro", 'plan == "team"', source="nudge.toml")])
+
+
+def test_near_parses_with_its_radius_and_freshness() -> None:
+    assert parse("near(52.52, 13.405, km=5)") == Near(52.52, 13.405, 5.0)
+    assert parse('near(-17.7, -179.9, km=0.5, within="7d") and vip') == And(
+        (Near(-17.7, -179.9, 0.5, timedelta(days=7)), Attr(("vip",)))
+    )
+    assert parse('not near(0, 0, km=10) or did("App Opened")') == Or(
+        (Not(Near(0.0, 0.0, 10.0)), Did(EventFilter("App Opened")))
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "reason"),
+    [
+        ("near(52.52, 13.405)", 1, "takes a latitude, a longitude and a radius"),
+        ("near(52.52, km=5)", 1, "takes a latitude, a longitude and a radius"),
+        ("near(91, 13.4, km=5)", 1, "latitude is a number from -90 to 90"),
+        ('near("52.5", 13.4, km=5)', 1, "latitude is a number from -90 to 90"),
+        ("near(52.5, -180.5, km=5)", 1, "longitude is a number from -180 to 180"),
+        ("near(52.5, 13.4, km=0)", 18, "km= takes a positive number"),
+        ("near(52.5, 13.4, km=-2)", 18, "km= takes a positive number"),
+        ('near(52.5, 13.4, km="5")', 18, "km= takes a positive number"),
+        ("near(52.5, 13.4, km=5, m=3)", 1, "has no argument 'm'"),
+        ('near(52.5, 13.4, km=5, within="soon")', 24, "positive duration"),
+        ("near(52.5, 13.4, km=5) >= 2", 1, "can be compared"),
+    ],
+)
+def test_near_refuses_what_is_not_a_place(text: str, column: int, reason: str) -> None:
+    with pytest.raises(SegmentError) as raised:
+        parse(text)
+    assert raised.value.column == column, str(raised.value)
+    assert reason in raised.value.reason

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.segments import parse
-from engine.store import consent, outbox
+from engine.store import consent, locations, outbox
 from engine.store import segments as store
 from engine.store.users import apply_profile, ensure_user
 from schemas.common import ConsentSource, ConsentState
@@ -143,3 +143,70 @@ async def test_pages_are_keyset_pages_by_user_id(db: Sessions, people: dict[str,
         assert [m.user_id for m in only_paris] == [people["ann"]]
         sample = await store.sample(s, tree=tree, at=NOW, limit=2)
         assert sample == sorted((uid, name) for name, uid in people.items())[:2]
+
+
+BERLIN = (52.5200, 13.4050)
+SUVA = (-18.1416, 178.4419)  # Fiji: its 300 km circle crosses the antimeridian
+
+
+@pytest.fixture
+async def travellers(db: Sessions) -> dict[str, str]:
+    """Last known locations: two in Berlin (one a month old), one in Potsdam (~27 km out),
+    two around Fiji on either side of the antimeridian, and one nobody has located."""
+    fixes = {
+        "eva": (52.5163, 13.3777, 1),  # the Brandenburg Gate, ~1.9 km from the point
+        "finn": (52.5450, 13.4200, 30),  # ~3 km, a fix taken a month ago
+        "gus": (52.3906, 13.0645, 1),  # Potsdam
+        "hana": (-16.7770, 179.3400, 2),  # Labasa, Vanua Levu: ~180 km from Suva
+        "ilo": (-16.9000, -179.9000, 2),  # just east of the line: ~220 km
+        "jo": (-21.1789, -175.1982, 2),  # Nuku'alofa, Tonga: ~750 km
+    }
+    async with db() as s, s.begin():
+        ids = {"kim": await person(s, "kim", plan="pro")}  # never located
+        for name, (lat, lon, days_ago) in fixes.items():
+            ids[name] = await person(s, name, plan="pro" if name in ("eva", "gus") else "free")
+            at = NOW - timedelta(days=days_ago)
+            await locations.move(
+                s,
+                user_id=ids[name],
+                latitude=lat,
+                longitude=lon,
+                taken_at=at,
+                geofences=[],
+                at=at,
+            )
+        await event(s, ids["finn"], "App Opened", 2)
+        await event(s, ids["eva"], "Order Completed", 3, currency="EUR")
+    return ids
+
+
+PLACES = [
+    ("near(52.52, 13.405, km=5)", {"eva", "finn"}),
+    ('near(52.52, 13.405, km=5, within="7d")', {"eva"}),  # finn's fix is a month old
+    ("near(52.52, 13.405, km=50)", {"eva", "finn", "gus"}),
+    ("near(52.52, 13.405, km=1)", set()),
+    ("near(-18.1416, 178.4419, km=300)", {"hana", "ilo"}),  # both sides of 180°
+    ("near(-16.9, 180, km=60)", {"ilo"}),  # a centre on the line itself
+    ("near(-18.1416, 178.4419, km=1000)", {"hana", "ilo", "jo"}),
+    ('near(52.52, 13.405, km=50) and plan == "pro"', {"eva", "gus"}),
+    ('near(52.52, 13.405, km=5) and did("App Opened", within="7d")', {"finn"}),
+    (
+        'near(52.52, 13.405, km=5) and not did("Order Completed") or near(-18.14, 178.44, km=200)',
+        {"finn", "hana"},
+    ),
+    ("not near(52.52, 13.405, km=50)", {"hana", "ilo", "jo", "kim"}),  # no fix: not near
+]
+
+
+@pytest.mark.parametrize(("expression", "expected"), PLACES, ids=[c[0] for c in PLACES])
+async def test_near_reads_the_last_location_in_bulk_and_one_by_one(
+    db: Sessions, travellers: dict[str, str], expression: str, expected: set[str]
+) -> None:
+    tree = parse(expression)
+    names = {uid: name for name, uid in travellers.items()}
+    async with db() as s:
+        members = await store.page(s, tree=tree, at=NOW, limit=100)
+        assert {names[m.user_id] for m in members} == expected
+        assert await store.size(s, tree=tree, at=NOW) == len(expected)
+        for name, uid in travellers.items():
+            assert await store.is_member(s, tree=tree, at=NOW, user_id=uid) is (name in expected)
