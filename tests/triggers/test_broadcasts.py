@@ -138,6 +138,51 @@ async def test_segments_api_and_a_broadcast_enter_members_once(
         await eventually(failed)
 
 
+async def test_a_broadcast_to_a_place_enters_only_the_users_last_seen_near_it(
+    postgres_url: str, temporal_client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """Locations come in as events; the router keeps each user's last one, and `near(...)`
+    reads it, for the segment's size and sample and for the broadcast's pages."""
+    (tmp_path / "nudge.toml").write_text(
+        CONFIG.replace("[segments]\n", "[segments]\nberlin = 'near(52.52, 13.405, km=5)'\n")
+    )
+    async with Stack(
+        database_url=postgres_url,
+        client=temporal_client,
+        task_queue=task_queue,
+        journeys=shipped_journeys(),
+        config=load_config(tmp_path / "nudge.toml"),
+    ) as s:
+        gate, potsdam, munich = (52.5163, 13.3777), (52.3906, 13.0645), (48.1374, 11.5755)
+        await s.track("eva", "Location Updated", {"latitude": gate[0], "longitude": gate[1]})
+        # Segment's spec puts a location in context.location; the router reads both.
+        near = {"location": {"latitude": 52.5450, "longitude": 13.4200}}  # ~3 km
+        await s.track("finn", "App Opened", context=near)
+        await s.track("gus", "Location Updated", {"latitude": potsdam[0], "longitude": potsdam[1]})
+        # lea was in Berlin, then in Munich: her last location is what counts.
+        await s.track("lea", "Location Updated", {"latitude": gate[0], "longitude": gate[1]})
+        await s.track("lea", "Location Updated", {"latitude": munich[0], "longitude": munich[1]})
+        await s.profile("kim", attributes={"plan": "pro"})  # never located
+        for user in ("eva", "finn", "gus", "lea"):
+            await s.routed(user)
+
+        shown = await s.call("GET", "/v1/segments/berlin")
+        assert shown["expression"] == "near(52.52, 13.405, km=5)"
+        assert shown["size"] == 2
+        assert {m["user_id"] for m in shown["sample"]} == {"eva", "finn"}
+
+        started = await s.call(
+            "POST", "/v1/broadcasts", {"journey": "win_back", "segment": "berlin"}
+        )
+        done = await finished(s, started["id"])
+        assert (done["total"], done["entered"], done["skipped"]) == (2, 2, 0)
+        for user in ("eva", "finn"):
+            [run] = await s.wait_closed(user)
+            assert run["journey"] == "win_back"
+        for user in ("gus", "lea", "kim"):
+            assert await s.runs(user) == []
+
+
 async def test_a_broadcast_survives_a_worker_kill_and_enters_each_member_exactly_once(
     postgres_url: str, temporal_client: Client, task_queue: str, tmp_path: Path
 ) -> None:

@@ -3,12 +3,18 @@ errors with a non-zero exit for what a person can fix."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from engine.cli.main import app
+from engine.store import locations
+from engine.store.users import ensure_user
+from tests.kit.db import sessions
 
 runner = CliRunner()
 
@@ -75,3 +81,42 @@ def test_schedules_list_shows_next_firings_from_croniter(env: Path) -> None:
     assert (
         listed.output.count("next: Sun") == 2 and listed.output.count("19:00 UTC (Mon 09:00") == 2
     )
+
+
+def test_segments_show_a_place_and_refuse_a_place_off_the_map(env: Path) -> None:
+    env.write_text(CONFIG.replace("[segments]\n", NEAR_BERLIN))
+    url = os.environ["NUDGE_DATABASE_URL"]
+    asyncio.run(_locate(url, {"eva": (52.5163, 13.3777), "gus": (52.3906, 13.0645)}))
+    runner.invoke(app, ["emit", "Signed Up", "--user", "kim"])  # never located
+    shown = runner.invoke(app, ["segments", "show", "near_berlin"])
+    assert shown.exit_code == 0, shown.output
+    assert "1 member now" in shown.output and "eva" in shown.output
+    assert "gus" not in shown.output and "kim" not in shown.output
+    env.write_text("[segments]\nnowhere = 'near(95, 13.4, km=5)'\n")
+    for args in (["segments", "list"], ["segments", "show", "nowhere"]):
+        refused = runner.invoke(app, args)
+        assert refused.exit_code == 1, refused.output
+        assert "segments.nowhere" in refused.output
+        assert "latitude is a number from -90 to 90" in refused.output
+        assert "Traceback" not in refused.output
+
+
+NEAR_BERLIN = "[segments]\nnear_berlin = 'near(52.52, 13.405, km=5)'\n"
+
+
+async def _locate(url: str, people: dict[str, tuple[float, float]]) -> None:
+    """Last known locations, as the router stores them from location events."""
+    at = datetime.now(UTC)
+    async with sessions(url) as maker, maker() as db, db.begin():
+        for name, (latitude, longitude) in people.items():
+            user = await ensure_user(db, external_id=name)
+            await db.flush()
+            await locations.move(
+                db,
+                user_id=user.id,
+                latitude=latitude,
+                longitude=longitude,
+                taken_at=at,
+                geofences=[],
+                at=at,
+            )
