@@ -341,9 +341,14 @@ def _within(keywords: dict[str, Any]) -> timedelta | None:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    """A finite number as a float (a 400-digit integer too big for one: None), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _near_call(positional: list[Any], keywords: dict[str, Any], where: Tree[Any]) -> Near:

@@ -116,6 +116,8 @@ def test_near_parses_with_its_radius_and_freshness() -> None:
         ("near(52.5, 13.4, km=0)", 18, "km= takes a positive number"),
         ("near(52.5, 13.4, km=-2)", 18, "km= takes a positive number"),
         ('near(52.5, 13.4, km="5")', 18, "km= takes a positive number"),
+        ("near(52.5, 13.4, km=1e400)", 18, "km= takes a positive number"),
+        (f"near(52.5, {'9' * 400}, km=5)", 1, "longitude is a number from -180 to 180"),
         ("near(52.5, 13.4, km=5, m=3)", 1, "has no argument 'm'"),
         ('near(52.5, 13.4, km=5, within="soon")', 24, "positive duration"),
         ("near(52.5, 13.4, km=5) >= 2", 1, "can be compared"),
