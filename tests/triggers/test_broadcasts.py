@@ -1,10 +1,11 @@
 """Broadcasts end to end: the segments API, `POST /v1/broadcasts` through the entry
-workflow into a shipped journey, and a broadcast to 1,000 users whose `nudge worker` is
+workflow into a shipped journey, and a broadcast to 10,000 users whose `nudge worker` is
 killed mid-way that still enters each user exactly once (with the memo check in
 `activities/broadcasts.py` switched off, this test finds users entered twice)."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections import Counter
 from pathlib import Path
@@ -183,6 +184,10 @@ async def test_a_broadcast_to_a_place_enters_only_the_users_last_seen_near_it(
             assert await s.runs(user) == []
 
 
+MEMBERS = 10_000
+"""The audience of the kill test: the issue's 10,000 users."""
+
+
 async def test_a_broadcast_survives_a_worker_kill_and_enters_each_member_exactly_once(
     postgres_url: str, temporal_client: Client, task_queue: str, tmp_path: Path
 ) -> None:
@@ -202,7 +207,7 @@ async def test_a_broadcast_survives_a_worker_kill_and_enters_each_member_exactly
         config=load_config(config),
         run_worker=False,
     ) as s:
-        members = await people(s, "pro", 1000, plan="pro")
+        members = await people(s, "pro", MEMBERS, plan="pro")
         await people(s, "free", 50, plan="free")
 
         async def rows() -> int:
@@ -235,15 +240,16 @@ async def test_a_broadcast_survives_a_worker_kill_and_enters_each_member_exactly
 
             async def entered() -> dict[str, Any] | None:
                 row: dict[str, Any] = await s.call("GET", f"/v1/broadcasts/{started['id']}")
-                return row if row["entered"] + row["skipped"] >= 1000 else None
+                return row if row["entered"] + row["skipped"] >= MEMBERS else None
 
-            done = await eventually(entered, timeout=240)
+            # ~25 entries/s on this shared 2-core box (bench/README.md): a deadline, not a wait.
+            done = await eventually(entered, timeout=MEMBERS / 5)
         finally:
             for worker in (first, second):
                 if worker is not None and worker.returncode is None:
                     worker.terminate()
                     await worker.wait()
-        assert (done["total"], done["entered"], done["skipped"]) == (1000, 1000, 0)
+        assert (done["total"], done["entered"], done["skipped"]) == (MEMBERS, MEMBERS, 0)
         async with s.context.sessions() as db:
             entries = Counter(await db.scalars(select(JourneyRun.user_id)))
         assert set(entries) == set(members) and set(entries.values()) == {1}
@@ -257,8 +263,17 @@ async def test_a_broadcast_survives_a_worker_kill_and_enters_each_member_exactly
 
 async def _terminate_all(client: Client, task_queue: str) -> None:
     """End what the test left running on its queue (no worker polls it any more), so the
-    session's server does not carry a thousand pending runs into later tests."""
-    async for execution in client.list_workflows(
-        f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"
-    ):
-        await client.get_workflow_handle(execution.id).terminate("test over")
+    session's server does not carry thousands of pending runs into later tests."""
+    running = [
+        execution.id
+        async for execution in client.list_workflows(
+            f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"
+        )
+    ]
+    for start in range(0, len(running), 100):
+        await asyncio.gather(
+            *(
+                client.get_workflow_handle(workflow_id).terminate("test over")
+                for workflow_id in running[start : start + 100]
+            )
+        )
