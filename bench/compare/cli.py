@@ -22,7 +22,7 @@ import platform
 import signal
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from bench._common import REPO, count_core_warnings, load_average, print_core_warnings
@@ -34,6 +34,11 @@ Runner = Callable[[argparse.Namespace], Awaitable[list[Result]]]
 
 async def _one(result: Awaitable[Result]) -> list[Result]:
     return [await result]
+
+
+async def _each(results: Iterable[Awaitable[Result]]) -> list[Result]:
+    """One after another (never at once: each would slow the other)."""
+    return [await result for result in results]
 
 
 RUNNERS: dict[str, Runner] = {
@@ -51,8 +56,11 @@ RUNNERS: dict[str, Runner] = {
         gate.gate(a.pairs, hot=a.gate_hot, spread=a.gate_spread, users=a.gate_users)
     ),
     "worker-cpu": lambda a: _one(cpu.worker_cpu(a.pairs, runs=a.cpu_runs)),
-    "steady-ingest": lambda a: _one(
-        ingestion.steady_ingest(rate=a.steady_rate, batch=a.steady_batch, seconds=a.steady_seconds)
+    "steady-ingest": lambda a: _each(
+        ingestion.steady_ingest(
+            rate=a.steady_rate, batch=a.steady_batch, seconds=a.steady_seconds, triggers=share
+        )
+        for share in (float(t) for t in a.steady_triggers.split(","))
     ),
 }
 
@@ -144,6 +152,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     sizes.add_argument("--steady-rate", type=float, default=150, help="steady-ingest: events/s")
     sizes.add_argument("--steady-batch", type=int, default=50, help="steady-ingest: per request")
     sizes.add_argument("--steady-seconds", type=float, default=60, help="steady-ingest: seconds")
+    sizes.add_argument(
+        "--steady-triggers",
+        default="1,0.1",
+        help="steady-ingest: shares of the events that start a run, comma-separated",
+    )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(RUNNERS)
     unknown = [n for n in names if n not in RUNNERS]

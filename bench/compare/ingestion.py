@@ -26,7 +26,7 @@ from bench._common import (
     truncate,
     wait_for,
 )
-from bench.compare import nudge
+from bench.compare import nudge, routing
 from bench.compare.report import Measure, Result, Values, run_pairs
 from engine.context import Context
 from engine.store.keys import create_key
@@ -157,29 +157,67 @@ async def batch_ingest(
         return await run_pairs(result, pairs, side("bare"), side("nudge"))
 
 
-async def steady_ingest(*, rate: float, batch: int, seconds: float) -> Result:
+def stream(prefix: str, count: int, *, triggers: float, users: int) -> list[dict[str, Any]]:
+    """`count` calls with message ids: a share `triggers` of them "Cart Touched" (each a new
+    cart, so a new `t_keyed` run: a signal-with-start), spread evenly, the rest "Page
+    Viewed" (a journey trigger, exit, goal or wait of none of the test journeys: routed
+    without a Temporal call), over `users` users in turn."""
+    every = round(1 / triggers) if triggers > 0 else 0
+    calls = []
+    for i in range(count):
+        user = f"{prefix}-{i % users}"
+        if every and i % every == 0:
+            calls.append(nudge.touch(user, f"c{i}", message_id=f"{prefix}-m{i}"))
+        else:
+            calls.append(
+                {
+                    "type": "track",
+                    "userId": user,
+                    "event": "Page Viewed",
+                    "properties": {"path": f"/p/{i % 50}"},
+                    "messageId": f"{prefix}-m{i}",
+                }
+            )
+    return calls
+
+
+async def steady_ingest(*, rate: float, batch: int, seconds: float, triggers: float) -> Result:
     """Nudge only: `rate` events/s in `/v1/batch` requests of `batch`, open loop, for
     `seconds`, with the router inside the API process (woken by every request), and the
-    outbox's backlog sampled every second; then the time until it drains."""
+    outbox's backlog sampled every second; then the time until it drains. A share
+    `triggers` of the events start a run (1: every one, the router's worst case); the
+    rest are events no run listens to. Bare signal-with-start's rate on a fresh dev server
+    is measured first, the same moment's ceiling for the runs the stream starts."""
     total = int(rate * seconds)
+    users = total if triggers >= 1 else max(1, total // 20)
+    mix = (
+        "'Cart Touched' events, each its own user and cart (each starts a t_keyed run: one"
+        " signal-with-start per event, the router's worst case)"
+        if triggers >= 1
+        else f"events over {users} users: {triggers:.0%} 'Cart Touched' (each a new cart:"
+        " a new t_keyed run, one signal-with-start), spread evenly, the rest 'Page Viewed'"
+        " (no journey triggers on, exits on, or listens to it: routed without a Temporal"
+        " call), as a product's stream of mostly page and screen events would be"
+    )
     result = Result(
-        name="steady-ingest",
+        name="steady-ingest" if triggers >= 1 else f"steady-ingest ({triggers:.0%} triggers)",
         method=(
             f"Nudge only, once. {rate:g} events/s as POST /v1/batch of {batch} (one request"
-            f" every {batch / rate:.2f} s, open loop) for {seconds:g} s = {total} 'Cart"
-            " Touched' events, each its own user and cart (each starts a t_keyed run: one"
-            " signal-with-start per event, the router's worst case), to the API in a child"
-            " process with the router inside it (own pool, woken by every request, poll"
-            " interval 0.5 s); a fresh dev server, no worker. The backlog (SELECT count(*)"
-            " FROM events WHERE routed_at IS NULL) is sampled every second from this"
-            " process. Target: the backlog stays under 1,000 and drains."
+            f" every {batch / rate:.2f} s, open loop) for {seconds:g} s = {total} {mix},"
+            " to the API in a child process with the router inside it (own pool, woken by"
+            " every request, poll interval 0.5 s); a fresh dev server, no worker. The"
+            " backlog (SELECT count(*) FROM events WHERE routed_at IS NULL) is sampled every"
+            " second from this process. Before it, bare signal-with-start's rate on a fresh"
+            " dev server (route-burst's bare side, 500 starts): the ceiling of the runs a"
+            " stream can start here. Target: the backlog stays under 1,000 and drains."
         ),
     )
+    ceiling = (await routing.bare_route(500, prefix="ceiling"))["routed/s"]
     async with bench_context() as context, temporal_server() as server:
         async with context.sessions() as db:
             key = await create_key(db, name="bench")
             await db.commit()
-        bodies = tracked("steady", total)
+        bodies = stream("steady", total, triggers=triggers, users=users)
         batches = [bodies[i : i + batch] for i in range(0, total, batch)]
         schema = context.settings.database_schema or ""
         backlog: list[tuple[float, int]] = []
@@ -222,6 +260,8 @@ async def steady_ingest(*, rate: float, batch: int, seconds: float) -> Result:
         (n for t, n in backlog if t >= loaded - started), backlog[-1][1] if backlog else 0
     )
     result.lines += [
+        f"bare signal-with-start, just before: {ceiling:.1f}/s; this stream starts"
+        f" {rate * triggers:.1f} runs/s",
         f"offered {total} events in {len(batches)} requests over {seconds:g} s;"
         f" accepted {accepted} ({accepted / (loaded - started):.1f} events/s over"
         f" {loaded - started:.1f} s), {failed} requests failed;"

@@ -1,11 +1,13 @@
 """Broadcasts end to end: the segments API, `POST /v1/broadcasts` through the entry
-workflow into a shipped journey, and a broadcast to 10,000 users whose `nudge worker` is
-killed mid-way that still enters each user exactly once (with the memo check in
-`activities/broadcasts.py` switched off, this test finds users entered twice)."""
+workflow into a shipped journey, and a broadcast to 1,000 users (10,000 with
+`NUDGE_TEST_BROADCAST_MEMBERS=10000`) whose `nudge worker` is killed mid-way that still
+enters each user exactly once (with the memo check in `activities/broadcasts.py`
+switched off, this test finds users entered twice)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections import Counter
 from pathlib import Path
@@ -184,8 +186,9 @@ async def test_a_broadcast_to_a_place_enters_only_the_users_last_seen_near_it(
             assert await s.runs(user) == []
 
 
-MEMBERS = 10_000
-"""The audience of the kill test: the issue's 10,000 users."""
+MEMBERS = int(os.environ.get("NUDGE_TEST_BROADCAST_MEMBERS", "1000"))
+"""The audience of the kill test: 1,000 in the suite (10,000 take ~17 min here);
+`NUDGE_TEST_BROADCAST_MEMBERS=10000` runs the issue's 10,000 (passed: 1,000 s, load ~10)."""
 
 
 async def test_a_broadcast_survives_a_worker_kill_and_enters_each_member_exactly_once(
