@@ -52,17 +52,31 @@ async def finished(s: Stack, broadcast_id: str, timeout: float = 120) -> dict[st
     return await eventually(done, timeout=timeout)
 
 
-async def test_segments_api_and_a_broadcast_enter_members_once(
-    postgres_url: str, temporal_client: Client, task_queue: str, tmp_path: Path
-) -> None:
-    (tmp_path / "nudge.toml").write_text(CONFIG)
-    async with Stack(
+def _stack(
+    postgres_url: str,
+    temporal_client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    config: str,
+    *,
+    run_worker: bool = True,
+) -> Stack:
+    """A stack of the shipped journeys with `config` as its nudge.toml."""
+    (tmp_path / "nudge.toml").write_text(config)
+    return Stack(
         database_url=postgres_url,
         client=temporal_client,
         task_queue=task_queue,
         journeys=shipped_journeys(),
         config=load_config(tmp_path / "nudge.toml"),
-    ) as s:
+        run_worker=run_worker,
+    )
+
+
+async def test_segments_api_and_a_broadcast_enter_members_once(
+    postgres_url: str, temporal_client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    async with _stack(postgres_url, temporal_client, task_queue, tmp_path, CONFIG) as s:
         await s.profile("ann", attributes={"plan": "pro"})
         await s.profile("bob", attributes={"plan": "pro"})
         await s.profile("cat", attributes={"plan": "free"})
@@ -146,16 +160,8 @@ async def test_a_broadcast_to_a_place_enters_only_the_users_last_seen_near_it(
 ) -> None:
     """Locations come in as events; the router keeps each user's last one, and `near(...)`
     reads it, for the segment's size and sample and for the broadcast's pages."""
-    (tmp_path / "nudge.toml").write_text(
-        CONFIG.replace("[segments]\n", "[segments]\nberlin = 'near(52.52, 13.405, km=5)'\n")
-    )
-    async with Stack(
-        database_url=postgres_url,
-        client=temporal_client,
-        task_queue=task_queue,
-        journeys=shipped_journeys(),
-        config=load_config(tmp_path / "nudge.toml"),
-    ) as s:
+    berlin = CONFIG.replace("[segments]\n", "[segments]\nberlin = 'near(52.52, 13.405, km=5)'\n")
+    async with _stack(postgres_url, temporal_client, task_queue, tmp_path, berlin) as s:
         gate, potsdam, munich = (52.5163, 13.3777), (52.3906, 13.0645), (48.1374, 11.5755)
         await s.track("eva", "Location Updated", {"latitude": gate[0], "longitude": gate[1]})
         # Segment's spec puts a location in context.location; the router reads both.
@@ -197,19 +203,13 @@ async def test_a_broadcast_survives_a_worker_kill_and_enters_each_member_exactly
     """The worker dies while a page is half entered: some members have a run but no row.
     Their runs are then ended (as if they had finished), so only the broadcast's own
     check in Temporal (the run's memo) can tell it already entered them."""
-    config = tmp_path / "nudge.toml"
-    config.write_text(CONFIG.replace('"1s"', '"1d"'))  # runs wait: the worker stays light
-    env = worker_env(postgres_url, temporal_client, task_queue, config)
-    log = tmp_path / "worker.log"
-    query = f"NudgeJourney = 'win_back' AND TaskQueue = '{task_queue}'"
-    async with Stack(
-        database_url=postgres_url,
-        client=temporal_client,
-        task_queue=task_queue,
-        journeys=shipped_journeys(),
-        config=load_config(config),
-        run_worker=False,
+    config = CONFIG.replace('"1s"', '"1d"')  # runs wait: the worker stays light
+    async with _stack(
+        postgres_url, temporal_client, task_queue, tmp_path, config, run_worker=False
     ) as s:
+        env = worker_env(postgres_url, temporal_client, task_queue, tmp_path / "nudge.toml")
+        log = tmp_path / "worker.log"
+        query = f"NudgeJourney = 'win_back' AND TaskQueue = '{task_queue}'"
         members = await people(s, "pro", MEMBERS, plan="pro")
         await people(s, "free", 50, plan="free")
 
