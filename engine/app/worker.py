@@ -151,7 +151,7 @@ def lane_workers(
     templates: TemplateStore | None = None,
     max_concurrent_activities: int = 100,
 ) -> list[Worker]:
-    """With `[sms] lanes = true`, a worker per SMS provider lane (marketing and
+    """Unless `[sms] lanes = false`, a worker per SMS provider lane (marketing and
     transactional): only the delivery activity, at the lane's fleet-wide rate. Temporal
     applies `max_task_queue_activities_per_second` on the server, across every worker
     polling the queue, so N workers still send at most `tps` through the provider."""

@@ -208,9 +208,10 @@ class SmsRouting(_Strict):
 
     providers: list[SmsProviderSettings] = Field(default_factory=list)
     lanes: bool = Field(
-        default=False,
+        default=True,
         description="send each provider's SMS on task queues of its own, rate-limited by "
-        "Temporal for the whole fleet (`tps`; transactional ones apart at `transactional_tps`)",
+        "Temporal for the whole fleet (`tps`; transactional ones apart at `transactional_tps`); "
+        "false: on the journeys' queue, paced per worker",
     )
     circuit_failures: int = Field(default=3, ge=1)
     circuit_reset: Duration = timedelta(seconds=30)

@@ -9,6 +9,7 @@ attempt wrote: final rows are answered from the table, `pending` ones are claime
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -211,7 +212,9 @@ class Deliverer:
                             user_id=row.user_id,
                         )
                 session.add_all(
-                    MessageAttempt(message_id=c.row.id, attempt=1, started_at=wall_now())
+                    MessageAttempt(
+                        message_id=c.row.id, attempt=1, started_at=wall_now(), provider=c.pinned
+                    )
                     for c in claims
                     if c.provider is not None
                 )
@@ -253,13 +256,15 @@ class Deliverer:
             if current.attempts != row.attempts:
                 raise DeliveryRetry("in_progress", delay=5.0, stay=True)
             dangling = await message_rows.unfinished_attempt(session, message_id=current.id)
+            submitted_to = None
             if dangling is not None:
                 # The previous attempt died mid-call: it may have been delivered.
+                attempt, submitted_to = dangling
                 resend = self._on_unknown(current) == "resend"
                 await message_rows.close_attempt(
                     session,
                     message_id=current.id,
-                    attempt=dangling,
+                    attempt=attempt,
                     outcome="unknown_resent" if resend else "unknown",
                     at=wall_now(),
                 )
@@ -279,7 +284,7 @@ class Deliverer:
                 rows.finish(current, MessageStatus.FAILED, reason, clock.now())
                 return current
             # An unknown outcome on one provider of a route: only that one may try again.
-            pinned = lane
+            pinned = submitted_to or lane
             if current.provider and await message_rows.last_outcome(
                 session, message_id=current.id
             ) in ("unknown", "unknown_resent"):
@@ -287,10 +292,20 @@ class Deliverer:
             current.attempts += 1
             session.add(
                 MessageAttempt(
-                    message_id=current.id, attempt=current.attempts, started_at=wall_now()
+                    message_id=current.id,
+                    attempt=current.attempts,
+                    started_at=wall_now(),
+                    provider=pinned,
                 )
             )
         return await self._send(_Claim(current, address, provider, pinned), clock)
+
+    async def _submitting(self, row: Message, provider: str) -> None:
+        """Name the provider on the attempt before the submit (`engine.channels.sms.route`)."""
+        async with self._sessions() as session, session.begin():
+            await message_rows.submitting(
+                session, message_id=row.id, attempt=row.attempts, provider=provider
+            )
 
     def _on_unknown(self, row: Message) -> str:
         return self._config.delivery.unknown_outcome.decide(
@@ -327,7 +342,13 @@ class Deliverer:
         started = time.monotonic()
         try:
             try:
-                result = await provider.send(outbound)
+                if isinstance(provider, SmsRoute) and claim.pinned is None:
+                    # The route picks the provider: the attempt names it before the submit.
+                    result = await provider.send(
+                        outbound, submitting=functools.partial(self._submitting, row)
+                    )
+                else:
+                    result = await provider.send(outbound)
             except ProviderError as exc:
                 answered_by = exc.provider
                 raise

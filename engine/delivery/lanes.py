@@ -5,8 +5,8 @@ transactional sends (OTPs) on a lane apart, never queued behind a marketing burs
 A send asks `nudge.sms_lanes` for the user's lanes (the providers serving the number, in
 route order); it then calls the delivery activity on the first lane's queue, and on the
 next one when that provider was down, open-circuited, throttling or refused the message
-(`DeliverOutcome.skipped`: nothing was sent). `[sms] lanes = true` turns them on; the
-workers serve every lane (`engine.app.worker.lane_workers`).
+(`DeliverOutcome.skipped`: nothing was sent). Lanes are on unless `[sms] lanes = false`;
+the workers serve every lane (`engine.app.worker.lane_workers`).
 """
 
 from __future__ import annotations

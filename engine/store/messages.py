@@ -158,17 +158,40 @@ async def finish_attempt(
     await session.execute(
         update(MessageAttempt)
         .where(MessageAttempt.message_id == row.id, MessageAttempt.attempt == row.attempts)
-        .values(finished_at=finished_at, outcome=outcome, error=error, provider_id=row.provider_id)
+        .values(
+            finished_at=finished_at,
+            outcome=outcome,
+            error=error,
+            provider=row.provider,
+            provider_id=row.provider_id,
+        )
     )
 
 
-async def unfinished_attempt(session: AsyncSession, *, message_id: str) -> int | None:
-    """The number of an attempt of this message that started and never finished (the worker
-    died mid-call), if any: its outcome is unknown."""
-    return await session.scalar(
-        select(func.max(MessageAttempt.attempt)).where(
-            MessageAttempt.message_id == message_id, MessageAttempt.finished_at.is_(None)
+async def unfinished_attempt(
+    session: AsyncSession, *, message_id: str
+) -> tuple[int, str | None] | None:
+    """The latest attempt of this message that started and never finished (the worker died
+    mid-call), if any, with the provider it was submitting to: its outcome is unknown."""
+    found = (
+        await session.execute(
+            select(MessageAttempt.attempt, MessageAttempt.provider)
+            .where(MessageAttempt.message_id == message_id, MessageAttempt.finished_at.is_(None))
+            .order_by(MessageAttempt.attempt.desc())
+            .limit(1)
         )
+    ).first()
+    return None if found is None else (found[0], found[1])
+
+
+async def submitting(
+    session: AsyncSession, *, message_id: str, attempt: int, provider: str
+) -> None:
+    """Say which provider an attempt is about to submit to (before the call)."""
+    await session.execute(
+        update(MessageAttempt)
+        .where(MessageAttempt.message_id == message_id, MessageAttempt.attempt == attempt)
+        .values(provider=provider)
     )
 
 

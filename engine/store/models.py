@@ -267,6 +267,9 @@ class MessageAttempt(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str | None] = mapped_column(String(32))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    """The provider of a route this attempt submits to, written before the submit: a worker
+    that dies mid-call leaves the one provider a resend may go to."""
     provider_id: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(String(255))
 

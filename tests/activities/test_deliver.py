@@ -6,6 +6,8 @@ provider call is one row of `message_attempts`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
@@ -27,6 +29,7 @@ from engine.channels.base import (
     ThrottledError,
 )
 from engine.channels.registry import Providers
+from engine.channels.sms.route import RouteEntry, SmsRoute
 from engine.config.nudge_toml import NudgeConfig
 from engine.delivery import Deliverer
 from engine.store import devices
@@ -211,3 +214,82 @@ async def test_a_retry_whose_first_attempt_never_got_through_the_gate_runs_it(
     assert outcome.result is not None and outcome.result.status is SendStatus.SENT
     assert deliverer.first_attempts == [False]
     assert await rows(db, request) == [("sent", 1, ["sent"])]
+
+
+class Hanging(ChannelProvider):
+    """A provider that takes the message and never answers (while `hang`), else refuses."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls: list[OutboundMessage] = []
+        self.hang = True
+        self.called = asyncio.Event()
+
+    async def send(self, message: OutboundMessage) -> ProviderResult:
+        self.calls.append(message)
+        self.called.set()
+        if self.hang:
+            await asyncio.Event().wait()
+        raise RetryableError("ConnectionRefused")
+
+
+async def test_a_resend_after_a_worker_died_mid_submit_stays_on_that_provider(
+    db: Sessions,
+) -> None:
+    """An OTP (transactional: resent when its outcome is unknown) over a route of two
+    providers. Attempt 1 reaches the primary, which takes it, and the worker dies before any
+    answer: only the attempt's row knows where it went. Attempt 2 finds the primary refusing:
+    the backup must not send it (it may have been delivered), so it waits for the primary."""
+    settings = NudgeConfig.model_validate(
+        {
+            "sms": {
+                "providers": [
+                    {"kind": "twilio", "name": name, "account_sid": "AC1", "priority": n}
+                    for n, name in enumerate(("primary", "backup"))
+                ]
+            }
+        }
+    ).sms_providers()
+    primary, backup = Hanging("primary"), Scripted("ok")
+    route = SmsRoute([RouteEntry(settings[0], primary), RouteEntry(settings[1], backup)])
+    await route.start()
+    deliverer = Deliverer(
+        sessions=db,
+        config=NudgeConfig(),
+        providers=Providers({(Channel.SMS, None): route}),
+        templates=kit_templates(),
+    )
+    acts = DeliveryActivities(deliverer)
+    async with db() as session, session.begin():
+        user = await ensure_user(session, external_id=f"otp-{uuid.uuid4()}")
+        user.phone = "+14155550170"
+    workflow_id = ids.journey_workflow_id("t_otp", user.id, None)
+    request = DeliverRequest(
+        idempotency_key=ids.send_idempotency_key(workflow_id, f"run-{uuid.uuid4()}", "code"),
+        user_id=user.id,
+        journey="t_otp",
+        workflow_id=workflow_id,
+        step="code",
+        template="code",
+        channel=Channel.SMS,
+        transactional=True,
+        entry_event=JourneyEvent(
+            message_id=f"e-{uuid.uuid4()}",
+            name="Otp Requested",
+            properties={"code": "123456"},
+            timestamp=datetime.now(UTC),
+        ),
+    )
+    died = asyncio.ensure_future(attempt(1).run(acts.deliver, request))
+    await primary.called.wait()
+    died.cancel()  # the worker dies mid-call: no outcome is ever written
+    with contextlib.suppress(asyncio.CancelledError):
+        await died
+    primary.hang = False
+    with pytest.raises(ApplicationError):
+        await attempt(2).run(acts.deliver, request)
+    assert len(primary.calls) == 2 and not backup.calls
+    assert await rows(db, request) == [("pending", 2, ["unknown_resent", "retryable"])]
+    async with db() as session:
+        providers = await session.scalars(select(MessageAttempt.provider))
+        assert set(providers) == {"primary"}

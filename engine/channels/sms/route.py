@@ -11,7 +11,9 @@ elsewhere could deliver twice, so the error goes to the delivery policy as it is
 is a message that a provider took in part (an SMPP bind acknowledged some of its parts):
 its retries stay on that provider.
 
-The result's `provider` names the provider that sent it; the message row records it.
+The result's `provider` names the provider that sent it; the message row records it. Before
+each submit the route tells the caller which provider it is about to try (`submitting`), so
+the attempt names it even if the worker dies mid-call: a resend then goes only there.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from purgatory import AsyncCircuitBreakerFactory
@@ -43,6 +45,10 @@ log = logging.getLogger("nudge.sms.route")
 
 STICKY_KEPT = 10_000
 THROTTLE_PAUSE = 1.0  # seconds a throttling provider is skipped when it gave no Retry-After
+
+
+Submitting = Callable[[str], Awaitable[None]]
+"""Told the name of the provider a message is about to be submitted to."""
 
 
 def route_order(
@@ -132,7 +138,9 @@ class SmsRoute(ChannelProvider):
         for entry in self.entries:
             await entry.provider.close()
 
-    async def send(self, message: OutboundMessage) -> ProviderResult:
+    async def send(
+        self, message: OutboundMessage, *, submitting: Submitting | None = None
+    ) -> ProviderResult:
         phone = message.address.phone
         if not phone:
             raise InvalidRequestError("no_phone", "the address has no phone number")
@@ -151,7 +159,7 @@ class SmsRoute(ChannelProvider):
                 log.info("sms provider skipped", extra={"provider": name})
                 continue
             try:
-                return await self._try(entry, message)
+                return await self._try(entry, message, submitting)
             except OpenedState:
                 log.info("sms provider circuit open", extra={"provider": name})
                 continue
@@ -196,11 +204,15 @@ class SmsRoute(ChannelProvider):
     def _usable(self, entry: RouteEntry) -> bool:
         return available(entry.provider) and entry.throttled_until <= time.monotonic()
 
-    async def _try(self, entry: RouteEntry, message: OutboundMessage) -> ProviderResult:
+    async def _try(
+        self, entry: RouteEntry, message: OutboundMessage, submitting: Submitting | None
+    ) -> ProviderResult:
         breaker = await self._breakers.get_breaker(entry.settings.name)
         async with breaker:
             if entry.limiter is not None:
                 await entry.limiter.acquire()
+            if submitting is not None:
+                await submitting(entry.settings.name)
             return await entry.provider.send(message)
 
     def _stick(self, message_id: str, provider: str) -> None:

@@ -1,4 +1,4 @@
-"""SMS lanes (`[sms] lanes = true`): each provider's sends on its own task queues, rate-
+"""SMS lanes (on unless `[sms] lanes = false`): each provider's sends on its own task queues, rate-
 limited by Temporal for the whole fleet; transactional sends on a lane of their own. Against
 the Twilio-shaped peer, which stamps every submit it accepts."""
 
