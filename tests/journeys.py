@@ -11,6 +11,7 @@ then sends the event, so nothing depends on how fast the machine is.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import time, timedelta
 
 from temporalio import workflow
@@ -93,19 +94,24 @@ class TOtp(Journey[JourneySettings]):
 
 class BurstSettings(JourneySettings):
     texts: int = 10
+    at_once: bool = False
 
 
 @journey(trigger="Burst Start", reentry=ALWAYS, name="t_burst")
 class TBurst(Journey[BurstSettings]):
-    """`texts` marketing SMS one after the other: a few runs make a steady stream."""
+    """`texts` marketing SMS one after the other (a few runs make a steady stream), or all
+    `at_once` (a few runs queue a backlog)."""
 
     @workflow.run
     async def run(self, entry: JourneyEntry) -> JourneyResult:
-        sent = 0
-        for n in range(self.settings.texts):
-            result = await self.send("text", channel=Channel.SMS, step=f"text-{n}")
-            sent += result.status == "sent"
-        return self.finish(f"sent={sent}")
+        steps = [f"text-{n}" for n in range(self.settings.texts)]
+        if self.settings.at_once:
+            results = await asyncio.gather(
+                *(self.send("text", channel=Channel.SMS, step=step) for step in steps)
+            )
+        else:
+            results = [await self.send("text", channel=Channel.SMS, step=step) for step in steps]
+        return self.finish(f"sent={sum(r.status == 'sent' for r in results)}")
 
 
 class QuickSettings(JourneySettings):
