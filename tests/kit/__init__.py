@@ -4,7 +4,7 @@
 |---|---|
 | `stack` | `Stack`: API + router + worker in-process on a real database and Temporal |
 | `waiting` | `eventually` and `idle`: waits on conditions, never on the clock |
-| `sms` | the SMPP provider tests' recorder and message builders |
+| `sms` | the SMPP recorder and message builders; a stack on the SMS route, its users |
 | `processes` | `nudge worker` as a subprocess (to kill it mid-send) |
 | `db` | sessions on a test database URL, for the store's own tests |
 | `clock` | virtual start instants for the time-skipping kit (`engine.testing`) |

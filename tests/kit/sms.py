@@ -1,5 +1,6 @@
-"""Shared pieces of the SMPP provider tests: a recorder for the bridge's callbacks, settings
-and message builders."""
+"""Shared pieces of the SMS tests: a recorder for the SMPP bridge's callbacks, settings and
+message builders, and a stack on the production SMS wiring (`build_providers`) with the
+Twilio-shaped peer's provider entry and subscribed users."""
 
 from __future__ import annotations
 
@@ -8,14 +9,23 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from temporalio.client import Client
+
+from engine.app.providers import build_providers
 from engine.channels.base import Address, Content, OutboundMessage
 from engine.channels.sms.provider import SmppProvider
-from engine.config.nudge_toml import SmsChannel
+from engine.config.nudge_toml import NudgeConfig, SmsChannel
 from schemas.common import Channel
 from schemas.sms import InboundSms, Receipt
+from tests.journeys import TEST_JOURNEYS
+from tests.kit.stack import Stack
 from tests.kit.waiting import DEADLINE
+from tests.peers.twilio import TwilioPeer
 
 PHONE = "+14155550123"
+STATUS_URL = "http://127.0.0.1:9/v1/sms/twilio/status"  # nothing listens: recorded only
+INBOUND_URL = "https://nudge.example.com/v1/sms/twilio/inbound"
+SERVICE_NUMBER = "+15005550006"
 
 
 @dataclass
@@ -106,3 +116,48 @@ def message(
         address=Address(channel=Channel.SMS, phone=phone),
         content=Content(sms=text),
     )
+
+
+def twilio_provider(peer: TwilioPeer, **extra: Any) -> dict[str, Any]:
+    """A `[[sms.providers]]` entry for `peer` at 500 SMS/s; `extra` are more fields."""
+    return {
+        "kind": "twilio",
+        "name": "twilio",
+        "account_sid": peer.account_sid,
+        "endpoint": peer.base_url,
+        "from_number": SERVICE_NUMBER,
+        "status_callback": STATUS_URL,
+        "inbound_url": INBOUND_URL,
+        "tps": 500,
+        **extra,
+    }
+
+
+def sms_stack(
+    url: str,
+    client: Client,
+    queue: str,
+    providers: list[dict[str, Any]],
+    *,
+    lanes: bool = False,
+    **journeys: Any,
+) -> Stack:
+    """A `Stack` of the test journeys routing SMS over `providers` (`[sms] lanes` as given);
+    `journeys` are `[journeys.<name>]` settings."""
+    config = NudgeConfig.model_validate(
+        {"sms": {"lanes": lanes, "providers": providers}, "journeys": journeys}
+    )
+    return Stack(
+        database_url=url,
+        client=client,
+        task_queue=queue,
+        journeys=TEST_JOURNEYS,
+        config=config,
+        providers_factory=build_providers,
+    )
+
+
+async def subscriber(s: Stack, user: str, phone: str) -> None:
+    """A user with `phone`, in UTC, subscribed to marketing SMS."""
+    await s.profile(user, phone=phone, timezone="UTC")
+    await s.consent(user, "sms", "subscribed")

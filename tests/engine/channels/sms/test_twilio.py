@@ -16,20 +16,23 @@ import pytest
 from sqlalchemy import select
 from temporalio.client import Client
 
-from engine.app.providers import build_providers
 from engine.channels.base import ChannelProvider, OutboundMessage, ProviderResult
 from engine.channels.sms.route import RouteEntry, SmsRoute
 from engine.channels.sms.twilio import valid_signature
 from engine.config.nudge_toml import NudgeConfig
 from engine.store.models import Event, Message, MessageAttempt
-from tests.journeys import TEST_JOURNEYS
 from tests.kit import Stack, eventually
+from tests.kit.sms import (
+    INBOUND_URL,
+    SERVICE_NUMBER,
+    STATUS_URL,
+    sms_stack,
+    subscriber,
+    twilio_provider,
+)
 from tests.peers.smpp34_peer import Smpp34Peer
 from tests.peers.twilio import Failure, TwilioPeer, twilio_signature
 
-STATUS_URL = "http://127.0.0.1:9/v1/sms/twilio/status"  # nothing listens: recorded only
-INBOUND_URL = "https://nudge.example.com/v1/sms/twilio/inbound"
-SERVICE_NUMBER = "+15005550006"
 FOLLOWUP = "Anything else? Reply STOP to opt out."  # tests/templates/t_sms/followup.liquid
 
 
@@ -45,39 +48,6 @@ def secrets(monkeypatch: pytest.MonkeyPatch, twilio: TwilioPeer) -> None:
     monkeypatch.setenv("NUDGE_SMPP_PASSWORD", "test-password")
 
 
-def twilio_provider(peer: TwilioPeer, **extra: Any) -> dict[str, Any]:
-    return {
-        "kind": "twilio",
-        "name": "twilio",
-        "account_sid": peer.account_sid,
-        "endpoint": peer.base_url,
-        "from_number": SERVICE_NUMBER,
-        "status_callback": STATUS_URL,
-        "inbound_url": INBOUND_URL,
-        "tps": 500,
-        **extra,
-    }
-
-
-def stack(
-    url: str, client: Client, queue: str, providers: list[dict[str, Any]], **journeys: Any
-) -> Stack:
-    config = NudgeConfig.model_validate({"sms": {"providers": providers}, "journeys": journeys})
-    return Stack(
-        database_url=url,
-        client=client,
-        task_queue=queue,
-        journeys=TEST_JOURNEYS,
-        config=config,
-        providers_factory=build_providers,
-    )
-
-
-async def subscriber(s: Stack, user: str, phone: str) -> None:
-    await s.profile(user, phone=phone, timezone="UTC")
-    await s.consent(user, "sms", "subscribed")
-
-
 async def post_signed(s: Stack, path: str, params: dict[str, str], signature: str | None) -> Any:
     headers = {} if signature is None else {"X-Twilio-Signature": signature}
     return await s.http.post(path, data=params, headers=headers)
@@ -87,7 +57,7 @@ async def test_twilio_send_status_callbacks_and_a_signed_stop(
     postgres_url: str, temporal_client: Client, task_queue: str, twilio: TwilioPeer
 ) -> None:
     phone = "+14155550142"
-    async with stack(
+    async with sms_stack(
         postgres_url,
         temporal_client,
         task_queue,
@@ -173,7 +143,7 @@ async def test_smsc_down_every_due_sms_goes_through_twilio_once(
         "submit_timeout": "5s",
     }
     try:
-        async with stack(
+        async with sms_stack(
             postgres_url, temporal_client, task_queue, [smpp, twilio_provider(twilio, priority=2)]
         ) as s:
             route = s.providers.unique()
@@ -262,7 +232,7 @@ async def test_a_refusal_fails_over_and_an_unknown_outcome_never_does(
             twilio_provider(twilio, priority=1, timeout="1s"),
             twilio_provider(backup, name="backup", priority=2),
         ]
-        async with stack(postgres_url, temporal_client, task_queue, providers) as s:
+        async with sms_stack(postgres_url, temporal_client, task_queue, providers) as s:
             twilio.failure = Failure.ERROR_503
             await subscriber(s, "rae", "+14155550161")
             await s.track("rae", "Sms Start", {"text": "one"})
