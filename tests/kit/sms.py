@@ -139,7 +139,7 @@ def sms_stack(
     queue: str,
     providers: list[dict[str, Any]],
     *,
-    lanes: bool = False,
+    lanes: bool = True,
     **journeys: Any,
 ) -> Stack:
     """A `Stack` of the test journeys routing SMS over `providers` (`[sms] lanes` as given);
