@@ -17,8 +17,11 @@ HEARTBEAT_EVERY = 2.0  # seconds; the workflow sets a heartbeat timeout of a few
 class DeliveryActivities:
     """Activities that send. Idempotent: the request's key finds earlier attempts."""
 
-    def __init__(self, deliverer: Deliverer) -> None:
+    def __init__(self, deliverer: Deliverer, *, lanes_of: str | None = None) -> None:
+        """`lanes_of`: the task queue whose SMS lanes sends take (default: the run's own;
+        a transactional journey's runs on `<queue>.tx` take `<queue>`'s)."""
         self._deliverer = deliverer
+        self._lanes_of = lanes_of
 
     @activity.defn(name="nudge.deliver")
     async def deliver(self, request: DeliverRequest) -> DeliverOutcome:
@@ -41,8 +44,9 @@ class DeliveryActivities:
 
     @activity.defn(name="nudge.sms_lanes")
     async def sms_lanes(self, request: SmsLanesRequest) -> SmsLanes:
-        """The SMS lanes of a user's number (a local activity: on the run's own queue)."""
-        return await self._deliverer.sms_lanes(request, task_queue=activity.info().task_queue)
+        """The SMS lanes of a user's number (a local activity, on the run's worker)."""
+        queue = self._lanes_of or activity.info().task_queue
+        return await self._deliverer.sms_lanes(request, task_queue=queue)
 
 
 async def _heartbeat() -> None:

@@ -80,7 +80,7 @@ def sent_here() -> int:
 async def serve(target: str, schema: str, queue: str, config: str) -> None:
     """A child: one full worker (journeys, activities, the SMS lanes) until SIGTERM, then it
     prints how many SMS it sent."""
-    from engine.app.worker import build_worker, lane_workers, running
+    from engine.app.worker import build_workers, running
     from engine.context import Context
     from engine.temporal.client import connect
     from tests.kit import kit_templates
@@ -93,11 +93,10 @@ async def serve(target: str, schema: str, queue: str, config: str) -> None:
         await providers.start()
         try:
             templates = kit_templates()
-            main = build_worker(
+            workers = build_workers(
                 client, context, providers=providers, journeys=TEST_JOURNEYS, templates=templates
             )
-            lanes = lane_workers(client, context, providers=providers, templates=templates)
-            async with main, running(lanes):
+            async with running(workers):
                 print(READY, flush=True)
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()

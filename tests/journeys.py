@@ -82,7 +82,7 @@ class TQuiz(Journey[JourneySettings]):
         return self.finish(f"question={question.status} answer={choice}")
 
 
-@journey(trigger="Otp Requested", reentry=ALWAYS, name="t_otp")
+@journey(trigger="Otp Requested", reentry=ALWAYS, name="t_otp", transactional=True)
 class TOtp(Journey[JourneySettings]):
     """A one-time code by SMS: transactional, so it takes the SMS lanes' own queues."""
 

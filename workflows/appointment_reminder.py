@@ -40,6 +40,7 @@ class AppointmentReminderSettings(JourneySettings):
     key="appointment_id",
     exit_on=("Appointment Cancelled",),
     reentry=ALWAYS,
+    transactional=True,
 )
 class AppointmentReminder(Journey[AppointmentReminderSettings]):
     @workflow.run

@@ -31,7 +31,7 @@ class SmsDoubleOptInSettings(JourneySettings):
     """How long the confirmation request stays open."""
 
 
-@journey(trigger=OPT_IN_REQUESTED, listens=("SMS Received",), reentry=ALWAYS)
+@journey(trigger=OPT_IN_REQUESTED, listens=("SMS Received",), reentry=ALWAYS, transactional=True)
 class SmsDoubleOptIn(Journey[SmsDoubleOptInSettings]):
     @workflow.run
     async def run(self, entry: JourneyEntry) -> JourneyResult:

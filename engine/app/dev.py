@@ -28,9 +28,8 @@ from engine.app.router import build_dispatcher, build_router
 from engine.app.segments import known_segments
 from engine.app.temporal import TemporalConnection
 from engine.app.worker import (
-    build_worker,
+    build_workers,
     ensure_sweep,
-    lane_workers,
     needs_sweep,
     register_schedules,
     running,
@@ -222,7 +221,7 @@ async def run_dev(
         await providers.start()
         segments = known_segments(context.config)
         await register_schedules(client, context, segments)
-        worker = build_worker(client, context, providers=providers, segments=segments)
+        workers = build_workers(client, context, providers=providers, segments=segments)
         temporal_connection = TemporalConnection(settings, user_keys=user_keys)
         router = build_router(context, temporal_connection.get)
         dispatcher = build_dispatcher(context, temporal_connection.get)
@@ -231,8 +230,7 @@ async def run_dev(
             uvicorn.Config(app, host=settings.api_host, port=api_port, log_level="warning")
         )
         write_instance(state_dir, _instance(settings, state_dir, api_port=api_port))
-        lanes = lane_workers(client, context, providers=providers)
-        async with worker, running(lanes):
+        async with running(workers):
             if needs_sweep(cls.__journey__ for cls in shipped_journeys().values()):
                 await ensure_sweep(client, task_queue=settings.task_queue)
             serving = asyncio.create_task(server.serve())

@@ -40,6 +40,7 @@ from engine.system.sweep import workflow_id as sweep_workflow_id
 from engine.system.webhooks import WebhookDelivery
 from engine.temporal import schedules
 from engine.temporal.client import connect
+from engine.temporal.entry import journey_queue
 from schemas.triggers import SweepState
 
 # Deterministic modules shared by all runs instead of re-imported per run (the sandbox's
@@ -66,8 +67,10 @@ def build_worker(
     templates: TemplateStore | None = None,
     max_cached_workflows: int = 1000,
     segments: Segments | None = None,
+    lanes_of: str | None = None,
 ) -> Worker:
-    """A worker for `task_queue` (default: the settings') running `journeys` (default: all)."""
+    """A worker for `task_queue` (default: the settings') running `journeys` (default: all);
+    its SMS take the lanes of `lanes_of` (default: `task_queue`)."""
     deliverer = Deliverer(
         sessions=context.sessions,
         config=context.config,
@@ -75,7 +78,7 @@ def build_worker(
         templates=templates or template_store(),
         link_base=context.settings.link_base_url,
     )
-    delivery = DeliveryActivities(deliverer)
+    delivery = DeliveryActivities(deliverer, lanes_of=lanes_of)
     bookkeeping = RunActivities(
         sessions=context.sessions, config=context.config, version=context.settings.build_id
     )
@@ -119,6 +122,53 @@ def build_worker(
         max_cached_workflows=max_cached_workflows,
         max_concurrent_workflow_task_polls=10,
         nonsticky_to_sticky_poll_ratio=0.5,
+    )
+
+
+def build_workers(
+    client: Client,
+    context: Context,
+    *,
+    providers: Providers,
+    task_queue: str | None = None,
+    journeys: Journeys | None = None,
+    templates: TemplateStore | None = None,
+    segments: Segments | None = None,
+) -> list[Worker]:
+    """Every worker a Nudge worker process runs: the journeys' (`build_worker`); the
+    transactional journeys' on `<queue>.tx` (`engine.temporal.entry.journey_queue`), with
+    slots of their own, so an OTP's workflow tasks never wait for a marketing burst's; and
+    the SMS lanes (`lane_workers`)."""
+    queue = task_queue or context.settings.task_queue
+    every = journeys or shipped_journeys()
+    workers = [
+        build_worker(
+            client,
+            context,
+            providers=providers,
+            task_queue=queue,
+            journeys=every,
+            templates=templates,
+            segments=segments,
+        )
+    ]
+    transactional = {n: c for n, c in every.items() if c.__journey__.transactional}
+    if transactional:
+        spec = next(iter(transactional.values())).__journey__
+        workers.append(
+            build_worker(
+                client,
+                context,
+                providers=providers,
+                task_queue=journey_queue(spec, queue),
+                journeys=transactional,
+                templates=templates,
+                segments=segments,
+                lanes_of=queue,
+            )
+        )
+    return workers + lane_workers(
+        client, context, providers=providers, task_queue=queue, templates=templates
     )
 
 
@@ -237,9 +287,8 @@ async def run_worker(
             await providers.start()
             segments = known_segments(context.config)
             await register_schedules(client, context, segments)
-            lanes = lane_workers(client, context, providers=providers)
-            worker = build_worker(client, context, providers=providers, segments=segments)
-            async with worker, running(lanes):
+            workers = build_workers(client, context, providers=providers, segments=segments)
+            async with running(workers):
                 if needs_sweep(cls.__journey__ for cls in shipped_journeys().values()):
                     await ensure_sweep(client, task_queue=settings.task_queue)
                 await stop.wait()

@@ -49,6 +49,7 @@ def journey(
     schedule: str | None = None,
     audience: str | None = None,
     local: bool = False,
+    transactional: bool = False,
 ) -> Callable[[J], J]:
     """Declare a journey: a Temporal workflow started by `trigger` events.
 
@@ -66,6 +67,11 @@ def journey(
     name) makes it recurring: each firing enters every member once (a Temporal Schedule,
     registered at worker start). `local`: the cron's time of day in each user's own zone.
     A journey without a trigger is entered only by schedules and broadcasts.
+
+    `transactional` (OTPs, receipts, reminders the user asked for): its runs start at
+    Temporal's highest task priority, so their workflow tasks and activities go ahead of a
+    marketing burst queued for the same workers (each `send(..., transactional=True)` also
+    takes the SMS providers' transactional lanes, whatever the journey).
     """
 
     def declare(cls: J) -> J:
@@ -105,6 +111,7 @@ def journey(
             schedule=schedule,
             audience=audience,
             local=local,
+            transactional=transactional,
         )
         if not workflow.unsafe.in_sandbox():
             # The sandbox re-imports a journey's module for every run it starts; the

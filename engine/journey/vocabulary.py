@@ -96,6 +96,8 @@ class JourneySpec:
     """The segment a schedule enters."""
     local: bool = False
     """The schedule's time of day is each user's own wall clock."""
+    transactional: bool = False
+    """Runs go ahead of other journeys' work on the shared task queue (Temporal priority)."""
 
     @property
     def interests(self) -> frozenset[str]:

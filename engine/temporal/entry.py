@@ -14,6 +14,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import (
+    Priority,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -29,6 +30,17 @@ from schemas.events import JourneyEvent
 from schemas.journeys import JourneyEntry
 
 RPC_TIMEOUT = timedelta(seconds=5)
+TRANSACTIONAL_PRIORITY = Priority(priority_key=1)
+"""A transactional journey's runs: ahead of the default (3) on every task queue."""
+
+
+def journey_queue(spec: JourneySpec, task_queue: str) -> str:
+    """The task queue a journey's runs start on: transactional journeys on `<queue>.tx`,
+    served by workers of their own (`engine.app.worker.build_workers`), so a marketing
+    burst's workflow tasks and local activities never hold the slots an OTP needs."""
+    return f"{task_queue}.tx" if spec.transactional else task_queue
+
+
 ENTRY_MEMO = "nudge_entry"
 """Memo key naming what entered a run (e.g. `broadcast/b_...`)."""
 
@@ -83,7 +95,7 @@ async def enter(
             spec.name,
             entry,
             id=workflow_id,
-            task_queue=task_queue,
+            task_queue=journey_queue(spec, task_queue),
             start_signal=EVENT_SIGNAL,
             start_signal_args=[event],
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -96,6 +108,7 @@ async def enter(
             search_attributes=attributes,
             memo=memo,
             rpc_timeout=rpc_timeout,
+            priority=TRANSACTIONAL_PRIORITY if spec.transactional else Priority.default,
         )
     except WorkflowAlreadyStartedError:
         return None

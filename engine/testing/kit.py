@@ -51,7 +51,7 @@ from temporalio.service import RPCError
 
 from engine.app.journeys import shipped_journeys
 from engine.app.router import Router, build_router
-from engine.app.worker import build_worker, ensure_sweep, lane_workers, needs_sweep, running
+from engine.app.worker import build_workers, ensure_sweep, needs_sweep, running
 from engine.channels.base import Content
 from engine.channels.console import ConsoleProvider
 from engine.channels.registry import Providers
@@ -205,12 +205,10 @@ class JourneyEnv:
             stack.push_async_callback(context.close)
             outbox = ConsoleProvider(stream=io.StringIO())
             providers = Providers.console(outbox)
-            worker = build_worker(
+            workers = build_workers(
                 client, context, providers=providers, journeys=classes, templates=templates
             )
-            await stack.enter_async_context(worker)
-            lanes = lane_workers(client, context, providers=providers, templates=templates)
-            await stack.enter_async_context(running(lanes))
+            await stack.enter_async_context(running(workers))
             env: JourneyEnv | None = None
             delaying: Client | None = None
 

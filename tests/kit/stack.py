@@ -22,7 +22,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from engine.app.journeys import shipped_journeys, template_store
 from engine.app.router import build_router
-from engine.app.worker import build_worker, lane_workers
+from engine.app.worker import build_workers, running
 from engine.channels.console import ConsoleProvider
 from engine.channels.registry import Providers
 from engine.config.nudge_toml import NudgeConfig
@@ -106,18 +106,14 @@ class Stack:
             self.providers = self._providers_factory(self.context)
         await self.providers.start()
         self._stack.push_async_callback(self.providers.close)
-        self.worker = build_worker(
+        self.workers = build_workers(
             self.client,
             self.context,
             providers=self.providers,
             journeys=self.journeys,
             templates=kit_templates(),
         )
-        await self._stack.enter_async_context(self.worker)
-        for lane in lane_workers(
-            self.client, self.context, providers=self.providers, templates=kit_templates()
-        ):
-            await self._stack.enter_async_context(lane)
+        await self._stack.enter_async_context(running(self.workers))
 
     async def __aexit__(
         self,

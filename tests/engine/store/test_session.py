@@ -18,6 +18,7 @@ async def test_a_pooled_connection_the_server_closed_is_replaced(postgres_url: s
         async with engine.connect() as conn:
             pid = await conn.scalar(text("select pg_backend_pid()"))
             raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
         async with admin.connect() as other:
             await other.execute(text("select pg_terminate_backend(:pid)"), {"pid": pid})
 

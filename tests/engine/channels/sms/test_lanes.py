@@ -120,6 +120,8 @@ async def test_three_workers_hold_the_provider_tps_together(
 async def test_a_transactional_send_takes_its_own_lane(
     postgres_url: str, temporal_client: Client, task_queue: str, twilio: TwilioPeer
 ) -> None:
+    """`t_otp` is a transactional journey: its run starts at the highest task priority and
+    its send goes on the provider's `.tx` lane."""
     async with stack(postgres_url, temporal_client, task_queue, twilio) as s:
         await s.profile("ola", phone="+14155557000", timezone="UTC")  # no consent needed
         await s.track("ola", "Otp Requested", {"code": "482913"})
@@ -133,5 +135,7 @@ async def test_a_transactional_send_takes_its_own_lane(
             if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
         ]
         assert queues == [f"{task_queue}.sms.twilio.tx"]
+        described = await s.handle(run).describe()
+        assert described.raw_description.workflow_execution_info.priority.priority_key == 1
         [row] = await s.messages("ola")
         assert (row["provider"], row["transactional"]) == ("twilio", True)
