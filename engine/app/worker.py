@@ -40,7 +40,7 @@ from engine.system.sweep import workflow_id as sweep_workflow_id
 from engine.system.webhooks import WebhookDelivery
 from engine.temporal import schedules
 from engine.temporal.client import connect
-from engine.temporal.entry import journey_queue
+from engine.temporal.entry import transactional_queue
 from schemas.triggers import SweepState
 
 # Deterministic modules shared by all runs instead of re-imported per run (the sandbox's
@@ -154,13 +154,12 @@ def build_workers(
     ]
     transactional = {n: c for n, c in every.items() if c.__journey__.transactional}
     if transactional:
-        spec = next(iter(transactional.values())).__journey__
         workers.append(
             build_worker(
                 client,
                 context,
                 providers=providers,
-                task_queue=journey_queue(spec, queue),
+                task_queue=transactional_queue(queue),
                 journeys=transactional,
                 templates=templates,
                 segments=segments,

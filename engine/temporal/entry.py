@@ -38,7 +38,12 @@ def journey_queue(spec: JourneySpec, task_queue: str) -> str:
     """The task queue a journey's runs start on: transactional journeys on `<queue>.tx`,
     served by workers of their own (`engine.app.worker.build_workers`), so a marketing
     burst's workflow tasks and local activities never hold the slots an OTP needs."""
-    return f"{task_queue}.tx" if spec.transactional else task_queue
+    return transactional_queue(task_queue) if spec.transactional else task_queue
+
+
+def transactional_queue(task_queue: str) -> str:
+    """`<queue>.tx`: where the transactional journeys of `task_queue` run."""
+    return f"{task_queue}.tx"
 
 
 ENTRY_MEMO = "nudge_entry"
