@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event, exc
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -53,18 +53,9 @@ def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncE
         return engine
     if schema:
         kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
-    kwargs = {"pool_size": 10, "max_overflow": 20, **kwargs}
-    engine = create_async_engine(url, hide_parameters=True, **kwargs)
-
-    @event.listens_for(engine.sync_engine.pool, "checkout")
-    def _alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        # A pooled connection the server closed (a restart, a terminated backend) is
-        # swapped for a new one: asyncpg saw the close, so this costs no round trip, where
-        # `pool_pre_ping` spends three (BEGIN, a ping, ROLLBACK) on every checkout.
-        if dbapi_connection.driver_connection.is_closed():
-            raise exc.DisconnectionError("the server closed this pooled connection")
-
-    return engine
+    return create_async_engine(
+        url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True, **kwargs
+    )
 
 
 def make_sessionmaker(
