@@ -43,7 +43,7 @@ from engine.channels.sms.route import SmsRoute
 from engine.store.models import JourneyRun, Message
 from schemas.common import MessageStatus, RunStatus
 from tests.kit import Stack
-from tests.kit.sms import sms_stack, subscriber, twilio_provider
+from tests.kit.sms import sms_stack, smsc_provider, subscriber, twilio_provider
 from tests.peers.smpp34_peer import Smpp34Peer
 from tests.peers.twilio import TwilioPeer
 
@@ -108,15 +108,7 @@ async def run(args: argparse.Namespace) -> int:
         os.environ["NUDGE_SMPP_PASSWORD"] = "bench-password"
         smsc = Smpp34Peer()
         await smsc.start()
-        smpp = {
-            "kind": "smpp",
-            "name": "smsc",
-            "port": smsc.port,
-            "priority": 1,
-            "tps": 500,
-            "submit_timeout": "5s",
-        }
-        providers = [smpp, twilio_provider(twilio, priority=2)]
+        providers = [smsc_provider(smsc.port), twilio_provider(twilio, priority=2)]
         url = f"{POSTGRES_URL}#schema={schema}"
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         clock = Clock()

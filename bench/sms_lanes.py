@@ -43,6 +43,7 @@ from engine.config.nudge_toml import NudgeConfig
 from engine.delivery.lanes import lane_queue
 from tests.journeys import TBurst, TOtp
 from tests.kit import Stack, eventually
+from tests.kit.sms import twilio_provider
 from tests.peers.twilio import TwilioPeer, submit_rate, wait_until
 
 AT_ONCE = 20
@@ -76,14 +77,7 @@ async def backlog_of(client: Client, queue: str) -> int:
 async def run_mode(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
     async with temporal_server() as server, bench_schema() as schema, TwilioPeer() as peer:
         os.environ["NUDGE_TWILIO_AUTH_TOKEN"] = peer.auth_token
-        provider = {
-            "kind": "twilio",
-            "name": "twilio",
-            "account_sid": peer.account_sid,
-            "endpoint": peer.base_url,
-            "from_number": "+15005550006",
-            "tps": args.tps,
-        }
+        provider = twilio_provider(peer, tps=args.tps)
         config = NudgeConfig.model_validate(
             {
                 "sms": {"lanes": mode.lanes, "providers": [provider]},

@@ -50,6 +50,7 @@ from engine.config.nudge_toml import NudgeConfig
 from engine.observability.metrics import REGISTRY
 from tests.journeys import TEST_JOURNEYS
 from tests.kit import Stack
+from tests.kit.sms import twilio_provider
 from tests.peers.twilio import TwilioPeer
 
 STEADY_FROM = 2.0  # seconds after the first submit: the server's limiter lets ~1 s through
@@ -57,14 +58,7 @@ STEADY_TO = 1.0  # seconds before the last submit
 
 
 def config_for(peer: TwilioPeer, *, tps: float, lanes: bool, texts: int) -> dict[str, Any]:
-    provider = {
-        "kind": "twilio",
-        "name": "twilio",
-        "account_sid": peer.account_sid,
-        "endpoint": peer.base_url,
-        "from_number": "+15005550006",
-        "tps": tps,
-    }
+    provider = twilio_provider(peer, tps=tps)
     return {
         "sms": {"lanes": lanes, "providers": [provider]},
         "journeys": {"t_burst": {"texts": texts, "at_once": True}},
@@ -116,7 +110,7 @@ def steady(times: Sequence[float]) -> tuple[float, int, int]:
     seconds = [
         bisect_left(ts, start + n + 1) - bisect_left(ts, start + n) for n in range(int(end - start))
     ]
-    return len(window) / (end - start), max(seconds), min(seconds)
+    return len(window) / (end - start), max(seconds, default=0), min(seconds, default=0)
 
 
 async def run_mode(lanes: bool, args: argparse.Namespace) -> dict[str, Any]:

@@ -141,31 +141,23 @@ def build_workers(
     the SMS lanes (`lane_workers`)."""
     queue = task_queue or context.settings.task_queue
     every = journeys or shipped_journeys()
+    transactional = {n: c for n, c in every.items() if c.__journey__.transactional}
+    served = [(queue, every)]
+    if transactional:
+        served.append((transactional_queue(queue), transactional))
     workers = [
         build_worker(
             client,
             context,
             providers=providers,
-            task_queue=queue,
-            journeys=every,
+            task_queue=name,
+            journeys=classes,
             templates=templates,
             segments=segments,
+            lanes_of=queue,
         )
+        for name, classes in served
     ]
-    transactional = {n: c for n, c in every.items() if c.__journey__.transactional}
-    if transactional:
-        workers.append(
-            build_worker(
-                client,
-                context,
-                providers=providers,
-                task_queue=transactional_queue(queue),
-                journeys=transactional,
-                templates=templates,
-                segments=segments,
-                lanes_of=queue,
-            )
-        )
     return workers + lane_workers(
         client, context, providers=providers, task_queue=queue, templates=templates
     )

@@ -97,19 +97,38 @@ async def request_for_a_user_with_a_device(db: Sessions) -> DeliverRequest:
     async with db() as session, session.begin():
         user = await ensure_user(session, external_id=f"ann-{uuid.uuid4()}")
         await devices.register(session, user=user, platform=Platform.IOS, token=f"tok-{user.id}")
-    workflow_id = ids.journey_workflow_id("t_keyed", user.id, "c1")
+    return send_request(
+        user.id, "t_keyed", "keyed", Channel.PUSH, "Cart Touched", {"cart_id": "c1"}, key="c1"
+    )
+
+
+def send_request(
+    user_id: str,
+    journey: str,
+    step: str,
+    channel: Channel,
+    event: str,
+    properties: dict[str, str],
+    *,
+    key: str | None = None,
+    transactional: bool = False,
+) -> DeliverRequest:
+    """The send `step` (its template of the same name) of a run of `journey` entered by
+    `event`."""
+    workflow_id = ids.journey_workflow_id(journey, user_id, key)
     return DeliverRequest(
-        idempotency_key=ids.send_idempotency_key(workflow_id, f"run-{uuid.uuid4()}", "keyed"),
-        user_id=user.id,
-        journey="t_keyed",
+        idempotency_key=ids.send_idempotency_key(workflow_id, f"run-{uuid.uuid4()}", step),
+        user_id=user_id,
+        journey=journey,
         workflow_id=workflow_id,
-        step="keyed",
-        template="keyed",
-        channel=Channel.PUSH,
+        step=step,
+        template=step,
+        channel=channel,
+        transactional=transactional,
         entry_event=JourneyEvent(
             message_id=f"e-{uuid.uuid4()}",
-            name="Cart Touched",
-            properties={"cart_id": "c1"},
+            name=event,
+            properties=properties,
             timestamp=datetime.now(UTC),
         ),
     )
@@ -263,22 +282,14 @@ async def test_a_resend_after_a_worker_died_mid_submit_stays_on_that_provider(
     async with db() as session, session.begin():
         user = await ensure_user(session, external_id=f"otp-{uuid.uuid4()}")
         user.phone = "+14155550170"
-    workflow_id = ids.journey_workflow_id("t_otp", user.id, None)
-    request = DeliverRequest(
-        idempotency_key=ids.send_idempotency_key(workflow_id, f"run-{uuid.uuid4()}", "code"),
-        user_id=user.id,
-        journey="t_otp",
-        workflow_id=workflow_id,
-        step="code",
-        template="code",
-        channel=Channel.SMS,
+    request = send_request(
+        user.id,
+        "t_otp",
+        "code",
+        Channel.SMS,
+        "Otp Requested",
+        {"code": "123456"},
         transactional=True,
-        entry_event=JourneyEvent(
-            message_id=f"e-{uuid.uuid4()}",
-            name="Otp Requested",
-            properties={"code": "123456"},
-            timestamp=datetime.now(UTC),
-        ),
     )
     died = asyncio.ensure_future(attempt(1).run(acts.deliver, request))
     await primary.called.wait()

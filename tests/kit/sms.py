@@ -118,6 +118,20 @@ def message(
     )
 
 
+def smsc_provider(port: int, **extra: Any) -> dict[str, Any]:
+    """A `[[sms.providers]]` entry for the in-process SMSC on `port`, first in the route, at
+    500 SMS/s; `extra` are more fields."""
+    return {
+        "kind": "smpp",
+        "name": "smsc",
+        "port": port,
+        "priority": 1,
+        "tps": 500,
+        "submit_timeout": "5s",
+        **extra,
+    }
+
+
 def twilio_provider(peer: TwilioPeer, **extra: Any) -> dict[str, Any]:
     """A `[[sms.providers]]` entry for `peer` at 500 SMS/s; `extra` are more fields."""
     return {

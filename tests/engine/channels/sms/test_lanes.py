@@ -15,9 +15,8 @@ from temporalio.runtime import Runtime, TelemetryConfig
 
 from engine.app.providers import build_providers
 from engine.app.worker import lane_workers, running
-from engine.config.nudge_toml import NudgeConfig
-from tests.journeys import TEST_JOURNEYS
 from tests.kit import Stack, kit_templates
+from tests.kit.sms import sms_stack, twilio_provider
 from tests.peers.twilio import TwilioPeer
 
 TPS = 5
@@ -46,26 +45,8 @@ async def other_worker_client(client: Client) -> Client:
 
 
 def stack(url: str, client: Client, queue: str, peer: TwilioPeer, **journeys: Any) -> Stack:
-    provider = {
-        "kind": "twilio",
-        "name": "twilio",
-        "account_sid": peer.account_sid,
-        "endpoint": peer.base_url,
-        "from_number": "+15005550006",
-        "tps": TPS,
-        "transactional_tps": 1,
-    }
-    config = NudgeConfig.model_validate(
-        {"sms": {"lanes": True, "providers": [provider]}, "journeys": journeys}
-    )
-    return Stack(
-        database_url=url,
-        client=client,
-        task_queue=queue,
-        journeys=TEST_JOURNEYS,
-        config=config,
-        providers_factory=build_providers,
-    )
+    provider = twilio_provider(peer, tps=TPS, transactional_tps=1)
+    return sms_stack(url, client, queue, [provider], **journeys)
 
 
 async def test_three_workers_hold_the_provider_tps_together(

@@ -27,6 +27,7 @@ from tests.kit.sms import (
     SERVICE_NUMBER,
     STATUS_URL,
     sms_stack,
+    smsc_provider,
     subscriber,
     twilio_provider,
 )
@@ -134,18 +135,9 @@ async def test_smsc_down_every_due_sms_goes_through_twilio_once(
 ) -> None:
     smsc = Smpp34Peer()
     await smsc.start()
-    smpp = {
-        "kind": "smpp",
-        "name": "smsc",
-        "port": smsc.port,
-        "priority": 1,
-        "tps": 500,
-        "submit_timeout": "5s",
-    }
+    providers = [smsc_provider(smsc.port), twilio_provider(twilio, priority=2)]
     try:
-        async with sms_stack(
-            postgres_url, temporal_client, task_queue, [smpp, twilio_provider(twilio, priority=2)]
-        ) as s:
+        async with sms_stack(postgres_url, temporal_client, task_queue, providers) as s:
             route = s.providers.unique()
             [sms] = [p for p in route if isinstance(p, SmsRoute)]
             bridge = sms.entries[0].provider.bridge  # type: ignore[attr-defined]
