@@ -133,12 +133,11 @@ async def mark_finished(
         values["variant"] = variant
     if version is not None:
         values["version"] = version
-    result = await session.execute(
-        query.values(**values).returning(JourneyRun.user_id, JourneyRun.journey)
-    )
-    closed = list(result)
+    closing = query.values(**values).returning(JourneyRun.user_id, JourneyRun.journey)
+    closed = list(await session.execute(closing))
     if run_id is not None and not closed:
         await _require_row(session, workflow_id=workflow_id, run_id=run_id)
+        closed = list(await session.execute(closing))  # committed since the update: see below
     kind = "journey.exited" if status == RunStatus.EXITED else "journey.completed"
     for user_id, journey in closed:
         await webhooks.enqueue(
@@ -167,7 +166,7 @@ async def mark_converted(
     """Record the run's conversion (once), attributed to `message_id`. Raises
     `RunRowMissing` while no row of that run exists yet."""
     stamp = at or now()
-    result = await session.execute(
+    converting = (
         update(JourneyRun)
         .where(
             JourneyRun.workflow_id == workflow_id,
@@ -177,14 +176,19 @@ async def mark_converted(
         .values(converted_at=stamp, conversion_message_id=message_id)
         .returning(JourneyRun.user_id, JourneyRun.journey)
     )
-    converted = list(result)
+    converted = list(await session.execute(converting))
     if not converted:
         await _require_row(session, workflow_id=workflow_id, run_id=run_id)
+        converted = list(await session.execute(converting))  # see `_require_row`
     for user_id, journey in converted:
         await _converted(session, user_id, journey, workflow_id, message_id, stamp)
 
 
 async def _require_row(session: AsyncSession, *, workflow_id: str, run_id: str) -> None:
+    """Raise `RunRowMissing` unless the run's row is committed. Called after an update
+    found nothing, and then followed by that update again: each statement reads what was
+    committed when it began (READ COMMITTED), so the router may have committed the row
+    between the two, and without the second update the run would stay open for good."""
     found = await session.scalar(
         select(JourneyRun.id).where(
             JourneyRun.workflow_id == workflow_id,

@@ -150,6 +150,43 @@ async def test_mark_finished_waits_for_the_routers_row_then_closes_it_once(
     assert closed.ended_at == T0 + timedelta(hours=1)
 
 
+async def test_a_row_the_router_commits_between_the_two_statements_is_still_updated(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race that left a fast run open for good: the bookkeeping's update finds no row,
+    the router commits it, and the check that follows finds it (READ COMMITTED: each
+    statement sees what was committed when it began). The row must be closed (converted),
+    not left open as if the update had done it."""
+    async with sessions(postgres_url) as maker:
+        async with maker() as session, session.begin():
+            finishing, converting = await user(session), await user(session)
+            rows = {
+                (row := entry(uid, await entry_event(session, uid)))["workflow_id"]: row
+                for uid in (finishing, converting)
+            }
+        check = runs._require_row
+
+        async def router_commits_meanwhile(
+            session: AsyncSession, *, workflow_id: str, run_id: str
+        ) -> None:
+            async with maker() as router, router.begin():
+                await runs.add_entries(router, [rows[workflow_id]])
+            await check(session, workflow_id=workflow_id, run_id=run_id)
+
+        monkeypatch.setattr(runs, "_require_row", router_commits_meanwhile)
+        ids = [{"workflow_id": w, "run_id": r["run_id"]} for w, r in rows.items()]
+        async with maker() as session, session.begin():
+            await runs.mark_finished(
+                session, **ids[0], status=RunStatus.EXITED, outcome="exited:Stop"
+            )
+            await runs.mark_converted(session, **ids[1], message_id="m1", at=T0)
+        async with maker() as session:
+            [finished] = await runs.runs_of_user(session, user_id=finishing)
+            [converted] = await runs.runs_of_user(session, user_id=converting)
+    assert (finished.status, finished.outcome) == (RunStatus.EXITED, "exited:Stop")
+    assert (converted.converted_at, converted.conversion_message_id) == (T0, "m1")
+
+
 async def test_mark_finished_without_a_run_id_never_waits(db: Sessions) -> None:
     async with db() as session, session.begin():
         await runs.mark_finished(
