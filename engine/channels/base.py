@@ -67,6 +67,9 @@ class OutboundMessage(BaseModel):
     attempt: int = 1
     address: Address
     content: Content
+    transactional: bool = False
+    """An OTP or another transactional send: it overtakes marketing sends queued for the
+    provider's rate limit (`TokenBucket.acquire(priority=...)`)."""
     pinned: str | None = None
     """Only this provider may take it: an earlier attempt's outcome there is unknown, so
     another provider could deliver it twice (SMS routes over several providers)."""

@@ -6,6 +6,11 @@ paid for them. So there is one `asyncio.sleep` per waiting caller and no polling
 are served in the order they called `acquire` (FIFO): a later caller always finds the debt of
 the earlier ones in front of it.
 
+A `priority` caller (a transactional SMS: an OTP) does not queue behind that debt: it waits
+only for the priority callers before it, spaced at the bucket's rate among themselves. Its
+tokens still count, as debt the queue behind it pays off, so the long-run rate holds and a
+second carries at most the priority sends beyond it.
+
 The arithmetic runs under a `threading.Lock` and waiting is a plain `asyncio.sleep`, so one
 bucket may be shared by coroutines on any event loop and any thread of the worker process
 (Temporal runs async activities on the worker loop; sync ones in threads would need their own
@@ -53,6 +58,7 @@ class TokenBucket:
         self._tokens = self.burst  # starts full
         self._updated = clock()
         self._last_ticket = 0  # the most recent reservation, to refund only the queue's tail
+        self._priority_free = 0.0  # when the next priority caller may go (clock time)
 
     def configure(self, rate: float, burst: float | None = None) -> None:
         """Change the refill rate (tokens/s) and size; tokens already held or owed stay."""
@@ -67,7 +73,7 @@ class TokenBucket:
         self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
         self._updated = max(self._updated, now)
 
-    def reserve(self, tokens: float = 1.0) -> tuple[float, int]:
+    def reserve(self, tokens: float = 1.0, *, priority: bool = False) -> tuple[float, int]:
         """Take `tokens` now; return (seconds to wait before using them, ticket).
 
         The pure scheduling step of `acquire`, exposed for tests and for callers that wait in
@@ -78,9 +84,15 @@ class TokenBucket:
         with self._lock:
             if tokens > self.burst:
                 raise ValueError(f"cannot take {tokens} tokens from a bucket of {self.burst}")
-            self._refill(self._clock())
-            self._tokens -= tokens
+            now = self._clock()
+            self._refill(now)
             self._last_ticket += 1
+            if priority:
+                start = max(now, self._priority_free)
+                self._priority_free = start + tokens / self.rate
+                self._tokens -= tokens
+                return start - now, self._last_ticket
+            self._tokens -= tokens
             return max(0.0, -self._tokens / self.rate), self._last_ticket
 
     def _refund(self, tokens: float, ticket: int) -> None:
@@ -91,13 +103,14 @@ class TokenBucket:
             if ticket == self._last_ticket:
                 self._tokens += tokens
 
-    async def acquire(self, tokens: float = 1.0) -> None:
-        """Wait (FIFO, without polling) until `tokens` are available, then take them.
+    async def acquire(self, tokens: float = 1.0, *, priority: bool = False) -> None:
+        """Wait (FIFO, without polling) until `tokens` are available, then take them;
+        `priority`: ahead of every queued caller that is not (see the module's docstring).
 
         No timeout of its own: wrap in `asyncio.timeout` to bound the wait. A caller cancelled
         while waiting gives its tokens back when no one queued behind it.
         """
-        delay, ticket = self.reserve(tokens)
+        delay, ticket = self.reserve(tokens, priority=priority)
         if delay <= 0:
             return
         try:

@@ -329,12 +329,13 @@ class Deliverer:
         assert provider is not None
         limiter = self._providers.limiter(provider)
         if limiter is not None:
-            await limiter.acquire()
+            await limiter.acquire(priority=row.transactional)
         outbound = OutboundMessage(
             message_id=row.id,
             attempt=row.attempts,
             address=claim.address,
             content=Content.model_validate(row.body or {}),
+            transactional=row.transactional,
             pinned=claim.pinned,
         )
         outcome, error, retry, part_ids = "sent", None, None, None

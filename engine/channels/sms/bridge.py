@@ -164,12 +164,14 @@ class SmppBridge:
         esm_class: int,
         dest_addr_ton: int = 1,
         dest_addr_npi: int = 1,
+        priority: bool = False,
     ) -> str:
         """Submit one part; returns the SMSC's message id. Raises `SmppStatusError` for an
         error status and `RetryableError` ("smsc_unavailable", "submit_timeout") when no
-        answer came within `submit_timeout` seconds of the call (rate-limit wait excluded)."""
+        answer came within `submit_timeout` seconds of the call (rate-limit wait excluded).
+        `priority`: a transactional part, ahead of the parts waiting for the bind's rate."""
         loop = asyncio.get_running_loop()
-        await self._limiter.acquire()
+        await self._limiter.acquire(priority=priority)
         deadline = loop.time() + self._submit_timeout
         s = self.settings
         src_ton, src_npi = source_ton_npi(s.source_addr)

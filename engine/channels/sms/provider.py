@@ -99,13 +99,20 @@ class SmppProvider(ChannelProvider):
             raise InvalidRequestError("empty_sms", "the template rendered no SMS text")
         if not message.address.phone:
             raise InvalidRequestError("no_phone", "the address has no phone number")
-        return await self._send(message.address.phone, message.content.sms, key=message.message_id)
+        return await self._send(
+            message.address.phone,
+            message.content.sms,
+            key=message.message_id,
+            priority=message.transactional,
+        )
 
     async def send_text(self, phone: str, text: str) -> SmsProviderResult:
         """Send a one-off text (keyword auto-replies); no retry memory."""
         return await self._send(phone, text, key=None)
 
-    async def _send(self, phone: str, text: str, *, key: str | None) -> SmsProviderResult:
+    async def _send(
+        self, phone: str, text: str, *, key: str | None, priority: bool = False
+    ) -> SmsProviderResult:
         destination = _destination(phone)
         # A stable reference per message keeps resent parts joinable with the first ones.
         reference = zlib.crc32(key.encode()) & 0xFF if key else random.randrange(256)
@@ -117,7 +124,7 @@ class SmppProvider(ChannelProvider):
         for index, part in enumerate(sms.parts):
             known = self._acked.get((key, index)) if key else None
             if known is None:
-                known = await self._submit_part(destination, part, sms)
+                known = await self._submit_part(destination, part, sms, priority=priority)
                 if key:
                     self._remember((key, index), known)
             part_ids.append(known)
@@ -136,7 +143,9 @@ class SmppProvider(ChannelProvider):
             part_ids=part_ids,
         )
 
-    async def _submit_part(self, destination: str, part: bytes, sms: EncodedSms) -> str:
+    async def _submit_part(
+        self, destination: str, part: bytes, sms: EncodedSms, *, priority: bool
+    ) -> str:
         delay = self._throttle_backoff
         for attempt in range(self._throttle_retries + 1):
             try:
@@ -145,6 +154,7 @@ class SmppProvider(ChannelProvider):
                     short_message=part,
                     data_coding=sms.data_coding,
                     esm_class=sms.esm_class,
+                    priority=priority,
                 )
             except SmppStatusError as exc:
                 if exc.status in THROTTLING:

@@ -210,7 +210,7 @@ class SmsRoute(ChannelProvider):
         breaker = await self._breakers.get_breaker(entry.settings.name)
         async with breaker:
             if entry.limiter is not None:
-                await entry.limiter.acquire()
+                await entry.limiter.acquire(priority=message.transactional)
             if submitting is not None:
                 await submitting(entry.settings.name)
             return await entry.provider.send(message)

@@ -78,6 +78,19 @@ def test_bucket_starts_full_then_refills() -> None:
     assert bucket.reserve(1)[0] == pytest.approx(0.1)
 
 
+def test_a_priority_caller_overtakes_the_queue_and_the_queue_pays_for_it() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(10, 1, clock=clock)
+    queued = [bucket.reserve()[0] for _ in range(21)]  # a marketing burst: 2 s of debt
+    assert queued[-1] == pytest.approx(2.0)
+    # An OTP does not wait behind that debt; priority callers queue among themselves only.
+    assert [bucket.reserve(priority=True)[0] for _ in range(3)] == pytest.approx([0, 0.1, 0.2])
+    # Their tokens still count: the next ordinary caller waits for them too.
+    assert bucket.reserve()[0] == pytest.approx(2.4)
+    clock.now = 1.0  # the priority line moves with time as well
+    assert bucket.reserve(priority=True)[0] == 0.0
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         TokenBucket(0)
