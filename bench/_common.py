@@ -367,6 +367,7 @@ async def child_process(
     )
     child = Child(proc)
     assert proc.stdout is not None
+    reading: asyncio.Task[None] | None = None
     try:
         deadline = time.perf_counter() + CHILD_START_LIMIT
         while True:
@@ -376,12 +377,21 @@ async def child_process(
                 raise RuntimeError(f"{module} {' '.join(args[:2])}: exited before it was ready")
             if line.decode().startswith(READY):
                 break
+        # Read on while it runs: a child that fills the pipe (the SDK core logs there)
+        # would block on its next write, its pollers and all.
+        reading = asyncio.create_task(_lines(proc.stdout, child.report))
         yield child
     finally:
         await stop_process(proc)
-        with contextlib.suppress(TimeoutError):
-            rest = await asyncio.wait_for(proc.stdout.read(), timeout=5)
-            child.report = rest.decode().splitlines()
+        if reading is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reading, timeout=5)
+
+
+async def _lines(stream: asyncio.StreamReader, into: list[str]) -> None:
+    """Every line of `stream` until it ends, into `into`."""
+    async for line in stream:
+        into.append(line.decode().rstrip("\n"))
 
 
 def listening_socket() -> socket.socket:

@@ -1,6 +1,7 @@
 """SMS lanes: how long an OTP waits when a marketing burst is queued for the same provider.
 
-`python -m bench.sms_lanes [--runs R] [--texts T] [--tps S] [--otps O] [--backlog N]`
+`python -m bench.sms_lanes [--runs R] [--texts T] [--tps S] [--otps O] [--backlog N]
+[--only MODE]`
 
 Runs the product in-process (`tests.kit.Stack`: API over ASGI, router, worker) against the
 Twilio-shaped peer (`tests.peers.twilio`) on Postgres and a Temporal dev server:
@@ -12,6 +13,9 @@ Twilio-shaped peer (`tests.peers.twilio`) on Postgres and a Temporal dev server:
 - **lanes, N queued**: as lanes, with N marketing SMS queued at once on the provider's lane
   (N / 20 runs of `t_burst` with `at_once`, each queueing 20 deliveries): O OTPs while
   the journeys queue it, O more once it is queued;
+- **lanes, N queued, apart** (`apart`): the same, deployed as production would be: the burst's
+  journeys and marketing lane on a worker process of their own (`nudge worker --only
+  journeys`), this process serving the API, the router and `--only transactional`;
 
 and, as the baseline, **no burst** (lanes, no marketing SMS: what an OTP costs on this
 machine through the whole product). The first two burst modes: R runs of `t_burst` queue
@@ -30,15 +34,19 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from bench._common import POSTGRES_URL, bench_schema, load_average, temporal_server
+from bench.sms_tps import workers
 from engine.app.providers import build_providers
+from engine.app.worker import ROLES, Role
 from engine.config.nudge_toml import NudgeConfig
 from engine.delivery.lanes import lane_queue
 from tests.journeys import TBurst, TOtp
@@ -59,6 +67,9 @@ class Mode:
     runs: int
     texts: int
     at_once: bool = False
+    apart: bool = False
+    """The burst's journeys on a worker process of their own (`nudge worker --only
+    journeys`); this one serves API, router and `--only transactional`."""
 
 
 async def backlog_of(client: Client, queue: str) -> int:
@@ -69,7 +80,8 @@ async def backlog_of(client: Client, queue: str) -> int:
             task_queue=TaskQueue(name=queue),
             task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
             report_stats=True,
-        )
+        ),
+        timeout=timedelta(seconds=10),
     )
     return int(answer.stats.approximate_backlog_count)
 
@@ -78,21 +90,23 @@ async def run_mode(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
     async with temporal_server() as server, bench_schema() as schema, TwilioPeer() as peer:
         os.environ["NUDGE_TWILIO_AUTH_TOKEN"] = peer.auth_token
         provider = twilio_provider(peer, tps=args.tps)
-        config = NudgeConfig.model_validate(
-            {
-                "sms": {"lanes": mode.lanes, "providers": [provider]},
-                "journeys": {"t_burst": {"texts": mode.texts, "at_once": mode.at_once}},
-            }
-        )
-        url = f"{POSTGRES_URL}#schema={schema}"
-        async with Stack(
-            database_url=url,
-            client=server.client,
-            task_queue=f"bench-{uuid.uuid4().hex[:8]}",
-            journeys={"t_burst": TBurst, "t_otp": TOtp},
-            config=config,
-            providers_factory=build_providers,
-        ) as s:
+        settings = {
+            "sms": {"lanes": mode.lanes, "providers": [provider]},
+            "journeys": {"t_burst": {"texts": mode.texts, "at_once": mode.at_once}},
+        }
+        queue = f"bench-{uuid.uuid4().hex[:8]}"
+        async with (
+            Stack(
+                database_url=f"{POSTGRES_URL}#schema={schema}",
+                client=server.client,
+                task_queue=queue,
+                journeys={"t_burst": TBurst, "t_otp": TOtp},
+                config=NudgeConfig.model_validate(settings),
+                providers_factory=build_providers,
+                roles={Role.TRANSACTIONAL} if mode.apart else ROLES,
+            ) as s,
+            workers(server.target, schema, queue, settings, int(mode.apart), ("journeys",)),
+        ):
             burst = [f"m{n:03d}" for n in range(mode.runs)]
             otps = [f"o{n:02d}" for n in range(args.otps * (2 if mode.at_once else 1))]
             phones = {u: f"+1415557{n:04d}" for n, u in enumerate(burst + otps)}
@@ -124,7 +138,10 @@ async def run_mode(mode: Mode, args: argparse.Namespace) -> dict[str, Any]:
                 lane = lane_queue(s.settings.task_queue, "twilio", transactional=False)
 
                 async def queued_all() -> bool:  # each delivery done is one submit
-                    waiting = await backlog_of(server.client, lane)
+                    try:
+                        waiting = await backlog_of(server.client, lane)
+                    except RPCError:  # a busy dev server may drop a call: ask again
+                        return False
                     return waiting + len(peer.submits) >= total * QUEUED
 
                 await eventually(queued_all, timeout=3600, interval=2.0)
@@ -163,7 +180,7 @@ def main() -> None:
         "--backlog", type=int, default=50_000, help="SMS queued in the last mode (default 50,000)"
     )
     parser.add_argument(
-        "--only", choices=("none", "one", "lanes", "backlog"), help="run only this mode"
+        "--only", choices=("none", "one", "lanes", "backlog", "apart"), help="run only this mode"
     )
     args = parser.parse_args()
     print(f"load average before: {load_average():.1f}")
@@ -173,6 +190,14 @@ def main() -> None:
         "lanes": Mode("lanes", True, args.runs, args.texts),
         "backlog": Mode(
             f"lanes, {args.backlog:,} queued", True, -(-args.backlog // AT_ONCE), AT_ONCE, True
+        ),
+        "apart": Mode(
+            f"lanes, {args.backlog:,} queued, the burst on a worker process of its own",
+            True,
+            -(-args.backlog // AT_ONCE),
+            AT_ONCE,
+            True,
+            apart=True,
         ),
     }
     for key, mode in modes.items():

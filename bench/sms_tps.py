@@ -32,7 +32,7 @@ import signal
 import sys
 import uuid
 from bisect import bisect_left
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 from bench._common import (
@@ -71,10 +71,10 @@ def sent_here() -> int:
     return int(value or 0)
 
 
-async def serve(target: str, schema: str, queue: str, config: str) -> None:
-    """A child: one full worker (journeys, activities, the SMS lanes) until SIGTERM, then it
-    prints how many SMS it sent."""
-    from engine.app.worker import build_workers, running
+async def serve(target: str, schema: str, queue: str, config: str, roles: str) -> None:
+    """A child: one worker process (`roles`, comma-separated: `nudge worker --only`) until
+    SIGTERM, then it prints how many SMS it sent."""
+    from engine.app.worker import Role, build_workers, running
     from engine.context import Context
     from engine.temporal.client import connect
     from tests.kit import kit_templates
@@ -88,7 +88,12 @@ async def serve(target: str, schema: str, queue: str, config: str) -> None:
         try:
             templates = kit_templates()
             workers = build_workers(
-                client, context, providers=providers, journeys=TEST_JOURNEYS, templates=templates
+                client,
+                context,
+                providers=providers,
+                journeys=TEST_JOURNEYS,
+                templates=templates,
+                roles={Role(r) for r in roles.split(",")},
             )
             async with running(workers):
                 print(READY, flush=True)
@@ -155,11 +160,16 @@ async def run_mode(lanes: bool, args: argparse.Namespace) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def workers(
-    target: str, schema: str, queue: str, config: dict[str, Any], count: int
+    target: str,
+    schema: str,
+    queue: str,
+    config: dict[str, Any],
+    count: int,
+    roles: Collection[str] = ("journeys", "transactional"),
 ) -> AsyncIterator[list[Child]]:
-    """`count` worker child processes for the length of a block."""
+    """`count` worker child processes (serving `roles`) for the length of a block."""
     async with contextlib.AsyncExitStack() as stack:
-        args = (target, schema, queue, json.dumps(config))
+        args = (target, schema, queue, json.dumps(config), ",".join(roles))
         yield [
             await stack.enter_async_context(child_process("bench.sms_tps", "worker", *args))
             for _ in range(count)
@@ -169,7 +179,7 @@ async def workers(
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["worker"]:
-        asyncio.run(serve(*argv[1:5]))
+        asyncio.run(serve(*argv[1:6]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=3, help="workers (default 3)")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from enum import StrEnum
 from typing import Any
 
 import prometheus_client
@@ -48,6 +49,19 @@ from schemas.triggers import SweepState
 PASSTHROUGH = ("engine", "schemas", "activities", "liquid", "yaml")
 SYSTEM_WORKFLOWS = (WebhookDelivery, DueTriggerSweep, Broadcast)
 """Nudge's own workflows, run beside the journeys."""
+
+
+class Role(StrEnum):
+    """What a worker process serves (`nudge worker --only ROLE`; default: both)."""
+
+    JOURNEYS = "journeys"
+    """Every journey on the base queue, Nudge's own workflows, the marketing SMS lanes."""
+    TRANSACTIONAL = "transactional"
+    """The transactional journeys on `<queue>.tx` and the transactional SMS lanes: run
+    workers of their own for them, and a marketing burst never takes their CPU."""
+
+
+ROLES = frozenset(Role)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -134,16 +148,17 @@ def build_workers(
     journeys: Journeys | None = None,
     templates: TemplateStore | None = None,
     segments: Segments | None = None,
+    roles: Collection[Role] = ROLES,
 ) -> list[Worker]:
-    """Every worker a Nudge worker process runs: the journeys' (`build_worker`); the
-    transactional journeys' on `<queue>.tx` (`engine.temporal.entry.journey_queue`), with
-    slots of their own, so an OTP's workflow tasks never wait for a marketing burst's; and
-    the SMS lanes (`lane_workers`)."""
+    """Every worker a Nudge worker process runs for `roles`: the journeys' (`build_worker`);
+    the transactional journeys' on `<queue>.tx` (`engine.temporal.entry.journey_queue`),
+    with slots of their own, so an OTP's workflow tasks never wait for a marketing burst's;
+    and the SMS lanes of each (`lane_workers`)."""
     queue = task_queue or context.settings.task_queue
     every = journeys or shipped_journeys()
     transactional = {n: c for n, c in every.items() if c.__journey__.transactional}
-    served = [(queue, every)]
-    if transactional:
+    served = [(queue, every)] if Role.JOURNEYS in roles else []
+    if transactional and Role.TRANSACTIONAL in roles:
         served.append((transactional_queue(queue), transactional))
     workers = [
         build_worker(
@@ -158,8 +173,9 @@ def build_workers(
         )
         for name, classes in served
     ]
+    lanes = [role is Role.TRANSACTIONAL for role in Role if role in roles]
     return workers + lane_workers(
-        client, context, providers=providers, task_queue=queue, templates=templates
+        client, context, providers=providers, task_queue=queue, templates=templates, kinds=lanes
     )
 
 
@@ -191,9 +207,10 @@ def lane_workers(
     task_queue: str | None = None,
     templates: TemplateStore | None = None,
     max_concurrent_activities: int = 100,
+    kinds: Iterable[bool] = (False, True),
 ) -> list[Worker]:
-    """Unless `[sms] lanes = false`, a worker per SMS provider lane (marketing and
-    transactional): only the delivery activity, at the lane's fleet-wide rate. Temporal
+    """Unless `[sms] lanes = false`, a worker per SMS provider lane (of `kinds`: marketing
+    False, transactional True): only the delivery activity, at the lane's fleet-wide rate. Temporal
     applies `max_task_queue_activities_per_second` on the server, across every worker
     polling the queue, so N workers still send at most `tps` through the provider."""
     config = context.config
@@ -209,7 +226,7 @@ def lane_workers(
     delivery = DeliveryActivities(deliverer)
     workers = []
     for settings in config.sms_providers():
-        for transactional in (False, True):
+        for transactional in kinds:
             workers.append(
                 Worker(
                     client,
@@ -253,10 +270,15 @@ async def register_schedules(client: Client, context: Context, segments: Segment
 
 
 async def run_worker(
-    settings: Settings, *, stop: asyncio.Event | None = None, stop_on_signals: bool = False
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    stop_on_signals: bool = False,
+    roles: Collection[Role] = ROLES,
 ) -> None:
-    """`nudge worker`: journeys and activities, until `stop` is set (or SIGTERM/SIGINT with
-    `stop_on_signals`); in-flight activities get to finish before it returns."""
+    """`nudge worker`: journeys and activities (of `roles`), until `stop` is set (or
+    SIGTERM/SIGINT with `stop_on_signals`); in-flight activities get to finish before it
+    returns."""
     stop = stop or asyncio.Event()
     if stop_on_signals:
         loop = asyncio.get_running_loop()
@@ -278,7 +300,9 @@ async def run_worker(
             await providers.start()
             segments = known_segments(context.config)
             await register_schedules(client, context, segments)
-            workers = build_workers(client, context, providers=providers, segments=segments)
+            workers = build_workers(
+                client, context, providers=providers, segments=segments, roles=roles
+            )
             async with running(workers):
                 if needs_sweep(cls.__journey__ for cls in shipped_journeys().values()):
                     await ensure_sweep(client, task_queue=settings.task_queue)

@@ -125,14 +125,28 @@ def router() -> None:
     run(lambda: run_router(process_settings()))
 
 
+class RoleOption(StrEnum):
+    JOURNEYS = "journeys"
+    TRANSACTIONAL = "transactional"
+
+
 @app.command()
-def worker() -> None:
+def worker(
+    only: Annotated[
+        RoleOption | None,
+        typer.Option(
+            help="serve only the journeys (and marketing SMS lanes) or only the transactional"
+            " journeys (and transactional SMS lanes); default: both"
+        ),
+    ] = None,
+) -> None:
     """The Temporal worker: journeys, delivery, providers (production process)."""
-    from engine.app.worker import run_worker
+    from engine.app.worker import ROLES, Role, run_worker
     from engine.observability.logging import configure_logging
 
+    roles = ROLES if only is None else {Role(only.value)}
     configure_logging(json=process_settings().log_json)
-    run(lambda: run_worker(process_settings(), stop_on_signals=True))
+    run(lambda: run_worker(process_settings(), stop_on_signals=True, roles=roles))
 
 
 @app.command()

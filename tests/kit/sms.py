@@ -5,6 +5,7 @@ Twilio-shaped peer's provider entry and subscribed users."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from temporalio.client import Client
 
 from engine.app.providers import build_providers
+from engine.app.worker import ROLES, Role
 from engine.channels.base import Address, Content, OutboundMessage
 from engine.channels.sms.provider import SmppProvider
 from engine.config.nudge_toml import NudgeConfig, SmsChannel
@@ -154,10 +156,11 @@ def sms_stack(
     providers: list[dict[str, Any]],
     *,
     lanes: bool = True,
+    roles: Collection[Role] = ROLES,
     **journeys: Any,
 ) -> Stack:
-    """A `Stack` of the test journeys routing SMS over `providers` (`[sms] lanes` as given);
-    `journeys` are `[journeys.<name>]` settings."""
+    """A `Stack` of the test journeys routing SMS over `providers` (`[sms] lanes` as given),
+    its worker serving `roles`; `journeys` are `[journeys.<name>]` settings."""
     config = NudgeConfig.model_validate(
         {"sms": {"lanes": lanes, "providers": providers}, "journeys": journeys}
     )
@@ -168,6 +171,7 @@ def sms_stack(
         journeys=TEST_JOURNEYS,
         config=config,
         providers_factory=build_providers,
+        roles=roles,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +22,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from engine.app.journeys import shipped_journeys, template_store
 from engine.app.router import build_router
-from engine.app.worker import build_workers, running
+from engine.app.worker import ROLES, Role, build_workers, running
 from engine.channels.console import ConsoleProvider
 from engine.channels.registry import Providers
 from engine.config.nudge_toml import NudgeConfig
@@ -47,7 +47,8 @@ def kit_templates() -> TemplateStore:
 
 
 class Stack:
-    """`async with Stack(...) as stack:` runs API + router + worker until the block ends."""
+    """`async with Stack(...) as stack:` runs API + router + worker until the block ends;
+    the worker serves `roles` (`nudge worker --only`), default all."""
 
     def __init__(
         self,
@@ -60,6 +61,7 @@ class Stack:
         providers: Providers | None = None,
         providers_factory: Callable[[Context], Providers] | None = None,
         run_worker: bool = True,
+        roles: Collection[Role] = ROLES,
     ) -> None:
         url, _, schema = database_url.partition("#schema=")
         self.settings = Settings(
@@ -75,6 +77,7 @@ class Stack:
         self.providers = providers or Providers.console(self.console)
         self._providers_factory = providers_factory
         self._run_worker = run_worker
+        self._roles = roles
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Stack:
@@ -112,6 +115,7 @@ class Stack:
             providers=self.providers,
             journeys=self.journeys,
             templates=kit_templates(),
+            roles=self._roles,
         )
         await self._stack.enter_async_context(running(self.workers))
 

@@ -5,7 +5,7 @@ the Twilio-shaped peer, which stamps every submit it accepts."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 import pytest
@@ -14,9 +14,10 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime, TelemetryConfig
 
 from engine.app.providers import build_providers
-from engine.app.worker import lane_workers, running
+from engine.app.worker import ROLES, Role, build_workers, lane_workers, running
 from tests.kit import Stack, kit_templates
-from tests.kit.sms import sms_stack, twilio_provider
+from tests.kit.sms import sms_stack, subscriber, twilio_provider
+from tests.kit.waiting import eventually
 from tests.peers.twilio import TwilioPeer
 
 TPS = 5
@@ -44,9 +45,16 @@ async def other_worker_client(client: Client) -> Client:
     )
 
 
-def stack(url: str, client: Client, queue: str, peer: TwilioPeer, **journeys: Any) -> Stack:
+def stack(
+    url: str,
+    client: Client,
+    queue: str,
+    peer: TwilioPeer,
+    roles: Collection[Role] = ROLES,
+    **journeys: Any,
+) -> Stack:
     provider = twilio_provider(peer, tps=TPS, transactional_tps=1)
-    return sms_stack(url, client, queue, [provider], **journeys)
+    return sms_stack(url, client, queue, [provider], roles=roles, **journeys)
 
 
 async def test_three_workers_hold_the_provider_tps_together(
@@ -120,3 +128,70 @@ async def test_a_transactional_send_takes_its_own_lane(
         assert described.raw_description.workflow_execution_info.priority.priority_key == 1
         [row] = await s.messages("ola")
         assert (row["provider"], row["transactional"]) == ("twilio", True)
+
+
+async def test_transactional_workers_of_their_own_serve_otps_alone(
+    postgres_url: str, temporal_client: Client, task_queue: str, twilio: TwilioPeer
+) -> None:
+    """`nudge worker --only transactional` serves the transactional journeys and their lanes,
+    and nothing else: an OTP goes out while a marketing run waits for a worker; `--only
+    journeys` then takes the marketing run, on its own lane."""
+    only_tx = {Role.TRANSACTIONAL}
+    async with stack(postgres_url, temporal_client, task_queue, twilio, roles=only_tx) as s:
+        assert {w.task_queue for w in s.workers} == {
+            f"{task_queue}.tx",
+            f"{task_queue}.sms.twilio.tx",
+        }
+        await s.profile("max", phone="+14155557001", timezone="UTC")
+        await s.consent("max", "sms", "subscribed")
+        await s.track("max", "Burst Start", {"text": "sale"})
+        await s.profile("ola", phone="+14155557000", timezone="UTC")
+        await s.track("ola", "Otp Requested", {"code": "482913"})
+        [otp] = await s.wait_closed("ola")
+        assert otp["outcome"] == "code=sent"
+        [burst] = await s.runs("max")
+        assert burst["status"] == "open"
+        assert [sub.to for sub in twilio.submits] == ["+14155557000"]
+        journeys = build_workers(
+            temporal_client,
+            s.context,
+            providers=s.providers,
+            journeys=s.journeys,
+            templates=kit_templates(),
+            roles={Role.JOURNEYS},
+        )
+        assert {w.task_queue for w in journeys} == {task_queue, f"{task_queue}.sms.twilio"}
+        async with running(journeys):
+            [burst] = await s.wait_closed("max")
+        assert burst["outcome"] == "sent=10"
+
+
+async def test_an_otp_overtakes_the_marketing_sms_waiting_for_the_providers_rate(
+    postgres_url: str, temporal_client: Client, task_queue: str, twilio: TwilioPeer
+) -> None:
+    """Inside a worker a provider's token bucket paces every send; a transactional one does
+    not queue behind the marketing sends already waiting there (`priority`). With lanes off
+    the bucket is the only limit: 60 marketing SMS at 4/s, and once all of them passed the
+    gate (their rows exist, so they wait for the bucket or went out), an OTP is asked: it
+    goes out before the last of them, not after."""
+    provider = twilio_provider(twilio, tps=4)
+    burst = {"t_burst": {"texts": 20, "at_once": True}}
+    users = [f"max{n}" for n in range(3)]
+    async with sms_stack(
+        postgres_url, temporal_client, task_queue, [provider], lanes=False, **burst
+    ) as s:
+        for n, user in enumerate(users):
+            await subscriber(s, user, f"+1415555700{n}")
+            await s.track(user, "Burst Start", {"text": "sale"})
+
+        async def gated() -> bool:
+            return sum([len(await s.messages(u)) for u in users]) == 60
+
+        await eventually(gated)
+        await s.profile("ola", phone="+14155557999", timezone="UTC")
+        await s.track("ola", "Otp Requested", {"code": "482913"})
+        [otp] = await s.wait_closed("ola")
+        outcomes = [(await s.wait_closed(u))[0]["outcome"] for u in users]
+    assert (otp["outcome"], outcomes) == ("code=sent", ["sent=20"] * 3)
+    order = [sub.to for sub in twilio.submits]
+    assert order.index("+14155557999") < len(order) - 1, order
