@@ -175,10 +175,14 @@ async def test_an_otp_overtakes_the_marketing_sms_waiting_for_the_providers_rate
     gate (their rows exist, so they wait for the bucket or went out), an OTP is asked: it
     goes out before the last of them, not after."""
     provider = twilio_provider(twilio, tps=4)
-    burst = {"t_burst": {"texts": 20, "at_once": True}}
     users = [f"max{n}" for n in range(3)]
     async with sms_stack(
-        postgres_url, temporal_client, task_queue, [provider], lanes=False, **burst
+        postgres_url,
+        temporal_client,
+        task_queue,
+        [provider],
+        lanes=False,
+        t_burst={"texts": 20, "at_once": True},
     ) as s:
         for n, user in enumerate(users):
             await subscriber(s, user, f"+1415555700{n}")
