@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.channels.base import Address, Content
@@ -28,7 +28,7 @@ from engine.policy import gate as decide
 from engine.policy.caps import applicable_caps, counted_times, window_start
 from engine.store import consent, devices, messages
 from engine.store.models import Device, Link, Message, User
-from engine.store.rows import for_update
+from engine.store.rows import locking, per_dialect
 from engine.store.users import profile_context
 from schemas.common import Channel, ConsentState, Platform
 from schemas.journeys import DeliverRequest
@@ -61,9 +61,12 @@ async def run_gate(
     """Decide one send inside the caller's transaction; returns the decision and the rows to
     insert (the reserved rows, or the one suppressed row). Defers write nothing."""
     topic = consent_rule.topic_for(transactional=request.transactional)
-    state = consent.state_query(user_id=request.user_id, channel=request.channel, topic=topic)
-    query = for_update(session, select(User, state).where(User.id == request.user_id), of=User)
-    found = (await session.execute(query)).first()
+    found = (
+        await session.execute(
+            _locked_user(session),
+            {"user_id": request.user_id, "channel": request.channel.value, "topic": topic},
+        )
+    ).first()
     user, raw_state = (found[0], found[1]) if found is not None else (None, None)
     addresses: list[Address] = []
     if user is not None and user.erased_at is None and not request.holdout:
@@ -117,6 +120,16 @@ async def run_gate(
     SENDS.labels(request.channel.value, "suppressed").inc()
     count_send(request.journey, request.step, "suppressed")
     return verdict, [rows.suppressed(request, now, verdict.reason)]
+
+
+@per_dialect
+def _locked_user(dialect: str) -> Select[User, str]:
+    """The user's row, locked for the transaction, and the consent state the send is checked
+    against, in one statement."""
+    state = consent.state_query(
+        user_id=bindparam("user_id"), channel=bindparam("channel"), topic=bindparam("topic")
+    )
+    return locking(dialect, select(User, state).where(User.id == bindparam("user_id")), of=User)
 
 
 async def _windows(

@@ -7,7 +7,7 @@ What a state allows at send time is the policy's decision (`engine.policy.consen
 
 from __future__ import annotations
 
-from sqlalchemy import ScalarSelect, select
+from sqlalchemy import ColumnElement, ScalarSelect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.clock import now
@@ -79,9 +79,14 @@ async def record(
     return entry
 
 
-def state_query(*, user_id: str, channel: str, topic: str) -> ScalarSelect[str]:
+def state_query(
+    *,
+    user_id: str | ColumnElement[str],
+    channel: str | ColumnElement[str],
+    topic: str | ColumnElement[str],
+) -> ScalarSelect[str]:
     """The state of (channel, topic) as a scalar subquery (NULL when never set), so callers
-    can read it in the same statement as other facts."""
+    can read it in the same statement as other facts (values, or `bindparam`s)."""
     return (
         select(Consent.state)
         .where(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import ids
 from engine.clock import now
 from engine.store import consent
 from engine.store.models import Device, User
+from engine.store.rows import per_dialect
 from schemas.common import Channel, Platform
 
 
@@ -91,16 +92,24 @@ async def active_devices(
         platforms += [Platform.IOS, Platform.ANDROID]
     rows = list(
         await session.scalars(
-            select(Device)
-            .where(
-                Device.user_id == user_id,
-                Device.active.is_(True),
-                Device.platform.in_(platforms),
-            )
-            .order_by(Device.updated_at.desc(), Device.id)
+            _active_devices(session),
+            {"user_id": user_id, "platforms": platforms},
         )
     )
     return rows[:1] if newest_only else rows
+
+
+@per_dialect
+def _active_devices(_dialect: str) -> Select[Device]:
+    return (
+        select(Device)
+        .where(
+            Device.user_id == bindparam("user_id"),
+            Device.active.is_(True),
+            Device.platform.in_(bindparam("platforms", expanding=True)),
+        )
+        .order_by(Device.updated_at.desc(), Device.id)
+    )
 
 
 async def list_devices(session: AsyncSession, *, user_id: str) -> list[Device]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, Select, Update, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.store.models import Message, MessageAttempt
+from engine.store.rows import per_dialect, table_of
 from schemas.common import Channel, MessageStatus
 
 # Statuses that mean "we sent (or are sending) this": they count against frequency caps.
@@ -52,22 +53,29 @@ async def counted_sends(
     counts from the first time it reached the person (`sent_at`), so a slow provider call
     does not shorten the gap the person sees.
     """
-    at = func.min(func.coalesce(Message.sent_at, Message.created_at))
-    query = (
-        select(Message.channel, Message.journey, at)
+    query = _counted_sends(session)
+    found = [
+        CountedSend(channel, journey, stamp)
+        for channel, journey, stamp in await session.execute(
+            query, {"user_id": user_id, "since": since}
+        )
+    ]
+    return sorted(found, key=lambda send: send.at)
+
+
+@per_dialect
+def _counted_sends(_dialect: str) -> Select[Channel, str | None, datetime]:
+    at = func.coalesce(Message.sent_at, Message.created_at)
+    return (
+        select(Message.channel, Message.journey, func.min(at))
         .where(
-            Message.user_id == user_id,
+            Message.user_id == bindparam("user_id"),
             Message.transactional.is_(False),
             Message.status.in_(COUNTED),
-            func.coalesce(Message.sent_at, Message.created_at) >= since,
+            at >= bindparam("since", type_=Message.created_at.type),
         )
         .group_by(Message.workflow_id, Message.step, Message.channel, Message.journey)
     )
-    found = [
-        CountedSend(channel, journey, stamp)
-        for channel, journey, stamp in await session.execute(query)
-    ]
-    return sorted(found, key=lambda send: send.at)
 
 
 @dataclass(frozen=True)
@@ -141,31 +149,68 @@ async def finish_attempt(
 ) -> None:
     """Store what one provider call did: the message row as it now stands (status, provider
     ids, encoding) and the end of its attempt `row.attempts`."""
+    message, attempt = _finish_attempt(session)
     await session.execute(
-        update(Message)
-        .where(Message.id == row.id)
-        .values(
-            status=row.status,
-            reason=row.reason,
-            provider=row.provider,
-            provider_id=row.provider_id,
-            encoding=row.encoding,
-            parts=row.parts,
-            sent_at=row.sent_at,
-            updated_at=row.updated_at,
-        )
+        message,
+        {
+            "b_message_id": row.id,
+            "b_status": row.status,
+            "b_reason": row.reason,
+            "b_provider": row.provider,
+            "b_provider_id": row.provider_id,
+            "b_encoding": row.encoding,
+            "b_parts": row.parts,
+            "b_sent_at": row.sent_at,
+            "b_updated_at": row.updated_at,
+        },
     )
     await session.execute(
-        update(MessageAttempt)
-        .where(MessageAttempt.message_id == row.id, MessageAttempt.attempt == row.attempts)
-        .values(
-            finished_at=finished_at,
-            outcome=outcome,
-            error=error,
-            provider=row.provider,
-            provider_id=row.provider_id,
-        )
+        attempt,
+        {
+            "b_message_id": row.id,
+            "b_attempt": row.attempts,
+            "b_finished_at": finished_at,
+            "b_outcome": outcome,
+            "b_error": error,
+            "b_provider": row.provider,
+            "b_provider_id": row.provider_id,
+        },
     )
+
+
+_MESSAGE_OUTCOME = (
+    "status",
+    "reason",
+    "provider",
+    "provider_id",
+    "encoding",
+    "parts",
+    "sent_at",
+    "updated_at",
+)
+_ATTEMPT_OUTCOME = ("finished_at", "outcome", "error", "provider", "provider_id")
+
+
+@per_dialect
+def _finish_attempt(_dialect: str) -> tuple[Update, Update]:
+    """The two updates of `finish_attempt`, on the tables (an ORM-enabled update synchronises
+    the session first), their values bound as `b_<column>` (a column's own name is reserved
+    for SQLAlchemy's SET parameters)."""
+    messages, attempts = table_of(Message), table_of(MessageAttempt)
+    message = (
+        update(messages)
+        .where(messages.c.id == bindparam("b_message_id"))
+        .values({name: bindparam(f"b_{name}") for name in _MESSAGE_OUTCOME})
+    )
+    attempt = (
+        update(attempts)
+        .where(
+            attempts.c.message_id == bindparam("b_message_id"),
+            attempts.c.attempt == bindparam("b_attempt"),
+        )
+        .values({name: bindparam(f"b_{name}") for name in _ATTEMPT_OUTCOME})
+    )
+    return message, attempt
 
 
 async def unfinished_attempt(

@@ -7,10 +7,10 @@ starts with `BEGIN IMMEDIATE`, see `engine.store.session`), so locking is a no-o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, Table, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +23,13 @@ M = TypeVar("M", bound=Base)
 def insert_for(session: AsyncSession) -> Any:
     """The dialect's `insert` (Postgres or SQLite), which has `on_conflict_do_nothing`."""
     return postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, for Core statements on the hot path (no ORM bookkeeping)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 async def insert_ignore(
@@ -54,7 +61,7 @@ async def insert_many(
     """
     if not rows:
         return []
-    table = model.__table__
+    table = table_of(model)
     stmt = insert_for(session)(table).on_conflict_do_nothing(index_elements=conflict)
     if not returning:
         await session.execute(stmt, list(rows))
@@ -69,9 +76,32 @@ S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 def for_update(session: AsyncSession, query: S, *, of: Any = None, skip_locked: bool = False) -> S:
     """`query` locking the rows it reads (of `of`) until the transaction ends, on Postgres;
     `skip_locked` leaves rows another transaction holds to it (several routers)."""
-    if dialect_name(session) != "postgresql":
+    return locking(dialect_name(session), query, of=of, skip_locked=skip_locked)
+
+
+def locking(dialect: str, query: S, *, of: Any = None, skip_locked: bool = False) -> S:
+    """`for_update` for a dialect named up front (a statement built once, `per_dialect`)."""
+    if dialect != "postgresql":
         return query
     return query.with_for_update(of=of, skip_locked=skip_locked)
+
+
+T = TypeVar("T")
+
+
+def per_dialect(build: Callable[[str], T]) -> Callable[[AsyncSession], T]:
+    """A statement built once per dialect, its values left as `bindparam`s, for the hot path:
+    building an ORM statement costs more CPU than compiling (cached) and running it, and
+    was most of a send's gate. `build` gets the dialect's name; the wrapper, a session."""
+    built: dict[str, T] = {}
+
+    def statement(session: AsyncSession) -> T:
+        name = dialect_name(session)
+        if name not in built:
+            built[name] = build(name)
+        return built[name]
+
+    return statement
 
 
 async def lock(session: AsyncSession, model: type[M], key: Any) -> M | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -53,9 +53,21 @@ def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncE
         return engine
     if schema:
         kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
-    return create_async_engine(
-        url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True, **kwargs
-    )
+    # 20 kept, 30 at most: a worker's activities (and the API's requests) run about that
+    # many transactions at once; a smaller pool closed and reopened its overflow
+    # connections under load, a new backend each.
+    kwargs = {"pool_size": 20, "max_overflow": 10, **kwargs}
+    engine = create_async_engine(url, hide_parameters=True, **kwargs)
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # A pooled connection the server closed (a restart, a terminated backend) is
+        # swapped for a new one: asyncpg saw the close, so this costs no round trip, where
+        # `pool_pre_ping` spends a ping on every checkout (15 % of a send's gate).
+        if dbapi_connection.driver_connection.is_closed():
+            raise exc.DisconnectionError("the server closed this pooled connection")
+
+    return engine
 
 
 def make_sessionmaker(
