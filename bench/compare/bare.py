@@ -19,7 +19,7 @@ from fastapi.responses import Response
 
 from bench._common import POSTGRES_URL
 
-POOL_SIZE = 10  # Nudge's engines: pool_size 10 + max_overflow 20 (engine/store/session.py)
+POOL_SIZE = 20  # Nudge's engines: pool_size 20 + max_overflow 10 (engine/store/session.py)
 POOL_MAX = 30
 
 # New users get an internal id; known ones are left alone (`ON CONFLICT DO NOTHING`).

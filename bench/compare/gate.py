@@ -6,7 +6,7 @@ transaction that locks the user's row, checks consent and the cap, reserves the 
 rows, then the console send and its bookkeeping transaction) under a push cap. bare: per
 decision, one asyncpg transaction of `SELECT ... FOR UPDATE` on the user's row and an
 `INSERT INTO messages`. Both launch every call at once and are bounded by a pool of the
-same size (Nudge's engine: 10 + 20 overflow; asyncpg: max 30).
+same size (Nudge's engine: 20 + 10 overflow; asyncpg: max 30).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ CAP = {"channel": "push", "limit": 3, "per": "1h"}
 
 HOT = "gate-hot"
 IN_FLIGHT = 30
-"""Calls in flight at once on either side: the size of Nudge's database pool (10 + 20
+"""Calls in flight at once on either side: the size of Nudge's database pool (20 + 10
 overflow), as a worker's activities share it; more only queue on the pool."""
 
 
