@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import DataError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -41,6 +41,7 @@ from engine.observability.metrics import (
 )
 from engine.store import outbox, runs
 from engine.store.models import Event, JourneyRun
+from engine.store.wakeups import EventListener
 from engine.system import sweep
 from engine.temporal.entry import enter, reentry_allows
 from schemas.common import RunStatus
@@ -123,6 +124,9 @@ class Router:
         ROUTER_BATCH.set(batch)
         self._limit = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
+        bind = sessionmaker.kw.get("bind")
+        self.listener = EventListener(bind, self.wake) if isinstance(bind, AsyncEngine) else None
+        """Wakes this router when another process stores events (Postgres)."""
         # Events that failed for a passing reason, and when to try them again (loop time).
         self._later: dict[int, float] = {}
 
@@ -136,7 +140,19 @@ class Router:
         self._wake.set()
 
     async def run(self) -> None:
-        """Route forever, backing off while Temporal is unreachable."""
+        """Route forever, backing off while Temporal is unreachable; woken by `wake` and by
+        events stored anywhere (`engine.store.wakeups`), polling every `poll_interval`."""
+        if self.listener is None:
+            return await self._route_forever()
+        listening = asyncio.create_task(self.listener.run())
+        try:
+            await self._route_forever()
+        finally:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+
+    async def _route_forever(self) -> None:
         backoff = self._poll
         while True:
             try:
