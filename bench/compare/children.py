@@ -2,6 +2,7 @@
 
     python -m bench.compare.children worker --kind bare|nudge --target HOST:PORT --schema S
     python -m bench.compare.children api --kind bare|nudge --fd N --schema S [--target T] [--router]
+    python -m bench.compare.children router --kind nudge --target HOST:PORT --schema S
 
 Each prints `READY` on stdout once it serves and runs until SIGTERM; then it prints the
 Temporal SDK's warnings by kind (the parent keeps those lines). The API serves on the
@@ -120,6 +121,28 @@ async def nudge_api(fd: int, schema: str, target: str | None, router: bool) -> N
         await server.serve(sockets=[socket.socket(fileno=fd)])
 
 
+async def nudge_router(schema: str, target: str) -> None:
+    """A router of its own (what `nudge router` runs), for the API child without one: woken
+    by the events trigger's NOTIFY, polling every `router_poll_interval` besides."""
+    from engine.app.router import build_router
+    from engine.app.temporal import TemporalConnection
+    from engine.config.nudge_toml import NudgeConfig
+    from engine.context import Context
+    from tests.journeys import TEST_JOURNEYS
+
+    settings = bench_settings(schema, temporal_address=target, task_queue=TASK_QUEUE)
+    temporal = TemporalConnection(settings)
+    async with Context.opened(settings, config=NudgeConfig()) as context:
+        routing = asyncio.create_task(
+            build_router(context, temporal.get, journeys=TEST_JOURNEYS).run()
+        )
+        print(READY, flush=True)
+        await _until_sigterm()
+        routing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await routing
+
+
 async def bare_api(fd: int, schema: str) -> None:
     import uvicorn
 
@@ -135,7 +158,7 @@ async def bare_api(fd: int, schema: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.compare.children")
-    parser.add_argument("role", choices=["worker", "api"])
+    parser.add_argument("role", choices=["worker", "api", "router"])
     parser.add_argument("--kind", choices=["bare", "nudge"], required=True)
     parser.add_argument("--schema", default="")
     parser.add_argument("--target", default=None)
@@ -143,7 +166,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--router", action="store_true")
     args = parser.parse_args(argv)
     warnings = count_core_warnings()
-    if args.role == "worker":
+    if args.role == "router":
+        assert args.kind == "nudge" and args.target, "a router is Nudge's, and needs --target"
+        asyncio.run(nudge_router(args.schema, args.target))
+    elif args.role == "worker":
         assert args.target, "a worker needs --target"
         if args.kind == "bare":
             asyncio.run(bare_worker(args.target))

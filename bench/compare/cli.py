@@ -50,6 +50,7 @@ RUNNERS: dict[str, Runner] = {
         rates=[float(r) for r in a.rates.split(",")],
         seconds=a.latency_seconds,
         grace=a.latency_grace,
+        apart=a.router_apart,
     ),
     "batch-ingest": lambda a: _one(ingestion.batch_ingest(a.pairs, events=a.ingest_events)),
     "gate": lambda a: _one(
@@ -140,6 +141,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=float,
         default=10,
         help="latency: seconds per rate (the issue: 30)",
+    )
+    sizes.add_argument(
+        "--router-apart",
+        action="store_true",
+        help="latency: the router in a process of its own (as `nudge router`), not in the API",
     )
     sizes.add_argument(
         "--latency-grace", type=float, default=10, help="latency: wait for late sends (s)"

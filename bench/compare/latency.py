@@ -17,7 +17,7 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from math import nan
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from sqlalchemy import text
@@ -115,21 +115,41 @@ async def bare_sample(rate: float, seconds: float, grace: float) -> Values:
         return _stats(latencies, late)
 
 
+@contextlib.asynccontextmanager
+async def router_child(server: DevServer, schema: str) -> AsyncIterator[Child]:
+    """A router of its own (`bench.compare.children router`) on `server`."""
+    args = ["router", "--kind", "nudge", "--target", server.target, "--schema", schema]
+    async with child_process(CHILDREN, *args) as child:
+        yield child
+
+
 async def nudge_sample(
-    context: Context, key: str, users: Sequence[str], rate: float, seconds: float, grace: float
+    context: Context,
+    key: str,
+    users: Sequence[str],
+    rate: float,
+    seconds: float,
+    grace: float,
+    *,
+    apart: bool = False,
 ) -> Values:
     """Emptied event, run and message tables (the users and devices stay), a fresh dev
-    server, the worker and API children; `rate` `/v1/track` requests a second."""
+    server, the worker and API children; `rate` `/v1/track` requests a second. `apart`:
+    the router in a child of its own, the API without one (`NUDGE_API_ROUTER=false`)."""
     await truncate(context, keep=PEOPLE)
     schema = context.settings.database_schema or ""
     async with temporal_server() as server, contextlib.AsyncExitStack() as stack:
-        # The two children start at once: each takes seconds to import and connect.
-        _, (base, _) = await asyncio.gather(
-            stack.enter_async_context(worker_child("nudge", server, schema)),
-            stack.enter_async_context(
-                api_child("nudge", schema, target=server.target, router=True)
-            ),
+        # The children start at once: each takes seconds to import and connect.
+        api = stack.enter_async_context(
+            api_child("nudge", schema, target=server.target, router=not apart)
         )
+        others: list[Awaitable[Child]] = [
+            stack.enter_async_context(worker_child("nudge", server, schema))
+        ]
+        if apart:
+            others.append(stack.enter_async_context(router_child(server, schema)))
+        started = await asyncio.gather(api, *others)
+        base, _ = cast(tuple[str, Child], started[0])
         http = await stack.enter_async_context(
             httpx.AsyncClient(base_url=base, auth=(key, ""), timeout=60)
         )
@@ -202,7 +222,7 @@ async def _stages(context: Context) -> dict[str, list[float]]:
 
 
 async def latency(
-    pairs: int, *, rates: Sequence[float], seconds: float, grace: float
+    pairs: int, *, rates: Sequence[float], seconds: float, grace: float, apart: bool = False
 ) -> list[Result]:
     """One result per rate; each pair is a bare sample and a Nudge sample at that rate.
     A sample waits `grace` seconds after its last event for the runs still going; later
@@ -218,13 +238,13 @@ async def latency(
         def sides(rate: float) -> tuple[Sample, Sample]:
             return (
                 lambda i: bare_sample(rate, seconds, grace),
-                lambda i: nudge_sample(context, key, users, rate, seconds, grace),
+                lambda i: nudge_sample(context, key, users, rate, seconds, grace, apart=apart),
             )
 
         for rate in rates:
             result = Result(
-                name=f"latency@{rate:g}/s",
-                method=_method(rate, seconds, grace),
+                name=f"latency@{rate:g}/s" + (" router apart" if apart else ""),
+                method=_method(rate, seconds, grace, apart=apart),
                 measures=[
                     Measure("p50", "ms, trigger -> send", False, 1.5),
                     Measure("p99", "ms, trigger -> send", False, 2.0),
@@ -242,16 +262,23 @@ async def latency(
     return results
 
 
-def _method(rate: float, seconds: float, grace: float) -> str:
+def _method(rate: float, seconds: float, grace: float, *, apart: bool) -> str:
+    where = (
+        " to the API child without a router; a router child of its own routes (woken by the"
+        " events trigger's NOTIFY, as `nudge router` runs)"
+        if apart
+        else " to the API child with the router inside (woken by the request, as `nudge api`"
+        " runs it)"
+    )
     return (
         f"open loop, {rate:g} events/s for {seconds:g} s ({int(rate * seconds)} events), a"
         " fresh dev server and worker child (build_worker's tuning on both sides) per sample."
         " bare: signal-with-start of a new workflow per event from this process; latency ="
         " its one activity's start (time.time() in the worker) - the call's time. nudge: POST"
-        " /v1/track of 'Cart Touched' for its own user (with an iOS device) to the API child"
-        " with the router inside (woken by the request, as `nudge api` runs it); the worker"
-        " child runs t_keyed (hold 0: one console push); latency = messages.sent_at - the"
-        f" request's time. Events not done {grace:g} s after the load count at (end of that"
-        " wait - sent), a lower bound: with 'late' > 0 the upper percentiles are lower"
-        " bounds. Ratio nudge/bare."
+        " /v1/track of 'Cart Touched' for its own user (with an iOS device)"
+        + where
+        + "; the worker child runs t_keyed (hold 0: one console push); latency ="
+        f" messages.sent_at - the request's time. Events not done {grace:g} s after the load"
+        " count at (end of that wait - sent), a lower bound: with 'late' > 0 the upper"
+        " percentiles are lower bounds. Ratio nudge/bare."
     )
