@@ -20,7 +20,7 @@ from engine import ids
 from engine.clock import now
 from engine.observability.metrics import EVENTS_ACCEPTED
 from engine.store.models import Event, User
-from engine.store.rows import for_update, insert_ignore, insert_many
+from engine.store.rows import for_update, insert_ignore, insert_many, table_of
 from engine.store.users import (
     Merged,
     ProfileError,
@@ -264,18 +264,21 @@ async def mark_routed(
     wanted = sorted(set(ids))
     if not wanted:
         return
-    values: dict[str, Any] = {"routed_at": at, "route_attempts": Event.route_attempts + 1}
+    # On the table: an ORM-enabled update would first match the batch's loaded events.
+    events = table_of(Event)
+    values: dict[str, Any] = {"routed_at": at, "route_attempts": events.c.route_attempts + 1}
     if error is not None:
         values["route_error"] = error[:200]
-    await session.execute(update(Event).where(Event.id.in_(wanted)).values(**values))
+    await session.execute(update(events).where(events.c.id.in_(wanted)).values(**values))
 
 
 async def note_attempt(session: AsyncSession, *, ids: Iterable[int]) -> None:
     """These events failed for a passing reason and stay unrouted."""
     wanted = sorted(set(ids))
     if wanted:
+        events = table_of(Event)
         await session.execute(
-            update(Event)
-            .where(Event.id.in_(wanted))
-            .values(route_attempts=Event.route_attempts + 1)
+            update(events)
+            .where(events.c.id.in_(wanted))
+            .values(route_attempts=events.c.route_attempts + 1)
         )

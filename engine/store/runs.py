@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine.clock import now
 from engine.store import webhooks
 from engine.store.models import JourneyRun, Message, User
-from engine.store.rows import insert_for, per_dialect, table_of
+from engine.store.rows import insert_many, per_dialect, table_of
 from schemas.common import MessageStatus, RunStatus
 
 
@@ -81,8 +81,7 @@ async def add_entries(session: AsyncSession, entries: Sequence[dict[str, Any]]) 
     if not entries:
         return
     rows = [{**entry, "status": RunStatus.OPEN} for entry in entries]
-    stmt = insert_for(session)(JourneyRun).values(rows)
-    await session.execute(stmt.on_conflict_do_nothing(index_elements=["journey", "entry_event_id"]))
+    await insert_many(session, JourneyRun, rows, conflict=["journey", "entry_event_id"])
     for entry in entries:
         await webhooks.enqueue(
             session,
