@@ -31,6 +31,9 @@ from triggers.router import BATCH, CONCURRENCY
 ROUTE_LIMIT = 600.0  # seconds: give up routing a sample after this long
 
 RATE = Measure("routed/s", "events/s", higher_is_better=True, target=0.8)
+BARE_HERE = Measure(
+    "bare on this server", "signal-with-starts/s right after, same server (bare)", True
+)
 DETAILS = [
     Measure("bench CPU", "ms/event (router or bare client, this process)", False),
     Measure("server CPU", "ms/event (dev server)", False),
@@ -39,29 +42,34 @@ DETAILS = [
 
 async def bare_route(count: int, *, prefix: str) -> Values:
     """`count` signal-with-starts of a new `BareJourney` each, `BATCH` at a time with at
-    most `CONCURRENCY` in flight, as the router groups its calls."""
+    most `CONCURRENCY` in flight, as the router groups its calls; a fresh dev server."""
     async with temporal_server() as server:
-        client = await Client.connect(server.target)  # the default converter: bare
-        limit = asyncio.Semaphore(CONCURRENCY)
+        return await bare_route_on(server, count, prefix=prefix)
 
-        async def start(i: int) -> None:
-            event = {
-                "message_id": f"{prefix}-{i}",
-                "name": "Cart Touched",
-                "properties": {"cart_id": f"c{i}"},
-                "timestamp": datetime.now(UTC).isoformat(),
-            }
-            async with limit:
-                await client.start_workflow(
-                    bare.WORKFLOW,
-                    bare.BareEntry(event=event),
-                    id=f"bare/{prefix}/{i}",
-                    task_queue=nudge.TASK_QUEUE,
-                    start_signal=bare.EVENT_SIGNAL,
-                    start_signal_args=[event],
-                )
 
-        return await _timed(server, count, _in_batches(start, count))
+async def bare_route_on(server: DevServer, count: int, *, prefix: str) -> Values:
+    """`bare_route` on a server the caller holds (route-open-runs: the loaded one)."""
+    client = await Client.connect(server.target)  # the default converter: bare
+    limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def start(i: int) -> None:
+        event = {
+            "message_id": f"{prefix}-{i}",
+            "name": "Cart Touched",
+            "properties": {"cart_id": f"c{i}"},
+            "timestamp": datetime.now(UTC).isoformat(),
+        }
+        async with limit:
+            await client.start_workflow(
+                bare.WORKFLOW,
+                bare.BareEntry(event=event),
+                id=f"bare/{prefix}/{i}",
+                task_queue=nudge.TASK_QUEUE,
+                start_signal=bare.EVENT_SIGNAL,
+                start_signal_args=[event],
+            )
+
+    return await _timed(server, count, _in_batches(start, count))
 
 
 async def _in_batches(start: Callable[[int], Awaitable[None]], count: int) -> None:
@@ -104,13 +112,27 @@ async def _timed(server: DevServer, count: int, work: Awaitable[None]) -> Values
     }
 
 
+async def _idle_share(server: DevServer, seconds: float = 3.0) -> float:
+    """The share of a core the dev server spends while nobody calls it."""
+    before, started = cpu_seconds(server.pid), time.perf_counter()
+    await asyncio.sleep(seconds)
+    return (cpu_seconds(server.pid) - before) / (time.perf_counter() - started)
+
+
 async def route_fresh(context: Context, count: int, *, prefix: str) -> Values:
     """Nudge: empty tables, `count` "Cart Touched" events (each its own user and cart) in
     the outbox via `accept`, a fresh dev server, then the timed routing."""
+    async with temporal_server() as server:
+        return await nudge_route_fresh(context, server, count, prefix=prefix)
+
+
+async def nudge_route_fresh(
+    context: Context, server: DevServer, count: int, *, prefix: str
+) -> Values:
+    """`route_fresh` on a server the caller holds."""
     await truncate(context)
     await nudge.accept_all(context, [nudge.touch(f"{prefix}-{i}", f"c{i}") for i in range(count)])
-    async with temporal_server() as server:
-        return await nudge_route(context, server, count)
+    return await nudge_route(context, server, count)
 
 
 async def route_burst(pairs: int, count: int, *, name: str, target: float = 0.8) -> Result:
@@ -152,9 +174,11 @@ async def route_open_runs(pairs: int, count: int, open_runs: int) -> Result:
             " them (no worker, so they stay open); each sample then routes"
             f" {count} 'Cart Touched' events for {count} of those users not used before, the"
             " server and tables kept (so they hold the earlier samples' runs too). Ratio"
-            " with/without open runs of routed/s."
+            " with/without open runs of routed/s. After each sample, on the same server:"
+            f" {count} bare signal-with-starts (route-burst's bare side), to tell the"
+            " server's slowdown from the router's."
         ),
-        measures=[RATE, *DETAILS],
+        measures=[RATE, *DETAILS, BARE_HERE],
         sides=("no open runs", f"{open_runs} open"),
     )
     async with bench_context() as empty, bench_context() as loaded, temporal_server() as server:
@@ -167,21 +191,30 @@ async def route_open_runs(pairs: int, count: int, open_runs: int) -> Result:
         stored = time.perf_counter()
         made = await nudge_route(loaded, server, open_runs)
         held = int(await scalar(loaded, "SELECT count(*) FROM journey_runs WHERE status = 'open'"))
+        idle = await _idle_share(server)
         result.lines.append(
             f"setup: {open_runs} events stored in {stored - started:.0f} s, routed at"
             f" {made['routed/s']:.0f}/s ({time.perf_counter() - stored:.0f} s);"
-            f" {held} runs open"
+            f" {held} runs open; the dev server then idles at {idle:.0%} of a core"
         )
         print(f"  [route-open-runs] {result.lines[-1]}", flush=True)
 
         async def with_open(i: int) -> Values:
             users = range(i * count, (i + 1) * count)
             await nudge.accept_all(loaded, [nudge.touch(f"open-{u}", f"c-{i}-{u}") for u in users])
-            return await nudge_route(loaded, server, count)
+            values = await nudge_route(loaded, server, count)
+            bare_side = await bare_route_on(server, count, prefix=f"open-bare{i}")
+            return {**values, BARE_HERE.key: bare_side["routed/s"]}
+
+        async def fresh(i: int) -> Values:
+            async with temporal_server() as other:
+                values = await nudge_route_fresh(empty, other, count, prefix=f"n{i}")
+                bare_side = await bare_route_on(other, count, prefix=f"bare{i}")
+            return {**values, BARE_HERE.key: bare_side["routed/s"]}
 
         return await run_pairs(
             result,
             pairs,
-            lambda i: route_fresh(empty, count, prefix=f"n{i}"),
+            fresh,
             with_open,
         )
