@@ -67,8 +67,12 @@ async def test_funnel_and_readout_match_the_hand_count(stack: Stack) -> None:
         return bool(sum(s["reached"] for s in stats["steps"]) == USERS)
 
     # Every offer is written (sent, or suppressed for the holdout) before anyone comes
-    # back, so each conversion has a last message to credit.
+    # back, and each converter's run holds its send's result (the message its conversion
+    # credits): a row can be written before the workflow hears back from its activity.
     await eventually(offered, timeout=120)
+    for users in converters.values():
+        for user in users:
+            await stack.wait_step(user, "wait:App Opened", journey="win_back", timeout=120)
     for users in converters.values():
         for user in users:
             await stack.track(user, "App Opened")

@@ -152,6 +152,7 @@ async def test_an_anonymous_visitor_is_merged_into_the_known_user(
         )
         anon = await s.call("GET", "/v1/users/anonymous:v-1")
         await s.device("anonymous:v-1", token="anon-device")
+        await s.routed("anonymous:v-1")
         [before] = await s.runs("anonymous:v-1")
         assert before["status"] == "open"
         # Logging in: identify with both ids.
