@@ -142,15 +142,14 @@ class Router:
     async def run(self) -> None:
         """Route forever, backing off while Temporal is unreachable; woken by `wake` and by
         events stored anywhere (`engine.store.wakeups`), polling every `poll_interval`."""
-        if self.listener is None:
-            return await self._route_forever()
-        listening = asyncio.create_task(self.listener.run())
+        listening = asyncio.create_task(self.listener.run()) if self.listener else None
         try:
             await self._route_forever()
         finally:
-            listening.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listening
+            if listening is not None:
+                listening.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listening
 
     async def _route_forever(self) -> None:
         backoff = self._poll

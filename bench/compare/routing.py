@@ -190,11 +190,12 @@ async def route_open_runs(pairs: int, count: int, open_runs: int) -> Result:
         )
         stored = time.perf_counter()
         made = await nudge_route(loaded, server, open_runs)
+        routed = time.perf_counter()
         held = int(await scalar(loaded, "SELECT count(*) FROM journey_runs WHERE status = 'open'"))
         idle = await _idle_share(server)
         result.lines.append(
             f"setup: {open_runs} events stored in {stored - started:.0f} s, routed at"
-            f" {made['routed/s']:.0f}/s ({time.perf_counter() - stored:.0f} s);"
+            f" {made['routed/s']:.0f}/s ({routed - stored:.0f} s);"
             f" {held} runs open; the dev server then idles at {idle:.0%} of a core"
         )
         print(f"  [route-open-runs] {result.lines[-1]}", flush=True)

@@ -150,20 +150,8 @@ async def finish_attempt(
     """Store what one provider call did: the message row as it now stands (status, provider
     ids, encoding) and the end of its attempt `row.attempts`."""
     message, attempt = _finish_attempt(session)
-    await session.execute(
-        message,
-        {
-            "b_message_id": row.id,
-            "b_status": row.status,
-            "b_reason": row.reason,
-            "b_provider": row.provider,
-            "b_provider_id": row.provider_id,
-            "b_encoding": row.encoding,
-            "b_parts": row.parts,
-            "b_sent_at": row.sent_at,
-            "b_updated_at": row.updated_at,
-        },
-    )
+    stands = {f"b_{name}": getattr(row, name) for name in _MESSAGE_OUTCOME}
+    await session.execute(message, {"b_message_id": row.id, **stands})
     await session.execute(
         attempt,
         {
@@ -178,6 +166,7 @@ async def finish_attempt(
     )
 
 
+# The message columns an outcome sets, each from the row's attribute of the same name.
 _MESSAGE_OUTCOME = (
     "status",
     "reason",
