@@ -69,10 +69,7 @@ class SegmentCall(BaseModel):
     def _needs_an_identity(self) -> SegmentCall:
         if not self.user_id and not self.anonymous_id:
             raise ValueError("userId or anonymousId is required")
-        fields = vars(self)  # not getattr: a field a call type lacks is a slow miss
-        for name in ("properties", "traits", "context", "name", "category", "event"):
-            check_storable(fields.get(name), name)
-        check_storable([self.user_id, self.anonymous_id, self.message_id], "ids")
+        # Every text and free-form field checked itself (`CleanText`, `FreeForm`).
         return self
 
     @property
@@ -177,7 +174,6 @@ class AliasCall(SegmentCall):
     def _needs_user(self) -> AliasCall:
         if not self.user_id:
             raise ValueError("alias needs a userId")
-        check_storable(self.previous_id, "previousId")
         return self
 
     def event_name(self) -> str:

@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sizes.add_argument(
         "--latency-grace", type=float, default=10, help="latency: wait for late sends (s)"
     )
-    sizes.add_argument("--ingest-events", type=int, default=5000, help="batch-ingest: events")
+    sizes.add_argument("--ingest-events", type=int, default=20000, help="batch-ingest: events")
     sizes.add_argument("--gate-hot", type=int, default=200, help="gate: calls for one user")
     sizes.add_argument("--gate-spread", type=int, default=1000, help="gate: calls spread")
     sizes.add_argument("--gate-users", type=int, default=200, help="gate: users to spread over")

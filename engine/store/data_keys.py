@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.clock import now
 from engine.store.models import UserKey
-from engine.store.rows import insert_for, insert_ignore
+from engine.store.rows import insert_ignore, insert_many
 
 SALT_BYTES = 32
 CACHE_SECONDS = 30.0
@@ -53,10 +53,7 @@ async def add_salts(session: AsyncSession, *, user_ids: list[str]) -> None:
         }
         for uid in user_ids
     ]
-    stmt = (
-        insert_for(session)(UserKey).values(rows).on_conflict_do_nothing(index_elements=["user_id"])
-    )
-    await session.execute(stmt)
+    await insert_many(session, UserKey, rows, conflict=["user_id"])
 
 
 async def shred(session: AsyncSession, *, user_id: str) -> bool:

@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import ids
 from engine.clock import now
 from engine.store.models import WriteKey
+from engine.store.rows import table_of
 from schemas.common import KeyScope
 
 
@@ -54,15 +55,17 @@ async def create_key(
 
 
 async def lookup(session: AsyncSession, *, key: str) -> KeyInfo | None:
-    """The key's scope and name, if it exists and is not revoked."""
-    row = (
-        await session.execute(
-            select(WriteKey.id, WriteKey.name, WriteKey.scope, WriteKey.environment).where(
-                WriteKey.key_hash == ids.hash_write_key(key), WriteKey.revoked_at.is_(None)
-            )
-        )
-    ).first()
+    """The key's scope and name, if it exists and is not revoked (every API call asks)."""
+    row = (await session.execute(_BY_HASH, {"key_hash": ids.hash_write_key(key)})).first()
     return KeyInfo(row[0], row[1], KeyScope(row[2]), row[3]) if row else None
+
+
+# Built once, on the table: building the statement cost more than running it, and a
+# column select through the ORM costs its loading machinery.
+_KEYS = table_of(WriteKey)
+_BY_HASH = select(_KEYS.c.id, _KEYS.c.name, _KEYS.c.scope, _KEYS.c.environment).where(
+    _KEYS.c.key_hash == bindparam("key_hash"), _KEYS.c.revoked_at.is_(None)
+)
 
 
 async def active_key(session: AsyncSession, *, key_id: int) -> KeyInfo | None:

@@ -8,6 +8,7 @@ go through `add_event`, so every row has the same shape and deduplicates the sam
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -163,8 +164,8 @@ async def accept(
         if (row["user_id"], row["message_id"]) in inserted
     ]
     await _apply_profiles(session, fresh, users)
-    for call in fresh:
-        EVENTS_ACCEPTED.labels(call.type).inc()
+    for kind, count in Counter(call.type for call in fresh).items():
+        EVENTS_ACCEPTED.labels(kind).inc(count)
     return accepted
 
 

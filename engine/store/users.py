@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import ids
 from engine.clock import now
 from engine.store import data_keys, phones
 from engine.store.models import Consent, Device, Event, JourneyRun, Message, User
-from engine.store.rows import insert_many
+from engine.store.rows import insert_many, one_of, per_dialect, table_of
 from schemas.common import RunStatus
 from schemas.events import check_storable
 
@@ -94,19 +94,30 @@ async def existing_users(session: AsyncSession, keys: Iterable[str]) -> dict[str
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    rows = await session.execute(
-        select(User.external_id, User.id).where(
-            User.external_id.in_(wanted), User.merged_into.is_(None)
-        )
-    )
+    rows = await session.execute(_unmerged(session), {"keys": wanted})
     return {key: uid for key, uid in rows if key is not None}
 
 
 async def _ids_for(session: AsyncSession, keys: list[str]) -> dict[str, str]:
-    rows = await session.execute(
-        select(User.external_id, User.id, User.merged_into).where(User.external_id.in_(keys))
-    )
+    rows = await session.execute(_by_keys(session), {"keys": keys})
     return {key: merged or uid for key, uid, merged in rows if key is not None}
+
+
+# On the table, not the model: a column select through the ORM costs its loading machinery.
+@per_dialect
+def _by_keys(dialect: str) -> Select[str | None, str, str | None]:
+    users = table_of(User)
+    return select(users.c.external_id, users.c.id, users.c.merged_into).where(
+        one_of(dialect, users.c.external_id, "keys")
+    )
+
+
+@per_dialect
+def _unmerged(dialect: str) -> Select[str | None, str]:
+    users = table_of(User)
+    return select(users.c.external_id, users.c.id).where(
+        one_of(dialect, users.c.external_id, "keys"), users.c.merged_into.is_(None)
+    )
 
 
 async def ensure_user(

@@ -70,7 +70,7 @@ def create_app(
 
     # Body limits on the bytes that arrive (chunked or not) and on what gzip inflates to.
     app.add_middleware(BodyLimits)
-    app.state.access = Access(context.sessions, context.config.api)
+    app.state.access = Access(context.config.api)
 
     # Every route states the scope it needs (`triggers.api.auth.require`).
     # The batch of opens comes before `/v1/messages/{message_id}`, which would shadow it.

@@ -18,16 +18,18 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 
-from fastapi import Request
+from fastapi import Depends, Request
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.config.nudge_toml import ApiConfig
 from engine.store import keys
 from engine.store.keys import KeyInfo
+from engine.store.session import dialect_name
 from schemas.common import KeyScope
+from triggers.api.deps import session
 from triggers.api.problems import Problem
 
 BODY_KEY_PATHS = frozenset(
@@ -76,9 +78,9 @@ def require(scope: KeyScope) -> Callable[[Request], Awaitable[KeyInfo]]:
     """The dependency of a route that needs `scope` (an admin key may call anything):
     `dependencies=[Depends(require(KeyScope.READ))]`."""
 
-    async def check(request: Request) -> KeyInfo:
+    async def check(request: Request, db: AsyncSession = Depends(session)) -> KeyInfo:
         access: Access = request.app.state.access
-        return await access.check(request, scope)
+        return await access.check(request, scope, db)
 
     check.nudge_scope = scope.value  # type: ignore[attr-defined]  # read by the OpenAPI document
     return check
@@ -88,8 +90,7 @@ class Access:
     """Checks the key and the rate limits of each call (`require(scope)` calls it). The
     key found is left in `request.state.key`, for the audit log."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], config: ApiConfig) -> None:
-        self._sessions = sessions
+    def __init__(self, config: ApiConfig) -> None:
         self._config = config
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         limits = config.rate_limits
@@ -97,8 +98,10 @@ class Access:
         self._per_address = parse(limits.per_address)
         self._failed = parse(limits.failed_auth)
 
-    async def check(self, request: Request, scope: KeyScope) -> KeyInfo:
-        """The caller's key if it may call this route; raises a 401/403/429 problem."""
+    async def check(self, request: Request, scope: KeyScope, db: AsyncSession) -> KeyInfo:
+        """The caller's key if it may call this route; raises a 401/403/429 problem. The
+        key is read in the request's own transaction (`db`, the session its route gets
+        too): one transaction a call, not one for the key and one for the work."""
         address = self._address(request)
         self._take(self._per_address, "address", address)
         if self._limiter.test(self._failed, "failed", address) is False:
@@ -107,8 +110,11 @@ class Access:
         if key is None:
             self._limiter.hit(self._failed, "failed", address)
             raise _unauthorized("send an API key: HTTP Basic (key as username) or Bearer")
-        async with self._sessions() as session:
-            found = await keys.lookup(session, key=key)
+        found = await keys.lookup(db, key=key)
+        if dialect_name(db) == "sqlite":
+            # A SQLite transaction holds the database's write lock (`BEGIN IMMEDIATE`):
+            # end the read, so a route that writes nothing does not hold it.
+            await db.commit()
         if found is None:
             self._limiter.hit(self._failed, "failed", address)
             raise _unauthorized("unknown or revoked API key")

@@ -59,8 +59,8 @@ async def click(
     if not _CODE.match(code):
         raise Problem(404, "link-not-found", "No such link")
     bot = is_bot(request.headers.get("user-agent"))
-    async with db.begin():
-        found = await engagement.click(db, code=code, bot=bot, at=now())
+    found = await engagement.click(db, code=code, bot=bot, at=now())
+    await db.commit()
     if found is None:
         raise Problem(404, "link-not-found", "No such link")
     CLICKS.labels(journey_label(found.journey), "bot" if bot else "human").inc()
@@ -75,8 +75,8 @@ async def opened(
     message_id: str, request: Request, db: AsyncSession = Depends(session)
 ) -> OpenedOut:
     """The app showed the message (a push opened): the first report emits `Message Opened`."""
-    async with db.begin():
-        message, first = await _open(db, message_id)
+    message, first = await _open(db, message_id)
+    await db.commit()
     if message is None:
         raise Problem(404, "message-not-found", "No such message")
     if first:
@@ -91,13 +91,13 @@ async def opened_batch(
     """Many opens at once (an SDK flushing its queue); ids Nudge does not know are listed
     in `unknown`, the others recorded."""
     items, unknown = [], []
-    async with db.begin():
-        for message_id in dict.fromkeys(body.message_ids):
-            message, first = await _open(db, message_id)
-            if message is None:
-                unknown.append(message_id)
-            else:
-                items.append(OpenedOut(message_id=message_id, first=first))
+    for message_id in dict.fromkeys(body.message_ids):
+        message, first = await _open(db, message_id)
+        if message is None:
+            unknown.append(message_id)
+        else:
+            items.append(OpenedOut(message_id=message_id, first=first))
+    await db.commit()
     if any(item.first for item in items):
         _wake(request)
     return OpenedBatchOut(items=items, unknown=unknown)
