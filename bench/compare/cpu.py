@@ -26,7 +26,7 @@ from bench._common import (
 )
 from bench.compare import bare_journey as bare
 from bench.compare import nudge
-from bench.compare.latency import worker_child
+from bench.compare.processes import worker_child
 from bench.compare.report import Measure, Result, Values, run_pairs
 from engine.context import Context
 from triggers.router import CONCURRENCY

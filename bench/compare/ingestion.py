@@ -7,19 +7,16 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 
 from bench._common import (
-    Child,
     bench_context,
-    child_process,
     cpu_seconds,
     describe,
-    listening_socket,
     percentiles,
     scalar,
     temporal_server,
@@ -27,35 +24,12 @@ from bench._common import (
     wait_for,
 )
 from bench.compare import nudge, routing
+from bench.compare.processes import api_child
 from bench.compare.report import Measure, Result, Values, run_pairs
 from engine.context import Context
 from engine.store.keys import create_key
 
-CHILDREN = "bench.compare.children"
 DRAIN_LIMIT = 120.0  # seconds steady-ingest waits for the backlog to drain
-
-
-@contextlib.asynccontextmanager
-async def api_child(
-    kind: str, schema: str, *, target: str | None = None, router: bool = False
-) -> AsyncIterator[tuple[str, Child]]:
-    """An API child process (`bench.compare.children api`); yields its base URL once
-    `/healthz` answers."""
-    sock = listening_socket()
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    args = ["api", "--kind", kind, "--fd", str(sock.fileno()), "--schema", schema]
-    if target is not None:
-        args += ["--target", target]
-    if router:
-        args.append("--router")
-    try:
-        async with child_process(CHILDREN, *args, pass_fds=[sock.fileno()]) as child:
-            sock.close()  # the child holds its own copy
-            async with httpx.AsyncClient(base_url=base) as http:
-                (await http.get("/healthz", timeout=60)).raise_for_status()
-            yield base, child
-    finally:
-        sock.close()
 
 
 def tracked(prefix: str, count: int, *, users: int | None = None) -> list[dict[str, Any]]:

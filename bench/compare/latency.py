@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from math import nan
 from typing import Any, cast
 
@@ -27,9 +27,7 @@ from temporalio.service import RPCError
 from bench._common import (
     PEOPLE,
     Child,
-    DevServer,
     bench_context,
-    child_process,
     percentiles,
     temporal_server,
     truncate,
@@ -37,18 +35,10 @@ from bench._common import (
 )
 from bench.compare import bare_journey as bare
 from bench.compare import nudge
-from bench.compare.ingestion import CHILDREN, api_child
+from bench.compare.processes import api_child, router_child, worker_child
 from bench.compare.report import Measure, Result, Sample, Values, run_pairs
 from engine.context import Context
 from engine.store.keys import create_key
-
-
-@contextlib.asynccontextmanager
-async def worker_child(kind: str, server: DevServer, schema: str = "") -> AsyncIterator[Child]:
-    """A worker (`bench.compare.children worker`) on `server`."""
-    args = ["worker", "--kind", kind, "--target", server.target, "--schema", schema]
-    async with child_process(CHILDREN, *args) as child:
-        yield child
 
 
 async def open_loop(rate: float, seconds: float, send: Callable[[int], Awaitable[None]]) -> int:
@@ -113,14 +103,6 @@ async def bare_sample(rate: float, seconds: float, grace: float) -> Values:
                 latencies.append(ended - at)
                 late += 1
         return _stats(latencies, late)
-
-
-@contextlib.asynccontextmanager
-async def router_child(server: DevServer, schema: str) -> AsyncIterator[Child]:
-    """A router of its own (`bench.compare.children router`) on `server`."""
-    args = ["router", "--kind", "nudge", "--target", server.target, "--schema", schema]
-    async with child_process(CHILDREN, *args) as child:
-        yield child
 
 
 async def nudge_sample(

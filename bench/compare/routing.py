@@ -1,6 +1,7 @@
 """route-burst, route-backlog, route-open-runs: trigger events into Temporal, no worker.
 
-No worker runs on either side: routing ends when Temporal has accepted the
+No worker runs on either side while routing is timed (route-open-runs parks its open runs
+with one beforehand): routing ends when Temporal has accepted the
 signal-with-start, so a worker would only compete for the two cores. Every sample gets a
 fresh dev server (accumulated state slows it) and, on the Nudge side, emptied tables.
 """
@@ -12,6 +13,9 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from bench._common import (
@@ -21,10 +25,13 @@ from bench._common import (
     scalar,
     temporal_server,
     truncate,
+    wait_for,
 )
 from bench.compare import bare_journey as bare
 from bench.compare import nudge
+from bench.compare.processes import worker_child
 from bench.compare.report import Measure, Result, Values, run_pairs
+from engine.config.nudge_toml import NudgeConfig
 from engine.context import Context
 from triggers.router import BATCH, CONCURRENCY
 
@@ -158,6 +165,34 @@ async def route_burst(pairs: int, count: int, *, name: str, target: float = 0.8)
 
 
 OPEN_PER_USER = 2  # one t_order and one t_sequence run each
+# The open runs are parked as a fleet's are: each has run its first workflow task and waits
+# (t_order on a 30-day sleep, t_sequence on a "Ping" for up to 30 days).
+PARKED = NudgeConfig(journeys={"t_order": {"pause": "30d"}, "t_sequence": {"wait": "30d"}})
+PARK_LIMIT = 1800.0  # seconds the worker may take over the open runs' first tasks
+IDLE_CPU = 0.05  # share of a core under which the parking worker counts as done
+
+
+async def park(context: Context, server: DevServer) -> None:
+    """Let a worker take every workflow task waiting on the journeys' queue, as a fleet's
+    workers would have: done when the queue holds none and the worker has gone idle."""
+    request = DescribeTaskQueueRequest(
+        namespace=server.client.namespace,
+        task_queue=TaskQueue(name=nudge.TASK_QUEUE),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        report_stats=True,
+    )
+    schema = context.settings.database_schema or ""
+    async with worker_child("nudge", server, schema) as worker:
+
+        async def drained() -> bool:
+            queue = await server.client.workflow_service.describe_task_queue(request)
+            if queue.stats.approximate_backlog_count:
+                return False
+            before = cpu_seconds(worker.pid)
+            await asyncio.sleep(1.0)
+            return cpu_seconds(worker.pid) - before < IDLE_CPU
+
+        await wait_for(drained, what="parking the open runs", limit=PARK_LIMIT, every=1.0)
 
 
 async def route_open_runs(pairs: int, count: int, open_runs: int) -> Result:
@@ -171,7 +206,9 @@ async def route_open_runs(pairs: int, count: int, open_runs: int) -> Result:
             f" server). second: {open_runs} open runs over {pool} users (one t_order, keyed,"
             " and one t_sequence run each; neither listens to 'Cart Touched' nor to the"
             " other's trigger), made once by storing their triggers with accept and routing"
-            " them (no worker, so they stay open); each sample then routes"
+            " them, then parked: a worker runs each one's first workflow task (t_order then"
+            " sleeps 30 days, t_sequence waits 30 days for a 'Ping') and is stopped once the"
+            " queue is empty and it idles; each sample then routes"
             f" {count} 'Cart Touched' events for {count} of those users not used before, the"
             " server and tables kept (so they hold the earlier samples' runs too). Ratio"
             " with/without open runs of routed/s. After each sample, on the same server:"
@@ -181,7 +218,11 @@ async def route_open_runs(pairs: int, count: int, open_runs: int) -> Result:
         measures=[RATE, *DETAILS, BARE_HERE],
         sides=("no open runs", f"{open_runs} open"),
     )
-    async with bench_context() as empty, bench_context() as loaded, temporal_server() as server:
+    async with (
+        bench_context() as empty,
+        bench_context(config=PARKED) as loaded,
+        temporal_server() as server,
+    ):
         started = time.perf_counter()
         # Event j goes to user j % pool: a router batch spans many users, as a stream would.
         await nudge.accept_all(
@@ -191,12 +232,15 @@ async def route_open_runs(pairs: int, count: int, open_runs: int) -> Result:
         stored = time.perf_counter()
         made = await nudge_route(loaded, server, open_runs)
         routed = time.perf_counter()
+        await park(loaded, server)
+        parked = time.perf_counter()
         held = int(await scalar(loaded, "SELECT count(*) FROM journey_runs WHERE status = 'open'"))
         idle = await _idle_share(server)
         result.lines.append(
             f"setup: {open_runs} events stored in {stored - started:.0f} s, routed at"
-            f" {made['routed/s']:.0f}/s ({routed - stored:.0f} s);"
-            f" {held} runs open; the dev server then idles at {idle:.0%} of a core"
+            f" {made['routed/s']:.0f}/s ({routed - stored:.0f} s), parked by a worker in"
+            f" {parked - routed:.0f} s; {held} runs open; the dev server then idles at"
+            f" {idle:.0%} of a core"
         )
         print(f"  [route-open-runs] {result.lines[-1]}", flush=True)
 
