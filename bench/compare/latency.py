@@ -29,6 +29,7 @@ from bench._common import (
     Child,
     bench_context,
     percentiles,
+    scalar,
     temporal_server,
     truncate,
     wait_for,
@@ -39,6 +40,11 @@ from bench.compare.processes import api_child, router_child, worker_child
 from bench.compare.report import Measure, Result, Sample, Values, run_pairs
 from engine.context import Context
 from engine.store.keys import create_key
+
+WARM_UP = 5
+"""Events sent one at a time, and done, before the timed ones on both sides: every child is
+fresh (new pools, caches, sandboxes), and the first sends measure that, not a steady rate."""
+WARM_UP_LIMIT = 60.0  # seconds the warm-up may take
 
 
 async def open_loop(rate: float, seconds: float, send: Callable[[int], Awaitable[None]]) -> int:
@@ -87,6 +93,17 @@ async def bare_sample(rate: float, seconds: float, grace: float) -> Values:
                     start_signal_args=[event],
                 )
 
+        for i in range(WARM_UP):
+            event = {"message_id": f"warm-{i}", "name": "Cart Touched"}
+            warm = await client.start_workflow(
+                bare.WORKFLOW,
+                bare.BareEntry(event=event, activity=True),
+                id=f"bare/lat/warm-{i}",
+                task_queue=nudge.TASK_QUEUE,
+                start_signal=bare.EVENT_SIGNAL,
+                start_signal_args=[event],
+            )
+            await asyncio.wait_for(warm.result(), WARM_UP_LIMIT)
         await open_loop(rate, seconds, send)
         waiting = {i: asyncio.ensure_future(h.result()) for i, h in handles.items()}
         if waiting:
@@ -135,6 +152,7 @@ async def nudge_sample(
         http = await stack.enter_async_context(
             httpx.AsyncClient(base_url=base, auth=(key, ""), timeout=60)
         )
+        await _warm_up(context, http)
         sent: dict[str, float] = {}
 
         async def send(i: int) -> None:
@@ -160,6 +178,20 @@ async def nudge_sample(
     for stage, spans in (await _stages(context)).items():
         values[stage] = _median_ms(spans)
     return values
+
+
+async def _warm_up(context: Context, http: httpx.AsyncClient) -> None:
+    """`WARM_UP` triggers for the warm-up users, one at a time, each run ended before the
+    next; then the event, run and message tables are emptied again for the timed ones."""
+    for i in range(WARM_UP):
+        (await http.post("/v1/track", json=nudge.touch(f"warm-{i}", "c0"))).raise_for_status()
+
+        async def ended(n: int = i + 1) -> bool:
+            sql = "SELECT count(*) FROM journey_runs WHERE status <> 'open'"
+            return int(await scalar(context, sql)) >= n
+
+        await wait_for(ended, what="the warm-up run", limit=WARM_UP_LIMIT)
+    await truncate(context, keep=PEOPLE)
 
 
 def _median_ms(seconds: Sequence[float]) -> float:
@@ -215,7 +247,7 @@ async def latency(
             key = await create_key(db, name="bench")
             await db.commit()
         users = [f"lat-{i}" for i in range(int(max(rates) * seconds))]
-        await nudge.users_with_devices(context, users)
+        await nudge.users_with_devices(context, [*users, *(f"warm-{i}" for i in range(WARM_UP))])
 
         def sides(rate: float) -> tuple[Sample, Sample]:
             return (
@@ -254,7 +286,9 @@ def _method(rate: float, seconds: float, grace: float, *, apart: bool) -> str:
     )
     return (
         f"open loop, {rate:g} events/s for {seconds:g} s ({int(rate * seconds)} events), a"
-        " fresh dev server and worker child (build_worker's tuning on both sides) per sample."
+        " fresh dev server and worker child (build_worker's tuning on both sides) per sample,"
+        f" after {WARM_UP} warm-up events sent one at a time, each done before the next, and"
+        " not counted (fresh pools, caches and sandboxes are what the first sends measure)."
         " bare: signal-with-start of a new workflow per event from this process; latency ="
         " its one activity's start (time.time() in the worker) - the call's time. nudge: POST"
         " /v1/track of 'Cart Touched' for its own user (with an iOS device)"

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import ids
 from engine.clock import now
 from engine.observability.metrics import EVENTS_ACCEPTED
 from engine.store.models import Event, User
-from engine.store.rows import for_update, insert_ignore, insert_many, table_of
+from engine.store.rows import bound, for_update, insert_ignore, insert_many, table_of
+from engine.store.session import dialect_name
 from engine.store.users import (
     Merged,
     ProfileError,
@@ -97,12 +98,16 @@ def corrected_timestamp(
 async def accept(
     session: AsyncSession, calls: Sequence[Call], *, sent_at: datetime | None = None
 ) -> Accepted:
-    """Store every Segment call as an event row, in bulk: one query for the batch's users
-    (three when some are new), one insert for its events. A repeated (user, `messageId`) is
+    """Store every Segment call as an event row, in bulk. A repeated (user, `messageId`) is
     accepted and ignored. `identify` and `group` change the profile once per message id;
     `context.timezone`/`locale`/`ip` fill a profile that has none. A call carrying both a
     `userId` and an `anonymousId`, and every `alias`, merges the anonymous user into the
     known one (`engine.store.users.merge`).
+
+    Round trips: on Postgres, a batch of known users' calls is one statement (their ids
+    looked up and their events inserted together); new users add their creation and one
+    insert. Elsewhere, or with merges, one query for the users (three when some are new)
+    and one insert.
 
     `sent_at`: the batch's `sentAt`, for calls without their own. A bad trait raises
     `ProfileError`; the caller then rolls back, so nothing of the request is stored. The
@@ -112,6 +117,56 @@ async def accept(
     if not calls:
         return accepted
     received = now()
+    rows = [_event_row(call, sent_at=sent_at, received=received) for call in calls]
+    accepted.message_ids = [row["message_id"] for row in rows]
+    keys = [call.identity for call in calls]
+    if dialect_name(session) == "postgresql" and not any(map(_previous_keys, calls)):
+        users, inserted = await _insert_for_known(session, keys, rows)
+        new = [i for i, key in enumerate(keys) if key not in users]
+        if new:
+            users.update(await ensure_users(session, {keys[i] for i in new}))
+            inserted |= await _insert(
+                session, [keys[i] for i in new], [rows[i] for i in new], users
+            )
+    else:
+        users = await _users_merged(session, calls, into=accepted.merged)
+        inserted = await _insert(session, keys, rows, users)
+    accepted.stored = len(inserted)
+    accepted.duplicates = len(rows) - len(inserted)
+    fresh = [
+        call
+        for call, key, row in zip(calls, keys, rows, strict=True)
+        if (users[key], row["message_id"]) in inserted
+    ]
+    await _apply_profiles(session, fresh, users)
+    for kind, count in Counter(call.type for call in fresh).items():
+        EVENTS_ACCEPTED.labels(kind).inc(count)
+    return accepted
+
+
+def _event_row(call: Call, *, sent_at: datetime | None, received: datetime) -> dict[str, Any]:
+    """A call's event row, but for its user (`user_id`, set once the user is known)."""
+    return {
+        "message_id": call.message_id or ids.new_message_id(),
+        "type": call.type,
+        "name": call.event_name(),
+        "properties": call.event_properties(),
+        "context": dict(call.context),
+        "timestamp": corrected_timestamp(call, sent_at=sent_at, received=received),
+        "original_timestamp": call.timestamp or call.original_timestamp,
+        "sent_at": call.sent_at or sent_at,
+        "received_at": received,
+        # Profile-only calls have nothing to route.
+        "routed_at": None if call.type in ROUTED_TYPES else received,
+        "route_attempts": 0,
+    }
+
+
+async def _users_merged(
+    session: AsyncSession, calls: Sequence[Call], *, into: Merged
+) -> dict[str, str]:
+    """The calls' users by key, created as needed, with the merges their calls ask for made
+    (`into` collects what they ended)."""
     keys = {call.identity for call in calls}
     users = await ensure_users(session, keys)
     earlier = await existing_users(session, [k for call in calls for k in _previous_keys(call)])
@@ -119,54 +174,91 @@ async def accept(
         for previous in _previous_keys(call):
             if previous in earlier:
                 await merge(
-                    session,
-                    source=earlier[previous],
-                    target=users[call.identity],
-                    into=accepted.merged,
+                    session, source=earlier[previous], target=users[call.identity], into=into
                 )
-    if accepted.merged.merged:
+    if into.merged:
         users = await ensure_users(session, keys)  # merged keys now lead to the known user
-    rows = []
-    for call in calls:
-        message_id = call.message_id or ids.new_message_id()
-        accepted.message_ids.append(message_id)
-        rows.append(
-            {
-                "message_id": message_id,
-                "user_id": users[call.identity],
-                "type": call.type,
-                "name": call.event_name(),
-                "properties": call.event_properties(),
-                "context": dict(call.context),
-                "timestamp": corrected_timestamp(call, sent_at=sent_at, received=received),
-                "original_timestamp": call.timestamp or call.original_timestamp,
-                "sent_at": call.sent_at or sent_at,
-                "received_at": received,
-                # Profile-only calls have nothing to route.
-                "routed_at": None if call.type in ROUTED_TYPES else received,
-                "route_attempts": 0,
-            }
-        )
-    inserted = set(
-        await insert_many(
-            session,
-            Event,
-            rows,
-            conflict=["user_id", "message_id"],
-            returning=["user_id", "message_id"],
-        )
+    return users
+
+
+async def _insert(
+    session: AsyncSession, keys: list[str], rows: list[dict[str, Any]], users: dict[str, str]
+) -> set[tuple[str, str]]:
+    """Insert the rows, each for the user of its key; the (user, message id) pairs stored."""
+    found = await insert_many(
+        session,
+        Event,
+        [{**row, "user_id": users[key]} for key, row in zip(keys, rows, strict=True)],
+        conflict=["user_id", "message_id"],
+        returning=["user_id", "message_id"],
     )
-    accepted.stored = len(inserted)
-    accepted.duplicates = len(rows) - len(inserted)
-    fresh = [
-        call
-        for call, row in zip(calls, rows, strict=True)
-        if (row["user_id"], row["message_id"]) in inserted
-    ]
-    await _apply_profiles(session, fresh, users)
-    for kind, count in Counter(call.type for call in fresh).items():
-        EVENTS_ACCEPTED.labels(kind).inc(count)
-    return accepted
+    return {(user_id, message_id) for user_id, message_id in found}
+
+
+async def _insert_for_known(
+    session: AsyncSession, keys: list[str], rows: list[dict[str, Any]]
+) -> tuple[dict[str, str], set[tuple[str, str]]]:
+    """Postgres, one statement: the users of `keys` that exist (by key, a merged key
+    leading to the user it joined), and the rows of those users inserted in the batch's
+    order; returns both. The rows of keys without a user are left to the caller."""
+    dialect = session.get_bind().dialect
+    params: dict[str, list[Any]] = {"keys": sorted(set(keys)), "key": keys}
+    for name in _KNOWN_COLUMNS:
+        values = [row[name] for row in rows]
+        params[name] = bound(dialect, table_of(Event).c[name], values)
+    users: dict[str, str] = {}
+    inserted: set[tuple[str, str]] = set()
+    for kind, first, second in await session.execute(_KNOWN, params):
+        if kind == "user":
+            users[first] = second
+        else:
+            inserted.add((first, second))
+    return users, inserted
+
+
+_KNOWN_COLUMNS = (
+    "message_id",
+    "type",
+    "name",
+    "properties",
+    "context",
+    "timestamp",
+    "original_timestamp",
+    "sent_at",
+    "received_at",
+    "routed_at",
+    "route_attempts",
+)
+# `ORDER BY` the batch's order: the events' ids, which the router follows, keep it.
+_KNOWN = text(
+    """
+    WITH known AS (
+        SELECT external_id AS key, coalesce(merged_into, id) AS user_id
+        FROM users WHERE external_id = ANY(CAST(:keys AS VARCHAR[]))
+    ), stored AS (
+        INSERT INTO events (user_id, message_id, type, name, properties, context, timestamp,
+                            original_timestamp, sent_at, received_at, routed_at, route_attempts)
+        SELECT known.user_id, r.message_id, r.type, r.name, r.properties::jsonb,
+               r.context::jsonb, r.timestamp, r.original_timestamp, r.sent_at, r.received_at,
+               r.routed_at, r.route_attempts
+        FROM unnest(
+            CAST(:key AS VARCHAR[]), CAST(:message_id AS VARCHAR[]), CAST(:type AS VARCHAR[]),
+            CAST(:name AS VARCHAR[]), CAST(:properties AS TEXT[]), CAST(:context AS TEXT[]),
+            CAST(:timestamp AS TIMESTAMPTZ[]), CAST(:original_timestamp AS TIMESTAMPTZ[]),
+            CAST(:sent_at AS TIMESTAMPTZ[]), CAST(:received_at AS TIMESTAMPTZ[]),
+            CAST(:routed_at AS TIMESTAMPTZ[]), CAST(:route_attempts AS INTEGER[])
+        ) WITH ORDINALITY AS r(key, message_id, type, name, properties, context, timestamp,
+                               original_timestamp, sent_at, received_at, routed_at,
+                               route_attempts, n)
+        JOIN known ON known.key = r.key
+        ORDER BY r.n
+        ON CONFLICT (user_id, message_id) DO NOTHING
+        RETURNING user_id, message_id
+    )
+    SELECT 'user', key, user_id FROM known
+    UNION ALL SELECT 'event', user_id, message_id FROM stored
+    """
+)
 
 
 def _previous_keys(call: Call) -> list[str]:

@@ -90,12 +90,10 @@ async def insert_many(
 
 @dataclass(frozen=True)
 class _Unnest:
-    """An `INSERT ... SELECT FROM unnest` for one table, column list and conflict target,
-    with each column's bind processor (the type's own conversion, e.g. JSON to text)."""
+    """An `INSERT ... SELECT FROM unnest` for one table, column list and conflict target."""
 
     statement: TextClause | TextualSelect
     columns: tuple[Column[Any], ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
     defaults: tuple[tuple[str, Callable[[], Any]], ...]
     """Columns the rows leave out that have a Python-side default, and how to make it."""
 
@@ -120,12 +118,19 @@ async def _insert_unnest(
         {**row, **{name: make() for name, make in plan.defaults}} if plan.defaults else row
         for row in rows
     ]
-    params: dict[str, list[Any]] = {}
-    for index, (column, process) in enumerate(zip(plan.columns, plan.processors, strict=True)):
-        values = [row[column.name] for row in filled]
-        params[f"c{index}"] = [process(v) for v in values] if process else values
+    params = {
+        f"c{index}": bound(dialect, column, [row[column.name] for row in filled])
+        for index, column in enumerate(plan.columns)
+    }
     result = await session.execute(plan.statement, params)
     return [tuple(row) for row in result] if returning else []
+
+
+def bound(dialect: Dialect, column: Column[Any], values: list[Any]) -> list[Any]:
+    """`values` of `column` as its type binds them (JSON as its text, datetimes checked and
+    in UTC), for a statement that takes the column as an array."""
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return [process(value) for value in values] if process else values
 
 
 def _same(value: Any) -> Any:
@@ -150,7 +155,7 @@ def _plan_unnest(
             defaults.append((column.name, functools.partial(_same, default.arg)))
     columns = tuple(table.c[name] for name in (*names, *(name for name, _ in defaults)))
     quote = dialect.identifier_preparer.quote
-    arrays, picks, processors = [], [], []
+    arrays, picks = [], []
     for index, column in enumerate(columns):
         impl = column.type.dialect_impl(dialect)
         is_json = isinstance(impl, JSON)
@@ -158,7 +163,6 @@ def _plan_unnest(
         kind = "TEXT" if is_json else impl.compile(dialect=dialect)
         arrays.append(f"CAST(:c{index} AS {kind}[])")
         picks.append(f"r.c{index}::{impl.compile(dialect=dialect)}" if is_json else f"r.c{index}")
-        processors.append(impl.bind_processor(dialect))
     sql = (
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in columns)})"
         f" SELECT {', '.join(picks)}"
@@ -170,7 +174,7 @@ def _plan_unnest(
         statement = text(sql + " RETURNING " + ", ".join(quote(name) for name in returning))
         # Typed results: each returned column comes back through its type, as in the ORM.
         statement = statement.columns(*(table.c[name] for name in returning))
-    return _Unnest(statement, columns, tuple(processors), tuple(defaults))
+    return _Unnest(statement, columns, tuple(defaults))
 
 
 S = TypeVar("S", bound=Select[*tuple[Any, ...]])

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.store import outbox
 from engine.store.models import Event
-from engine.store.users import ensure_user
+from engine.store.users import ensure_user, existing_users
+from schemas.events import TrackCall
 from tests.kit.db import sessions
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -149,3 +150,39 @@ async def test_concurrent_routers_keep_every_users_order(pg: Sessions) -> None:
     assert sorted(taken) == sorted(ids), "every event routed exactly once"
     for user in users:
         assert [label for label in taken if label[0] == user] == [f"{user}{n}" for n in range(1, 9)]
+
+
+# -- the API's side: accept --------------------------------------------------------------
+
+
+def _track(user: str, n: int, *, message_id: str | None = None) -> TrackCall:
+    return TrackCall.model_validate(
+        {"userId": user, "event": "Ping", "properties": {"n": n}, "messageId": message_id}
+    )
+
+
+async def test_accept_keeps_the_batch_order_for_known_and_new_users(db: Sessions) -> None:
+    """Known users' events go in with their lookup (one statement on Postgres), new users'
+    after them: each user's events still get ids in the order the batch gave them."""
+    tag = uuid.uuid4().hex[:8]
+    known, new = f"known-{tag}", f"new-{tag}"
+    async with db() as session:
+        await outbox.accept(session, [_track(known, 0)])
+        await session.commit()
+    batch = [
+        _track(user, n, message_id=f"{user}-{n}") for n in range(1, 6) for user in (known, new)
+    ]
+    batch.append(_track(known, 1, message_id=f"{known}-1"))  # a repeat
+    async with db() as session:
+        accepted = await outbox.accept(session, batch)
+        await session.commit()
+    assert (accepted.stored, accepted.duplicates) == (10, 1)
+    async with db() as session:
+        users = await existing_users(session, [known, new])
+        for user, first in ((known, 0), (new, 1)):
+            rows = await session.execute(
+                select(Event.properties)
+                .where(Event.user_id == users[user], Event.name == "Ping")
+                .order_by(Event.id)
+            )
+            assert [props["n"] for (props,) in rows] == list(range(first, 6))
