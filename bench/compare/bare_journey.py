@@ -11,9 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio import activity, workflow
+
+if TYPE_CHECKING:
+    from temporalio.client import Client, WorkflowHandle
 
 WORKFLOW = "BareJourney"
 EVENT_SIGNAL = "event"
@@ -52,3 +55,19 @@ class BareJourney:
             stamp, start_to_close_timeout=timedelta(minutes=2)
         )
         return started
+
+
+async def start_run(
+    client: Client, workflow_id: str, *, message_id: str, task_queue: str
+) -> WorkflowHandle[Any, Any]:
+    """Signal-with-start one run with its activity for one "Cart Touched" event; its
+    result is the time the activity started."""
+    event = {"message_id": message_id, "name": "Cart Touched"}
+    return await client.start_workflow(
+        WORKFLOW,
+        BareEntry(event=event, activity=True),
+        id=workflow_id,
+        task_queue=task_queue,
+        start_signal=EVENT_SIGNAL,
+        start_signal_args=[event],
+    )

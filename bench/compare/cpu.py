@@ -43,14 +43,8 @@ async def bare_side(runs: int) -> Values:
 
         async def run(i: int) -> object:
             async with limit:
-                event = {"message_id": f"cpu-{i}", "name": "Cart Touched"}
-                handle = await client.start_workflow(
-                    bare.WORKFLOW,
-                    bare.BareEntry(event=event, activity=True),
-                    id=f"bare/cpu/{i}",
-                    task_queue=nudge.TASK_QUEUE,
-                    start_signal=bare.EVENT_SIGNAL,
-                    start_signal_args=[event],
+                handle = await bare.start_run(
+                    client, f"bare/cpu/{i}", message_id=f"cpu-{i}", task_queue=nudge.TASK_QUEUE
                 )
             return await handle.result()
 

@@ -80,28 +80,16 @@ async def bare_sample(rate: float, seconds: float, grace: float) -> Values:
         handles: dict[int, WorkflowHandle[Any, Any]] = {}
 
         async def send(i: int) -> None:
-            event = {"message_id": f"lat-{i}", "name": "Cart Touched"}
             sent[i] = time.time()
             # A start that fails runs nothing: it is counted as late below.
             with contextlib.suppress(RPCError):
-                handles[i] = await client.start_workflow(
-                    bare.WORKFLOW,
-                    bare.BareEntry(event=event, activity=True),
-                    id=f"bare/lat/{i}",
-                    task_queue=nudge.TASK_QUEUE,
-                    start_signal=bare.EVENT_SIGNAL,
-                    start_signal_args=[event],
+                handles[i] = await bare.start_run(
+                    client, f"bare/lat/{i}", message_id=f"lat-{i}", task_queue=nudge.TASK_QUEUE
                 )
 
         for i in range(WARM_UP):
-            event = {"message_id": f"warm-{i}", "name": "Cart Touched"}
-            warm = await client.start_workflow(
-                bare.WORKFLOW,
-                bare.BareEntry(event=event, activity=True),
-                id=f"bare/lat/warm-{i}",
-                task_queue=nudge.TASK_QUEUE,
-                start_signal=bare.EVENT_SIGNAL,
-                start_signal_args=[event],
+            warm = await bare.start_run(
+                client, f"bare/lat/warm-{i}", message_id=f"warm-{i}", task_queue=nudge.TASK_QUEUE
             )
             await asyncio.wait_for(warm.result(), WARM_UP_LIMIT)
         await open_loop(rate, seconds, send)

@@ -203,9 +203,9 @@ async def _insert_for_known(
     order; returns both. The rows of keys without a user are left to the caller."""
     dialect = session.get_bind().dialect
     params: dict[str, list[Any]] = {"keys": sorted(set(keys)), "key": keys}
+    events = table_of(Event)
     for name in _KNOWN_COLUMNS:
-        values = [row[name] for row in rows]
-        params[name] = bound(dialect, table_of(Event).c[name], values)
+        params[name] = bound(dialect, events.c[name], [row[name] for row in rows])
     users: dict[str, str] = {}
     inserted: set[tuple[str, str]] = set()
     for kind, first, second in await session.execute(_KNOWN, params):

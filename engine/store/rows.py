@@ -129,8 +129,14 @@ async def _insert_unnest(
 def bound(dialect: Dialect, column: Column[Any], values: list[Any]) -> list[Any]:
     """`values` of `column` as its type binds them (JSON as its text, datetimes checked and
     in UTC), for a statement that takes the column as an array."""
-    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    process = _bind_processor(dialect, column)
     return [process(value) for value in values] if process else values
+
+
+@functools.cache
+def _bind_processor(dialect: Dialect, column: Column[Any]) -> Callable[[Any], Any] | None:
+    # Once per column: every ingestion request binds a dozen columns.
+    return column.type.dialect_impl(dialect).bind_processor(dialect)
 
 
 def _same(value: Any) -> Any:
