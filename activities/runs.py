@@ -13,8 +13,9 @@ from temporalio.exceptions import ApplicationError
 from engine import ids
 from engine.config.nudge_toml import NudgeConfig
 from engine.observability.metrics import JOURNEY_CONVERSIONS, count_end, journey_label
-from engine.store import experiments, runs
+from engine.store import experiments, runs, webhooks
 from engine.store.models import User
+from engine.store.session import autocommit
 from schemas.journeys import (
     GoalReached,
     RunFinished,
@@ -36,11 +37,16 @@ class RunActivities:
         self._version = version
 
     @contextlib.asynccontextmanager
-    async def _run_row(self) -> AsyncIterator[AsyncSession]:
-        """A transaction on a run's row; one the router has not committed yet is retried."""
+    async def _run_row(self, *, alone: str | None = None) -> AsyncIterator[AsyncSession]:
+        """A transaction on a run's row; one the router has not committed yet is retried.
+        `alone`: the webhook kind the work may enqueue; while no endpoint wants it, the
+        work's statements need no transaction and each commits as it runs."""
         try:
-            async with self._sessions() as session, session.begin():
+            async with self._sessions() as session:
+                if alone is not None and not webhooks.wanted(session, alone):
+                    await autocommit(session)
                 yield session
+                await session.commit()
         except runs.RunRowMissing:
             raise _not_yet() from None
 
@@ -53,8 +59,10 @@ class RunActivities:
 
     @activity.defn(name="nudge.run_finished")
     async def run_finished(self, finished: RunFinished) -> None:
-        """Close the run's row with its outcome and the code version that finished it."""
-        async with self._run_row() as session:
+        """Close the run's row with its outcome and the code version that finished it (its
+        update, repeated once the router's row is there, commits alone unless a webhook
+        records the end with it)."""
+        async with self._run_row(alone=runs.ended_kind(finished.status)) as session:
             await runs.mark_finished(
                 session,
                 workflow_id=finished.workflow_id,

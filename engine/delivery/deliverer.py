@@ -51,6 +51,7 @@ from engine.store import devices, sms, webhooks
 from engine.store import messages as message_rows
 from engine.store.models import Device, Message, MessageAttempt, User
 from engine.store.rows import lock
+from engine.store.session import autocommit
 from schemas.common import Channel, MessageStatus
 from schemas.journeys import DeliverOutcome, DeliverRequest, SmsLanes, SmsLanesRequest
 
@@ -199,10 +200,19 @@ class Deliverer:
                         self._claim(row, address, clock, lane=request.provider)
                         for row, address in decision.rows
                     ]
-                session.add_all(new_rows)
+                await message_rows.reserve(
+                    session,
+                    new_rows,
+                    [
+                        MessageAttempt(
+                            message_id=c.row.id, attempt=1, started_at=wall_now(), provider=c.pinned
+                        )
+                        for c in claims
+                        if c.provider is not None
+                    ],
+                )
                 if isinstance(decision, Reserved) and decision.links:
-                    await session.flush()  # the links point at the rows
-                    session.add_all(decision.links)
+                    session.add_all(decision.links)  # they point at the rows
                 if isinstance(decision, decide.Suppress):
                     for row in new_rows:
                         await webhooks.enqueue(
@@ -211,13 +221,6 @@ class Deliverer:
                             payload=webhooks.message_payload(row),
                             user_id=row.user_id,
                         )
-                session.add_all(
-                    MessageAttempt(
-                        message_id=c.row.id, attempt=1, started_at=wall_now(), provider=c.pinned
-                    )
-                    for c in claims
-                    if c.provider is not None
-                )
                 await session.flush()
         except IntegrityError:
             return None
@@ -381,7 +384,10 @@ class Deliverer:
         PROVIDER_LATENCY.labels(provider.name).observe(time.monotonic() - started)
         SENDS.labels(row.channel, outcome).inc()
         count_send(row.journey, row.step, outcome)
-        async with self._sessions() as session, session.begin():
+        async with self._sessions() as session:
+            kind = "message.sent" if outcome == "sent" else "message.failed"
+            if outcome == "sent" and not part_ids and not webhooks.wanted(session, kind):
+                await autocommit(session)  # the attempt's end is all there is to store
             await message_rows.finish_attempt(
                 session,
                 row=row,
@@ -400,11 +406,9 @@ class Deliverer:
                 await self._unknown(session, row)
             if outcome in ("sent", "permanent", "invalid"):
                 await webhooks.enqueue(
-                    session,
-                    kind="message.sent" if outcome == "sent" else "message.failed",
-                    payload=webhooks.message_payload(row),
-                    user_id=row.user_id,
+                    session, kind=kind, payload=webhooks.message_payload(row), user_id=row.user_id
                 )
+            await session.commit()
         if retry is not None:
             raise retry
         return row

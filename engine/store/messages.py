@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Update, bindparam, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    Update,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.store.models import Message, MessageAttempt
+from engine.store.models import Base, Message, MessageAttempt
 from engine.store.rows import per_dialect, table_of
+from engine.store.session import dialect_name
 from schemas.common import Channel, MessageStatus
 
 # Statuses that mean "we sent (or are sending) this": they count against frequency caps.
@@ -144,26 +158,59 @@ async def attempts(session: AsyncSession, *, message_id: str) -> list[MessageAtt
     )
 
 
+async def reserve(
+    session: AsyncSession, rows: Sequence[Message], attempts: Sequence[MessageAttempt]
+) -> None:
+    """Insert a send's new rows and the first attempts of those it delivers. On Postgres a
+    send to one address is one statement (the row's insert a CTE of its attempt's, the
+    ORM's unit of work skipped); the rest go through the session."""
+    if dialect_name(session) == "postgresql" and len(rows) == len(attempts) == 1:
+        row, attempt = _set_columns(rows[0]), _set_columns(attempts[0])
+        values = {f"m_{k}": v for k, v in row.items()} | {f"a_{k}": v for k, v in attempt.items()}
+        await session.execute(_reserve_one(tuple(row), tuple(attempt)), values)
+        return
+    session.add_all(rows)
+    session.add_all(attempts)
+    await session.flush()
+
+
+def _set_columns(row: Base) -> dict[str, Any]:
+    """The columns a new row's attributes set (the others keep their defaults)."""
+    columns = table_of(type(row)).columns
+    return {k: v for k, v in vars(row).items() if k in columns}
+
+
+@functools.cache
+def _reserve_one(row: tuple[str, ...], attempt: tuple[str, ...]) -> Insert:
+    """`reserve`'s statement for one row and its attempt, the columns given bound as
+    `m_<column>` and `a_<column>` (built once per column set)."""
+    messages, attempts = table_of(Message), table_of(MessageAttempt)
+    message = insert(messages).values(
+        {k: bindparam(f"m_{k}", type_=messages.c[k].type) for k in row}
+    )
+    return (
+        insert(attempts)
+        .values({k: bindparam(f"a_{k}", type_=attempts.c[k].type) for k in attempt})
+        .add_cte(message.cte("reserved"))
+    )
+
+
 async def finish_attempt(
     session: AsyncSession, *, row: Message, outcome: str, error: str | None, finished_at: datetime
 ) -> None:
     """Store what one provider call did: the message row as it now stands (status, provider
-    ids, encoding) and the end of its attempt `row.attempts`."""
-    message, attempt = _finish_attempt(session)
-    stands = {f"b_{name}": getattr(row, name) for name in _MESSAGE_OUTCOME}
-    await session.execute(message, {"b_message_id": row.id, **stands})
-    await session.execute(
-        attempt,
-        {
-            "b_message_id": row.id,
-            "b_attempt": row.attempts,
-            "b_finished_at": finished_at,
-            "b_outcome": outcome,
-            "b_error": error,
-            "b_provider": row.provider,
-            "b_provider_id": row.provider_id,
-        },
-    )
+    ids, encoding) and the end of its attempt `row.attempts`. One statement on Postgres
+    (a session that runs only this may `autocommit`), two on SQLite."""
+    values = {f"b_{name}": getattr(row, name) for name in _MESSAGE_OUTCOME}
+    values |= {
+        "b_message_id": row.id,
+        "b_attempt": row.attempts,
+        "b_finished_at": finished_at,
+        "b_outcome": outcome,
+        "b_error": error,
+    }
+    for statement in _finish_attempt(session):
+        await session.execute(statement, values)
 
 
 # The message columns an outcome sets, each from the row's attribute of the same name.
@@ -177,14 +224,16 @@ _MESSAGE_OUTCOME = (
     "sent_at",
     "updated_at",
 )
+# The attempt's columns; its provider's are the message's (`b_provider`, `b_provider_id`).
 _ATTEMPT_OUTCOME = ("finished_at", "outcome", "error", "provider", "provider_id")
 
 
 @per_dialect
-def _finish_attempt(_dialect: str) -> tuple[Update, Update]:
-    """The two updates of `finish_attempt`, on the tables (an ORM-enabled update synchronises
-    the session first), their values bound as `b_<column>` (a column's own name is reserved
-    for SQLAlchemy's SET parameters)."""
+def _finish_attempt(dialect: str) -> tuple[Update, ...]:
+    """`finish_attempt`'s updates, on the tables (an ORM-enabled update synchronises the
+    session first), their values bound as `b_<column>` (a column's own name is reserved
+    for SQLAlchemy's SET parameters). On Postgres the message's update is a CTE of the
+    attempt's: one statement, one round trip."""
     messages, attempts = table_of(Message), table_of(MessageAttempt)
     message = (
         update(messages)
@@ -199,6 +248,8 @@ def _finish_attempt(_dialect: str) -> tuple[Update, Update]:
         )
         .values({name: bindparam(f"b_{name}") for name in _ATTEMPT_OUTCOME})
     )
+    if dialect == "postgresql":
+        return (attempt.add_cte(message.cte("finished_message")),)
     return message, attempt
 
 

@@ -139,7 +139,7 @@ async def mark_finished(
         if not closed:
             await _require_row(session, workflow_id=workflow_id, run_id=run_id)
             closed = list(await session.execute(this_run, values))  # see `_require_row`
-    kind = "journey.exited" if status == RunStatus.EXITED else "journey.completed"
+    kind = ended_kind(status)
     for user_id, journey in closed:
         await webhooks.enqueue(
             session,
@@ -154,6 +154,11 @@ async def mark_finished(
             user_id=user_id,
             at=ended_at,
         )
+
+
+def ended_kind(status: RunStatus) -> str:
+    """The webhook kind of a run that ended with `status`."""
+    return "journey.exited" if status == RunStatus.EXITED else "journey.completed"
 
 
 @per_dialect
