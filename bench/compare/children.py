@@ -4,7 +4,8 @@
     python -m bench.compare.children api --kind bare|nudge --fd N --schema S [--target T] [--router]
     python -m bench.compare.children router --kind nudge --target HOST:PORT --schema S
 
-Each prints `READY` on stdout once it serves and runs until SIGTERM; then it prints the
+Each settles its heap as Nudge's processes do (`engine.app.heap.settle`, bare and Nudge
+alike), prints `READY` on stdout once it serves and runs until SIGTERM; then it prints the
 Temporal SDK's warnings by kind (the parent keeps those lines). The API serves on the
 listening socket `--fd` it inherited, so the parent knows the port before it starts.
 """
@@ -28,11 +29,17 @@ from bench._common import (
     count_core_warnings,
 )
 from bench.compare.nudge import TASK_QUEUE
+from engine.app.heap import settle
 
 # The worker tuning `engine.app.worker.build_worker` uses; the bare worker gets the same.
 MAX_CACHED_WORKFLOWS = 1000
 WORKFLOW_TASK_POLLS = 10
 STICKY_RATIO = 0.5
+
+
+def _ready() -> None:
+    settle()
+    print(READY, flush=True)
 
 
 async def _until_sigterm() -> None:
@@ -60,7 +67,7 @@ async def bare_worker(target: str) -> None:
         max_concurrent_workflow_task_polls=WORKFLOW_TASK_POLLS,
         nonsticky_to_sticky_poll_ratio=STICKY_RATIO,
     ):
-        print(READY, flush=True)
+        _ready()
         await _until_sigterm()
 
 
@@ -86,7 +93,7 @@ async def nudge_worker(target: str, schema: str) -> None:
                 journeys=TEST_JOURNEYS,
                 templates=template_store(TEST_TEMPLATES),
             ):
-                print(READY, flush=True)
+                _ready()
                 await _until_sigterm()
         finally:
             await providers.close()
@@ -117,7 +124,7 @@ async def nudge_api(fd: int, schema: str, target: str | None, router: bool) -> N
             routing = build_router(own, temporal.get, journeys=TEST_JOURNEYS)
         app = api_app(context, temporal, router=routing)
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-        print(READY, flush=True)
+        _ready()
         await server.serve(sockets=[socket.socket(fileno=fd)])
 
 
@@ -136,7 +143,7 @@ async def nudge_router(schema: str, target: str) -> None:
         routing = asyncio.create_task(
             build_router(context, temporal.get, journeys=TEST_JOURNEYS).run()
         )
-        print(READY, flush=True)
+        _ready()
         await _until_sigterm()
         routing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -152,7 +159,7 @@ async def bare_api(fd: int, schema: str) -> None:
         server = uvicorn.Server(
             uvicorn.Config(bare_ingest_app(pool), log_level="warning", access_log=False)
         )
-        print(READY, flush=True)
+        _ready()
         await server.serve(sockets=[socket.socket(fileno=fd)])
 
 

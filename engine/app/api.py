@@ -8,6 +8,7 @@ import contextlib
 import uvicorn
 from fastapi import FastAPI
 
+from engine.app.heap import settle
 from engine.app.journeys import check_overrides, shipped_journeys, template_store
 from engine.app.router import build_dispatcher, build_router
 from engine.app.segments import known_segments
@@ -81,4 +82,5 @@ async def serve_api(settings: Settings) -> None:
         server = uvicorn.Server(
             uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None)
         )
+        settle()
         await server.serve()

@@ -22,6 +22,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from engine.app.api import api_app
+from engine.app.heap import settle
 from engine.app.journeys import check_overrides, shipped_journeys
 from engine.app.providers import build_providers
 from engine.app.router import build_dispatcher, build_router
@@ -233,6 +234,7 @@ async def run_dev(
         async with running(workers):
             if needs_sweep(cls.__journey__ for cls in shipped_journeys().values()):
                 await ensure_sweep(client, task_queue=settings.task_queue)
+            settle()
             serving = asyncio.create_task(server.serve())
             dispatching = asyncio.create_task(dispatcher.run())
             print(

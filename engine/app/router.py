@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from temporalio.client import Client
 
+from engine.app.heap import settle
 from engine.app.journeys import check_overrides, shipped_journeys
 from engine.app.temporal import TemporalConnection
 from engine.config.settings import Settings, require_encryption
@@ -70,6 +71,7 @@ async def run_router(settings: Settings) -> None:
             asyncio.create_task(build_router(context, temporal).run()),
             asyncio.create_task(build_dispatcher(context, temporal).run()),
         ]
+        settle()
         await stop.wait()
         for task in tasks:
             task.cancel()

@@ -20,6 +20,7 @@ from activities.deliver import DeliveryActivities
 from activities.runs import RunActivities
 from activities.sweep import SweepActivities
 from activities.webhooks import WebhookActivities
+from engine.app.heap import settle
 from engine.app.journeys import check_overrides, shipped_journeys, template_store
 from engine.app.providers import build_providers
 from engine.app.segments import known_segments
@@ -306,6 +307,7 @@ async def run_worker(
             async with running(workers):
                 if needs_sweep(cls.__journey__ for cls in shipped_journeys().values()):
                     await ensure_sweep(client, task_queue=settings.task_queue)
+                settle()
                 await stop.wait()
         finally:
             await providers.close()
