@@ -51,7 +51,9 @@ class DeliveryActivities:
 
 async def _heartbeat() -> None:
     """Heartbeat while a send runs, so a crashed worker's send is retried after the
-    heartbeat timeout rather than the whole start-to-close timeout."""
+    heartbeat timeout rather than the whole start-to-close timeout. The first beat comes
+    `HEARTBEAT_EVERY` after the start (the timeout runs from the start): most sends are
+    done by then and cost no heartbeat call at all."""
     while True:
-        activity.heartbeat()
         await asyncio.sleep(HEARTBEAT_EVERY)
+        activity.heartbeat()
