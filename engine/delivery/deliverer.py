@@ -1,10 +1,12 @@
 """The send pipeline behind `Journey.send`: the gate, then one provider call per address.
 
 A first attempt runs the gate and claims its rows in one transaction (`engine.delivery.gate`),
-calls the providers, and records each outcome in a second one. A retried attempt (Temporal
-retries the activity after a crash or a throttled answer) first reads the rows an earlier
-attempt wrote: final rows are answered from the table, `pending` ones are claimed again and
-(re)delivered. Every provider call is a row in `message_attempts`.
+calls the providers, and records each outcome in a second one (on Postgres, a sent
+message's outcome is one statement, committed as it runs, when no webhook joins it). A
+retried attempt (Temporal retries the activity after a crash or a throttled answer) first
+reads the rows an earlier attempt wrote: final rows are answered from the table, `pending`
+ones are claimed again and (re)delivered. Every provider call is a row in
+`message_attempts`.
 """
 
 from __future__ import annotations
