@@ -1,9 +1,9 @@
 """The gate, in the database: load a send's facts, decide (`engine.policy.gate`), and reserve.
 
 One short transaction per send: lock the user's row (Postgres `FOR UPDATE`; SQLite's
-`BEGIN IMMEDIATE` serialises writers) reading the consent state in the same statement, then
-the counted sends of the caps that apply (one query for all of them) and the devices of a
-push send, render the template, and insert the message rows. Concurrent sends to one user
+`BEGIN IMMEDIATE` serialises writers) reading the consent state and a push's devices in the
+same statement, then the counted sends of the caps that apply (one query for all of them),
+render the template, and insert the message rows. Concurrent sends to one user
 wait on the lock, so two of them can never both pass a cap: the first one's `pending` rows
 are counted by the second.
 """
@@ -14,8 +14,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import ScalarSelect, Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.channels.base import Address, Content
@@ -61,16 +62,27 @@ async def run_gate(
     """Decide one send inside the caller's transaction; returns the decision and the rows to
     insert (the reserved rows, or the one suppressed row). Defers write nothing."""
     topic = consent_rule.topic_for(transactional=request.transactional)
-    found = (
-        await session.execute(
-            _locked_user(session),
-            {"user_id": request.user_id, "channel": request.channel.value, "topic": topic},
-        )
-    ).first()
-    user, raw_state = (found[0], found[1]) if found is not None else (None, None)
+    values: dict[str, Any] = {
+        "user_id": request.user_id,
+        "channel": request.channel.value,
+        "topic": topic,
+    }
+    user: User | None = None
+    raw_state: str | None = None
+    reached: list[Device | None] = []
+    if request.channel is Channel.SMS:
+        found = (await session.execute(_locked_user(session), values)).first()
+        if found is not None:
+            user, raw_state = found
+    else:
+        values["platforms"] = devices.platforms_for(request.channel)
+        rows_found = (await session.execute(_locked_user_and_devices(session), values)).all()
+        if rows_found:
+            user, raw_state = rows_found[0][0], rows_found[0][1]
+        reached = [row[2] for row in rows_found]
     addresses: list[Address] = []
     if user is not None and user.erased_at is None and not request.holdout:
-        addresses = await _addresses(session, user, request.channel, config)
+        addresses = _addresses(user, request.channel, config, reached)
     zone = (user.timezone if user else None) or config.timezone
     facts = decide.SendFacts(
         now=now,
@@ -122,14 +134,32 @@ async def run_gate(
     return verdict, [rows.suppressed(request, now, verdict.reason)]
 
 
+def _state() -> ScalarSelect[str]:
+    return consent.state_query(
+        user_id=bindparam("user_id"), channel=bindparam("channel"), topic=bindparam("topic")
+    )
+
+
 @per_dialect
 def _locked_user(dialect: str) -> Select[User, str]:
     """The user's row, locked for the transaction, and the consent state the send is checked
     against, in one statement."""
-    state = consent.state_query(
-        user_id=bindparam("user_id"), channel=bindparam("channel"), topic=bindparam("topic")
+    return locking(dialect, select(User, _state()).where(User.id == bindparam("user_id")), of=User)
+
+
+@per_dialect
+def _locked_user_and_devices(dialect: str) -> Select[User, str, Device | None]:
+    """`_locked_user` and, for a push, the devices it reaches, newest first, in the same
+    statement (not a round trip of its own while the user is locked): one row per device,
+    or one with no device. Only the user's row is locked."""
+    reached = devices.reachable(User.id, bindparam("platforms", expanding=True))
+    query = (
+        select(User, _state(), Device)
+        .outerjoin(Device, reached)
+        .where(User.id == bindparam("user_id"))
+        .order_by(*devices.NEWEST_FIRST)
     )
-    return locking(dialect, select(User, state).where(User.id == bindparam("user_id")), of=User)
+    return locking(dialect, query, of=User)
 
 
 async def _windows(
@@ -141,18 +171,16 @@ async def _windows(
     return [(cap, counted_times(cap, sends)) for cap in caps]
 
 
-async def _addresses(
-    session: AsyncSession, user: User, channel: Channel, config: NudgeConfig
+def _addresses(
+    user: User, channel: Channel, config: NudgeConfig, found: list[Device | None]
 ) -> list[Address]:
+    """Where the send goes: the user's phone, or the devices the locked statement found."""
     if channel is Channel.SMS:
         return [Address(channel=channel, phone=user.phone)] if user.phone else []
-    found = await devices.active_devices(
-        session,
-        user_id=user.id,
-        channel=channel,
-        newest_only=config.channels.push.devices == "newest",
-    )
-    return [device_address(device, channel) for device in found]
+    reached = [device for device in found if device is not None]
+    if config.channels.push.devices == "newest":
+        reached = reached[:1]
+    return [device_address(device, channel) for device in reached]
 
 
 def device_address(device: Device, channel: Channel) -> Address:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import BindParameter, ColumnElement, and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import ids
 from engine.clock import now
 from engine.store import consent
 from engine.store.models import Device, User
-from engine.store.rows import per_dialect
 from schemas.common import Channel, Platform
 
 
@@ -83,33 +82,21 @@ async def deactivate(session: AsyncSession, *, device: Device, reason: str) -> N
     device.updated_at = device.deactivated_at
 
 
-async def active_devices(
-    session: AsyncSession, *, user_id: str, channel: Channel, newest_only: bool = False
-) -> list[Device]:
-    # PUSH reaches every push address the user has (apps and browsers); WEBPUSH, browsers.
-    platforms = [Platform.WEB]
+def platforms_for(channel: Channel) -> list[Platform]:
+    """The devices a send on `channel` reaches: PUSH every push address the user has (apps
+    and browsers); WEBPUSH, browsers."""
     if channel is Channel.PUSH:
-        platforms += [Platform.IOS, Platform.ANDROID]
-    rows = list(
-        await session.scalars(
-            _active_devices(session),
-            {"user_id": user_id, "platforms": platforms},
-        )
-    )
-    return rows[:1] if newest_only else rows
+        return [Platform.WEB, Platform.IOS, Platform.ANDROID]
+    return [Platform.WEB]
 
 
-@per_dialect
-def _active_devices(_dialect: str) -> Select[Device]:
-    return (
-        select(Device)
-        .where(
-            Device.user_id == bindparam("user_id"),
-            Device.active.is_(True),
-            Device.platform.in_(bindparam("platforms", expanding=True)),
-        )
-        .order_by(Device.updated_at.desc(), Device.id)
-    )
+def reachable(user_id: Any, platforms: BindParameter[Any]) -> ColumnElement[bool]:
+    """The user's active devices on `platforms` (an expanding list, `platforms_for`); read
+    newest first (`NEWEST_FIRST`), the gate reads them in its locked statement."""
+    return and_(Device.user_id == user_id, Device.active.is_(True), Device.platform.in_(platforms))
+
+
+NEWEST_FIRST = (Device.updated_at.desc(), Device.id)
 
 
 async def list_devices(session: AsyncSession, *, user_id: str) -> list[Device]:
