@@ -14,14 +14,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import Select, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import ids
 from engine.clock import now
 from engine.observability.metrics import EVENTS_ACCEPTED
 from engine.store.models import Event, User
-from engine.store.rows import bound, for_update, insert_ignore, insert_many, table_of
+from engine.store.rows import (
+    bound,
+    insert_ignore,
+    insert_many,
+    locking,
+    one_of,
+    per_dialect,
+    table_of,
+)
 from engine.store.session import dialect_name
 from engine.store.users import (
     Merged,
@@ -322,21 +330,15 @@ async def claim(session: AsyncSession, *, limit: int, skip: Iterable[int] = ()) 
     events, so the cost follows the batch, not the backlog.
     """
     held = sorted(set(skip))
-    query = select(Event).where(Event.routed_at.is_(None))
-    if held:
-        query = query.where(Event.id.not_in(held))
-    query = for_update(session, query.order_by(Event.id).limit(limit), of=Event, skip_locked=True)
-    claimed = list(await session.scalars(query))
+    oldest, oldest_but_held = _unrouted(session)
+    query, values = (oldest_but_held, {"held": held}) if held else (oldest, {})
+    claimed = list(await session.scalars(query, {"limit": limit, **values}))
     if not claimed:
         return []
     users = sorted({event.user_id for event in claimed})
     top = max(event.id for event in claimed)
     # Every unrouted event of these users up to the batch's last one, locked by us or not.
-    others = await session.execute(
-        select(Event.user_id, Event.id)
-        .where(Event.routed_at.is_(None), Event.user_id.in_(users), Event.id <= top)
-        .order_by(Event.id)
-    )
+    others = await session.execute(_unrouted_of(session), {"users": users, "top": top})
     mine = {event.id for event in claimed}
     blocked: set[str] = set()
     routable: set[int] = set()
@@ -348,6 +350,34 @@ async def claim(session: AsyncSession, *, limit: int, skip: Iterable[int] = ()) 
         else:
             blocked.add(user_id)  # an earlier event is elsewhere: the rest waits for it
     return [event for event in claimed if event.id in routable]
+
+
+@per_dialect
+def _unrouted(dialect: str) -> tuple[Select[Event], Select[Event]]:
+    """`claim`'s batch (built once): the oldest `limit` unrouted events, skipping those
+    another transaction holds; and the same but for the ids `held`."""
+    unrouted = select(Event).where(Event.routed_at.is_(None))
+    held = unrouted.where(Event.id.not_in(bindparam("held", expanding=True)))
+
+    def batch(query: Select[Event]) -> Select[Event]:
+        limited = query.order_by(Event.id).limit(bindparam("limit"))
+        return locking(dialect, limited, of=Event, skip_locked=True)
+
+    return batch(unrouted), batch(held)
+
+
+@per_dialect
+def _unrouted_of(dialect: str) -> Select[str, int]:
+    """`claim`'s second read (built once): the unrouted events of `users` up to `top`."""
+    return (
+        select(Event.user_id, Event.id)
+        .where(
+            Event.routed_at.is_(None),
+            one_of(dialect, Event.user_id, "users"),
+            Event.id <= bindparam("top"),
+        )
+        .order_by(Event.id)
+    )
 
 
 async def mark_routed(
