@@ -12,13 +12,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Update, bindparam, func, select, update
+from sqlalchemy import Select, String, Update, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.clock import now
 from engine.store import webhooks
 from engine.store.models import JourneyRun, Message, User
-from engine.store.rows import insert_many, per_dialect, table_of
+from engine.store.rows import insert_many, one_of, per_dialect, table_of
 from schemas.common import MessageStatus, RunStatus
 
 
@@ -40,11 +40,7 @@ async def open_runs_of(
     wanted = sorted(set(user_ids))
     if not wanted:
         return found
-    rows = await session.scalars(
-        select(JourneyRun)
-        .where(JourneyRun.user_id.in_(wanted), JourneyRun.status == RunStatus.OPEN)
-        .order_by(JourneyRun.id)
-    )
+    rows = await session.scalars(_open_runs_of(session), {"users": wanted})
     for run in rows:
         found.setdefault(run.user_id, []).append(run)
     return found
@@ -57,13 +53,32 @@ async def last_entries(
     wanted, names = sorted(set(user_ids)), sorted(set(journeys))
     if not wanted or not names:
         return {}
+    rows = await session.scalars(_last_entries(session), {"users": wanted, "journeys": names})
+    return {(run.journey, run.user_id, run.key): run for run in rows}
+
+
+@per_dialect
+def _open_runs_of(dialect: str) -> Select[JourneyRun]:
+    """`open_runs_of`'s read (built once, for the router's every batch)."""
+    return (
+        select(JourneyRun)
+        .where(one_of(dialect, JourneyRun.user_id, "users"), JourneyRun.status == RunStatus.OPEN)
+        .order_by(JourneyRun.id)
+    )
+
+
+@per_dialect
+def _last_entries(dialect: str) -> Select[JourneyRun]:
+    """`last_entries`' read (built once, for the router's every batch)."""
     newest = (
         select(func.max(JourneyRun.id))
-        .where(JourneyRun.user_id.in_(wanted), JourneyRun.journey.in_(names))
+        .where(
+            one_of(dialect, JourneyRun.user_id, "users"),
+            one_of(dialect, JourneyRun.journey, "journeys"),
+        )
         .group_by(JourneyRun.journey, JourneyRun.user_id, JourneyRun.key)
     )
-    rows = await session.scalars(select(JourneyRun).where(JourneyRun.id.in_(newest)))
-    return {(run.journey, run.user_id, run.key): run for run in rows}
+    return select(JourneyRun).where(JourneyRun.id.in_(newest))
 
 
 async def last_entry(
