@@ -15,7 +15,6 @@ from engine.config.nudge_toml import NudgeConfig
 from engine.observability.metrics import JOURNEY_CONVERSIONS, count_end, journey_label
 from engine.store import experiments, runs, webhooks
 from engine.store.models import User
-from engine.store.session import autocommit
 from schemas.journeys import (
     GoalReached,
     RunFinished,
@@ -43,8 +42,8 @@ class RunActivities:
         work's statements need no transaction and each commits as it runs."""
         try:
             async with self._sessions() as session:
-                if alone is not None and not webhooks.wanted(session, alone):
-                    await autocommit(session)
+                if alone is not None:
+                    await webhooks.autocommit_unless_wanted(session, alone)
                 yield session
                 await session.commit()
         except runs.RunRowMissing:

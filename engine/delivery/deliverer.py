@@ -53,7 +53,6 @@ from engine.store import devices, sms, webhooks
 from engine.store import messages as message_rows
 from engine.store.models import Device, Message, MessageAttempt, User
 from engine.store.rows import lock
-from engine.store.session import autocommit
 from schemas.common import Channel, MessageStatus
 from schemas.journeys import DeliverOutcome, DeliverRequest, SmsLanes, SmsLanesRequest
 
@@ -388,8 +387,9 @@ class Deliverer:
         count_send(row.journey, row.step, outcome)
         async with self._sessions() as session:
             kind = "message.sent" if outcome == "sent" else "message.failed"
-            if outcome == "sent" and not part_ids and not webhooks.wanted(session, kind):
-                await autocommit(session)  # the attempt's end is all there is to store
+            if outcome == "sent" and not part_ids:
+                # The attempt's end is all there is to store, with a webhook's event at most.
+                await webhooks.autocommit_unless_wanted(session, kind)
             await message_rows.finish_attempt(
                 session,
                 row=row,

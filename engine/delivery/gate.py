@@ -62,24 +62,7 @@ async def run_gate(
     """Decide one send inside the caller's transaction; returns the decision and the rows to
     insert (the reserved rows, or the one suppressed row). Defers write nothing."""
     topic = consent_rule.topic_for(transactional=request.transactional)
-    values: dict[str, Any] = {
-        "user_id": request.user_id,
-        "channel": request.channel.value,
-        "topic": topic,
-    }
-    user: User | None = None
-    raw_state: str | None = None
-    reached: list[Device | None] = []
-    if request.channel is Channel.SMS:
-        found = (await session.execute(_locked_user(session), values)).first()
-        if found is not None:
-            user, raw_state = found
-    else:
-        values["platforms"] = devices.platforms_for(request.channel)
-        rows_found = (await session.execute(_locked_user_and_devices(session), values)).all()
-        if rows_found:
-            user, raw_state = rows_found[0][0], rows_found[0][1]
-        reached = [row[2] for row in rows_found]
+    user, raw_state, reached = await _locked(session, request, topic)
     addresses: list[Address] = []
     if user is not None and user.erased_at is None and not request.holdout:
         addresses = _addresses(user, request.channel, config, reached)
@@ -134,6 +117,26 @@ async def run_gate(
     return verdict, [rows.suppressed(request, now, verdict.reason)]
 
 
+async def _locked(
+    session: AsyncSession, request: DeliverRequest, topic: str
+) -> tuple[User | None, str | None, list[Device]]:
+    """The user's row, locked, with the consent state of the send's topic and, for a push,
+    the devices it reaches (newest first), in one statement."""
+    values: dict[str, Any] = {
+        "user_id": request.user_id,
+        "channel": request.channel.value,
+        "topic": topic,
+    }
+    if request.channel is Channel.SMS:
+        found = (await session.execute(_locked_user(session), values)).first()
+        return (found[0], found[1], []) if found is not None else (None, None, [])
+    values["platforms"] = devices.platforms_for(request.channel)
+    rows = (await session.execute(_locked_user_and_devices(session), values)).all()
+    if not rows:
+        return None, None, []
+    return rows[0][0], rows[0][1], [row[2] for row in rows if row[2] is not None]
+
+
 def _state() -> ScalarSelect[str]:
     return consent.state_query(
         user_id=bindparam("user_id"), channel=bindparam("channel"), topic=bindparam("topic")
@@ -172,12 +175,11 @@ async def _windows(
 
 
 def _addresses(
-    user: User, channel: Channel, config: NudgeConfig, found: list[Device | None]
+    user: User, channel: Channel, config: NudgeConfig, reached: list[Device]
 ) -> list[Address]:
     """Where the send goes: the user's phone, or the devices the locked statement found."""
     if channel is Channel.SMS:
         return [Address(channel=channel, phone=user.phone)] if user.phone else []
-    reached = [device for device in found if device is not None]
     if config.channels.push.devices == "newest":
         reached = reached[:1]
     return [device_address(device, channel) for device in reached]

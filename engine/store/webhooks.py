@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine.clock import now
 from engine.store.models import Message, User, WebhookDelivery, WebhookEvent
 from engine.store.rows import for_update, insert_for
+from engine.store.session import autocommit
 
 KINDS_KEY = "webhook_kinds"
 
@@ -31,6 +32,14 @@ def wanted(session: AsyncSession, kind: str) -> bool:
     """Whether an endpoint subscribes to `kind` (so `enqueue` writes it)."""
     kinds: frozenset[str] = session.info.get(KINDS_KEY) or frozenset()
     return kind in kinds
+
+
+async def autocommit_unless_wanted(session: AsyncSession, kind: str) -> None:
+    """Let the session's statements commit as they run (`session.autocommit`) unless an
+    endpoint wants `kind`: then its event must be written in one transaction with its fact.
+    For work whose statements are each complete on its own."""
+    if not wanted(session, kind):
+        await autocommit(session)
 
 
 async def enqueue(

@@ -58,13 +58,20 @@ def _attempt(row: Message) -> MessageAttempt:
     return MessageAttempt(message_id=row.id, attempt=1, started_at=AT, provider="lane-a")
 
 
+async def _reserve(
+    db: async_sessionmaker[AsyncSession], rows: list[Message], attempted: list[Message]
+) -> None:
+    """`messages.reserve` of `rows`, with a first attempt for each of `attempted`, committed."""
+    async with db() as session, session.begin():
+        await messages.reserve(session, rows, [_attempt(row) for row in attempted])
+
+
 async def test_reserve_stores_the_row_and_its_attempt_and_a_repeat_conflicts(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
     uid = await _user(db)
     row = _row(uid, "send/1")
-    async with db() as session, session.begin():
-        await messages.reserve(session, [row], [_attempt(row)])
+    await _reserve(db, [row], [row])
     async with db() as session:
         stored = await session.get(Message, row.id)
         attempts = list(await session.scalars(select(MessageAttempt)))
@@ -79,8 +86,7 @@ async def test_reserve_stores_the_row_and_its_attempt_and_a_repeat_conflicts(
 
     again = _row(uid, "send/1")  # the same send's key: an earlier attempt's rows exist
     with pytest.raises(IntegrityError):
-        async with db() as session, session.begin():
-            await messages.reserve(session, [again], [_attempt(again)])
+        await _reserve(db, [again], [again])
     async with db() as session:
         assert await session.get(Message, again.id) is None
         assert len(list(await session.scalars(select(MessageAttempt)))) == 1
@@ -91,8 +97,7 @@ async def test_reserve_stores_several_rows_and_those_without_an_attempt(
 ) -> None:
     uid = await _user(db)
     first, second = _row(uid, "send/2/d1"), _row(uid, "send/2/d2")
-    async with db() as session, session.begin():
-        await messages.reserve(session, [first, second], [_attempt(first)])
+    await _reserve(db, [first, second], [first])
     async with db() as session:
         ids = set(await session.scalars(select(Message.id)))
         attempted = list(await session.scalars(select(MessageAttempt.message_id)))
@@ -105,8 +110,7 @@ async def test_an_attempts_end_is_stored_and_autocommitted_on_postgres(
 ) -> None:
     uid = await _user(db)
     row = _row(uid, "send/3")
-    async with db() as session, session.begin():
-        await messages.reserve(session, [row], [_attempt(row)])
+    await _reserve(db, [row], [row])
     row.status, row.provider, row.provider_id = MessageStatus.SENT, "console", "p-1"
     row.sent_at = row.updated_at = AT + timedelta(seconds=2)
     async with db() as session:
