@@ -3,6 +3,7 @@ the `@journey` declaration and its vocabulary. Nothing here does I/O."""
 
 from engine.journey.base import Journey
 from engine.journey.declare import Journeys, journey, registry
+from engine.journey.settings import JourneySettings
 from engine.journey.split import HOLDOUT, Variant
 from engine.journey.triggers import Entered, Exited, Inactive, OnDate, Trigger
 from engine.journey.vocabulary import (
@@ -14,7 +15,6 @@ from engine.journey.vocabulary import (
     Goal,
     JourneyDefinitionError,
     JourneyExited,
-    JourneySettings,
     JourneySpec,
     JourneyState,
     Reentry,

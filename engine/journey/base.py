@@ -23,6 +23,7 @@ from engine import ids
 from engine.journey import split as splitting
 from engine.journey.inbox import Inbox, Where
 from engine.journey.journal import Journal
+from engine.journey.settings import JourneySettings
 from engine.journey.vocabulary import (
     BOOKKEEPING_RETRY,
     BOOKKEEPING_TIMEOUT,
@@ -35,7 +36,6 @@ from engine.journey.vocabulary import (
     SA_STEP,
     JourneyDefinitionError,
     JourneyExited,
-    JourneySettings,
     JourneySpec,
     JourneyState,
 )

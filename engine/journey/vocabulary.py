@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from temporalio.common import RetryPolicy, SearchAttributeKey
 
+from engine.journey.settings import JourneySettings
 from engine.journey.triggers import Trigger
 from schemas.events import JourneyEvent
 
@@ -110,12 +111,6 @@ class JourneySpec:
 class JourneyDefinitionError(TypeError):
     """A journey uses the contract wrongly (e.g. waits for its own exit event). Raised at
     declaration when it can be seen there, otherwise at the step; the run then fails."""
-
-
-class JourneySettings(BaseModel):
-    """Base for a journey's settings: fields with defaults that an entry may override."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class JourneyExited(Exception):
