@@ -214,7 +214,9 @@ class Deliverer:
                 )
                 if isinstance(decision, Reserved) and decision.links:
                     session.add_all(decision.links)  # they point at the rows
-                if isinstance(decision, decide.Suppress):
+                if isinstance(decision, decide.Suppress) and webhooks.wanted(
+                    session, "message.suppressed"
+                ):
                     for row in new_rows:
                         await webhooks.enqueue(
                             session,

@@ -161,9 +161,14 @@ async def attempts(session: AsyncSession, *, message_id: str) -> list[MessageAtt
 async def reserve(
     session: AsyncSession, rows: Sequence[Message], attempts: Sequence[MessageAttempt]
 ) -> None:
-    """Insert a send's new rows and the first attempts of those it delivers. On Postgres a
-    send to one address is one statement (the row's insert a CTE of its attempt's, the
-    ORM's unit of work skipped); the rest go through the session."""
+    """Insert a send's new rows and the first attempts of those it delivers. One row is one
+    statement, the ORM's unit of work skipped: alone (a suppressed send, or one no provider
+    serves), or, on Postgres, with its attempt (the row's insert a CTE of the attempt's).
+    The rest go through the session."""
+    if len(rows) == 1 and not attempts:
+        row = _set_columns(rows[0])
+        await session.execute(_insert_one(tuple(row)), {f"m_{k}": v for k, v in row.items()})
+        return
     if dialect_name(session) == "postgresql" and len(rows) == len(attempts) == 1:
         row, attempt = _set_columns(rows[0]), _set_columns(attempts[0])
         values = {f"m_{k}": v for k, v in row.items()} | {f"a_{k}": v for k, v in attempt.items()}
@@ -181,17 +186,22 @@ def _set_columns(row: Base) -> dict[str, Any]:
 
 
 @functools.cache
+def _insert_one(row: tuple[str, ...]) -> Insert:
+    """`reserve`'s statement for one row, the columns given bound as `m_<column>` (built
+    once per column set)."""
+    messages = table_of(Message)
+    return insert(messages).values({k: bindparam(f"m_{k}", type_=messages.c[k].type) for k in row})
+
+
+@functools.cache
 def _reserve_one(row: tuple[str, ...], attempt: tuple[str, ...]) -> Insert:
     """`reserve`'s statement for one row and its attempt, the columns given bound as
     `m_<column>` and `a_<column>` (built once per column set)."""
-    messages, attempts = table_of(Message), table_of(MessageAttempt)
-    message = insert(messages).values(
-        {k: bindparam(f"m_{k}", type_=messages.c[k].type) for k in row}
-    )
+    attempts = table_of(MessageAttempt)
     return (
         insert(attempts)
         .values({k: bindparam(f"a_{k}", type_=attempts.c[k].type) for k in attempt})
-        .add_cte(message.cte("reserved"))
+        .add_cte(_insert_one(row).cte("reserved"))
     )
 
 

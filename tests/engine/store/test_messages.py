@@ -1,6 +1,6 @@
-"""engine.store.messages: a send's rows reserved (on Postgres one statement for a row and
-its attempt) and an attempt's end stored (one statement on Postgres, which an autocommit
-session commits as it runs), on Postgres and SQLite."""
+"""engine.store.messages: a send's rows reserved (one statement for a lone row, and on
+Postgres for a row and its attempt) and an attempt's end stored (one statement on Postgres,
+which an autocommit session commits as it runs), on Postgres and SQLite."""
 
 from __future__ import annotations
 
@@ -103,6 +103,23 @@ async def test_reserve_stores_several_rows_and_those_without_an_attempt(
         attempted = list(await session.scalars(select(MessageAttempt.message_id)))
     assert ids == {first.id, second.id}
     assert attempted == [first.id]
+
+
+async def test_reserve_stores_a_lone_row_without_an_attempt_and_a_repeat_conflicts(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    uid = await _user(db)
+    row = _row(uid, "send/3")
+    row.status, row.reason, row.body = MessageStatus.SUPPRESSED, "capped", None
+    await _reserve(db, [row], [])
+    async with db() as session:
+        stored = await session.get(Message, row.id)
+        attempts = list(await session.scalars(select(MessageAttempt)))
+    assert stored is not None
+    assert (stored.status, stored.reason, stored.body) == (MessageStatus.SUPPRESSED, "capped", None)
+    assert (stored.created_at, stored.deferrals, attempts) == (AT, 0, [])
+    with pytest.raises(IntegrityError):
+        await _reserve(db, [_row(uid, "send/3")], [])
 
 
 async def test_an_attempts_end_is_stored_and_autocommitted_on_postgres(
