@@ -19,8 +19,8 @@ from fastapi.responses import Response
 
 from bench._common import POSTGRES_URL
 
-POOL_SIZE = 20  # Nudge's engines: pool_size 20 + max_overflow 10 (engine/store/session.py)
-POOL_MAX = 30
+POOL_SIZE = 20  # opened at once; kept, as Nudge's engines keep theirs (engine/store/session.py)
+POOL_MAX = 30  # Nudge's engines: pool_size 30, no overflow
 
 # New users get an internal id; known ones are left alone (`ON CONFLICT DO NOTHING`).
 UPSERT_USERS = """

@@ -53,10 +53,11 @@ def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> AsyncE
         return engine
     if schema:
         kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
-    # 20 kept, 30 at most: a worker's activities (and the API's requests) run about that
-    # many transactions at once; a smaller pool closed and reopened its overflow
-    # connections under load, a new backend each.
-    kwargs = {"pool_size": 20, "max_overflow": 10, **kwargs}
+    # 30 at most, all kept once opened: a worker's activities (and the API's requests) run
+    # about that many transactions at once. An overflow (20 kept + 10) closed and reopened
+    # connections whenever the load swung, each a new backend whose statements were all
+    # prepared again; the peak is the same 30.
+    kwargs = {"pool_size": 30, "max_overflow": 0, **kwargs}
     engine = create_async_engine(url, hide_parameters=True, **kwargs)
 
     @event.listens_for(engine.sync_engine.pool, "checkout")
