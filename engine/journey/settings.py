@@ -71,12 +71,16 @@ class _SettingsMeta(ModelMetaclass):
         **kwargs: Any,
     ) -> type:
         key = (str(namespace.get("__module__")), str(namespace.get("__qualname__")))
-        statement = None if kwargs or "<locals>" in key[1] else _statement(bases, namespace)
+        shareable = not kwargs and "<locals>" not in key[1]
         if workflow.unsafe.in_sandbox():
-            made = _MADE.get(key)
-            if made is not None and statement is not None and statement.same_as(made[1]):
-                return made[0]
+            made = _MADE.get(key) if shareable else None
+            if made is not None:
+                statement = _statement(bases, namespace)
+                if statement is not None and statement.same_as(made[1]):
+                    return made[0]
             return super().__new__(mcs, cls_name, bases, namespace, **kwargs)
+        # Read before pydantic makes the class: it adds its own entries to the namespace.
+        statement = _statement(bases, namespace) if shareable else None
         cls = super().__new__(mcs, cls_name, bases, namespace, **kwargs)
         if statement is not None:
             _MADE[key] = (cls, statement)
