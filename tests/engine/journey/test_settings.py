@@ -20,9 +20,12 @@ with workflow.unsafe.imports_passed_through():
     from tests.harness import Stack
 
 
-class PlainSettings(JourneySettings):
-    wait: Duration = timedelta(minutes=5)
+class CommonSettings(JourneySettings):
     channel: Channel = Channel.PUSH
+
+
+class PlainSettings(CommonSettings):  # its base is shared too, so it matches as well
+    wait: Duration = timedelta(minutes=5)
     tags: tuple[str, ...] = ("a", "b")
 
 
