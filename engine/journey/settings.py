@@ -21,11 +21,13 @@ A validator, a method, a `Field(...)` or a nested class in the body keeps the pe
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
+from types import CodeType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -47,8 +49,7 @@ class _Statement:
 
     def same_as(self, other: _Statement) -> bool:
         return (
-            len(self.bases) == len(other.bases)
-            and all(a is b for a, b in zip(self.bases, other.bases, strict=True))
+            self.bases == other.bases  # classes compare by identity
             and _same_value(self.body, other.body)
             and self.hints.keys() == other.hints.keys()
             and all(_same_hint(hint, other.hints[field]) for field, hint in self.hints.items())
@@ -100,11 +101,17 @@ def _statement(bases: tuple[type, ...], namespace: dict[str, Any]) -> _Statement
     for field, hint in namespace.get("__annotations__", {}).items():
         if isinstance(hint, str):
             try:
-                hint = eval(hint, vars(module))  # as pydantic evaluates it
+                hint = eval(_compiled(hint), vars(module))  # as pydantic evaluates it
             except (NameError, AttributeError, SyntaxError, TypeError):
                 return None  # e.g. a name imported only under TYPE_CHECKING
         hints[field] = hint
     return _Statement(bases=bases, body=body, hints=hints)
+
+
+@functools.cache
+def _compiled(annotation: str) -> CodeType:
+    """An annotation's code, compiled once: the sandbox evaluates it again for every run."""
+    return compile(annotation, "<annotation>", "eval")
 
 
 def _plain(value: object) -> bool:

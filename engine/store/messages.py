@@ -167,11 +167,11 @@ async def reserve(
     The rest go through the session."""
     if len(rows) == 1 and not attempts:
         row = _set_columns(rows[0])
-        await session.execute(_insert_one(tuple(row)), {f"m_{k}": v for k, v in row.items()})
+        await session.execute(_insert_one(tuple(row)), _bound("m", row))
         return
     if dialect_name(session) == "postgresql" and len(rows) == len(attempts) == 1:
         row, attempt = _set_columns(rows[0]), _set_columns(attempts[0])
-        values = {f"m_{k}": v for k, v in row.items()} | {f"a_{k}": v for k, v in attempt.items()}
+        values = _bound("m", row) | _bound("a", attempt)
         await session.execute(_reserve_one(tuple(row), tuple(attempt)), values)
         return
     session.add_all(rows)
@@ -183,6 +183,11 @@ def _set_columns(row: Base) -> dict[str, Any]:
     """The columns a new row's attributes set (the others keep their defaults)."""
     columns = table_of(type(row)).columns
     return {k: v for k, v in vars(row).items() if k in columns}
+
+
+def _bound(prefix: str, columns: dict[str, Any]) -> dict[str, Any]:
+    """`columns` as the values of `_insert_one` / `_reserve_one` (`<prefix>_<column>`)."""
+    return {f"{prefix}_{k}": v for k, v in columns.items()}
 
 
 @functools.cache
