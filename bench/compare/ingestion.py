@@ -81,10 +81,12 @@ async def _ingest_sample(
     bodies = tracked(f"{kind}", events, users=users)
     batches = [bodies[i : i + batch] for i in range(0, events, batch)]
     schema = context.settings.database_schema or ""
-    async with api_child(kind, schema) as (base, _):
+    async with api_child(kind, schema) as (base, api):
+        before = cpu_seconds(api.pid)
         wall, accepted, latencies, failures = await post_batches(
             base, key, batches, concurrency=conc
         )
+        api_cpu = cpu_seconds(api.pid) - before
     stored = int(await scalar(context, "SELECT count(*) FROM events"))
     for what, n in failures.items():
         print(f"  [batch-ingest] {kind}: FAILED requests {n} x {what}")
@@ -94,6 +96,7 @@ async def _ingest_sample(
         "stored": float(stored),
         "request p50": p50 * 1000,
         "request p99": p99 * 1000,
+        "API CPU": api_cpu / len(batches) * 1000,
     }
 
 
@@ -116,6 +119,7 @@ async def batch_ingest(
             Measure("stored", "rows in events", True),
             Measure("request p50", "ms", False),
             Measure("request p99", "ms", False),
+            Measure("API CPU", "ms of the API process's CPU per request", False),
         ],
     )
     async with bench_context() as context:

@@ -8,13 +8,15 @@ go through `add_event`, so every row has the same shape and deduplicates the sam
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select, text, update
+from sqlalchemy import Column, Select, String, TextClause, bindparam, select, text, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import ids
@@ -22,12 +24,13 @@ from engine.clock import now
 from engine.observability.metrics import EVENTS_ACCEPTED
 from engine.store.models import Event, User
 from engine.store.rows import (
-    bound,
     insert_ignore,
     insert_many,
     locking,
     one_of,
     per_dialect,
+    records,
+    recordset,
     table_of,
 )
 from engine.store.session import dialect_name
@@ -210,13 +213,16 @@ async def _insert_for_known(
     leading to the user it joined), and the rows of those users inserted in the batch's
     order; returns both. The rows of keys without a user are left to the caller."""
     dialect = session.get_bind().dialect
-    params: dict[str, list[Any]] = {"keys": sorted(set(keys)), "key": keys}
-    events = table_of(Event)
-    for name in _KNOWN_COLUMNS:
-        params[name] = bound(dialect, events.c[name], [row[name] for row in rows])
+    statement, columns = _known(dialect)
+    params = {
+        "keys": sorted(set(keys)),
+        "rows": records(
+            dialect, columns, [{**row, "key": key} for key, row in zip(keys, rows, strict=True)]
+        ),
+    }
     users: dict[str, str] = {}
     inserted: set[tuple[str, str]] = set()
-    for kind, first, second in await session.execute(_KNOWN, params):
+    for kind, first, second in await session.execute(statement, params):
         if kind == "user":
             users[first] = second
         else:
@@ -237,36 +243,35 @@ _KNOWN_COLUMNS = (
     "routed_at",
     "route_attempts",
 )
-# `ORDER BY` the batch's order: the events' ids, which the router follows, keep it.
-_KNOWN = text(
-    """
-    WITH known AS (
-        SELECT external_id AS key, coalesce(merged_into, id) AS user_id
-        FROM users WHERE external_id = ANY(CAST(:keys AS VARCHAR[]))
-    ), stored AS (
-        INSERT INTO events (user_id, message_id, type, name, properties, context, timestamp,
-                            original_timestamp, sent_at, received_at, routed_at, route_attempts)
-        SELECT known.user_id, r.message_id, r.type, r.name, r.properties::jsonb,
-               r.context::jsonb, r.timestamp, r.original_timestamp, r.sent_at, r.received_at,
-               r.routed_at, r.route_attempts
-        FROM unnest(
-            CAST(:key AS VARCHAR[]), CAST(:message_id AS VARCHAR[]), CAST(:type AS VARCHAR[]),
-            CAST(:name AS VARCHAR[]), CAST(:properties AS TEXT[]), CAST(:context AS TEXT[]),
-            CAST(:timestamp AS TIMESTAMPTZ[]), CAST(:original_timestamp AS TIMESTAMPTZ[]),
-            CAST(:sent_at AS TIMESTAMPTZ[]), CAST(:received_at AS TIMESTAMPTZ[]),
-            CAST(:routed_at AS TIMESTAMPTZ[]), CAST(:route_attempts AS INTEGER[])
-        ) WITH ORDINALITY AS r(key, message_id, type, name, properties, context, timestamp,
-                               original_timestamp, sent_at, received_at, routed_at,
-                               route_attempts, n)
-        JOIN known ON known.key = r.key
-        ORDER BY r.n
-        ON CONFLICT (user_id, message_id) DO NOTHING
-        RETURNING user_id, message_id
+
+
+@functools.cache
+def _known(dialect: Dialect) -> tuple[TextClause, tuple[Column[Any], ...]]:
+    """`_insert_for_known`'s statement (built once) and the columns of its rows: each
+    row's user `key` and its event's columns. `ORDER BY` the batch's order: the events'
+    ids, which the router follows, keep it."""
+    events = table_of(Event)
+    columns = (Column("key", String()), *(events.c[name] for name in _KNOWN_COLUMNS))
+    listed = ", ".join(_KNOWN_COLUMNS)
+    statement = text(
+        f"""
+        WITH known AS (
+            SELECT external_id AS key, coalesce(merged_into, id) AS user_id
+            FROM users WHERE external_id = ANY(CAST(:keys AS VARCHAR[]))
+        ), stored AS (
+            INSERT INTO events (user_id, {listed})
+            SELECT known.user_id, {", ".join(f"r.{name}" for name in _KNOWN_COLUMNS)}
+            FROM {recordset(dialect, columns)}
+            JOIN known ON known.key = r.key
+            ORDER BY r.n
+            ON CONFLICT (user_id, message_id) DO NOTHING
+            RETURNING user_id, message_id
+        )
+        SELECT 'user', key, user_id FROM known
+        UNION ALL SELECT 'event', user_id, message_id FROM stored
+        """
     )
-    SELECT 'user', key, user_id FROM known
-    UNION ALL SELECT 'event', user_id, message_id FROM stored
-    """
-)
+    return statement, columns
 
 
 def _previous_keys(call: Call) -> list[str]:

@@ -1,7 +1,8 @@
-"""engine.store.rows.insert_many, on Postgres (one `INSERT ... SELECT FROM unnest`) and
-SQLite (an executemany): rows that conflict are skipped, repeats inside one call too;
-columns the rows leave out get their Python-side defaults; each column goes through its
-type (JSON, aware datetimes, enums) both ways."""
+"""engine.store.rows.insert_many, on Postgres (one `INSERT ... SELECT FROM
+jsonb_to_recordset`, the rows one JSON document) and SQLite (an executemany): rows that
+conflict are skipped, repeats inside one call too; columns the rows leave out get their
+Python-side defaults; each column goes through its type (JSON, aware datetimes, enums) both
+ways; a naive datetime is refused."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.store.models import Event, JourneyRun
@@ -20,6 +22,16 @@ from schemas.common import RunStatus
 from tests.kit.db import sessions
 
 AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+# What JSON must escape or may lose: quotes, backslashes, control and non-BMP characters,
+# line separators, integers past 64 bits, floats.
+PROPERTIES = {
+    "n": 1,
+    "nested": {"list": [1, "two", None]},
+    "text": 'é😀 "quoted" \\ back\nline\u2028',
+    'a "key"': True,
+    "big": 2**70,
+    "float": 0.1,
+}
 
 
 @pytest.fixture
@@ -34,7 +46,7 @@ def event(user_id: str, message_id: str, **extra: object) -> dict[str, object]:
         "user_id": user_id,
         "type": "track",
         "name": "Ping",
-        "properties": {"n": 1, "nested": {"list": [1, "two", None]}, "text": "é😀"},
+        "properties": PROPERTIES,
         "context": {},
         "timestamp": AT,
         "received_at": AT + timedelta(seconds=1),
@@ -70,7 +82,7 @@ async def test_inserts_skips_conflicts_and_returns_what_it_inserted(
         rows = (await session.scalars(select(Event).where(Event.user_id == uid))).all()
     assert sorted(row.message_id for row in rows) == ["m1", "m2", "m3"]
     for row in rows:
-        assert row.properties == {"n": 1, "nested": {"list": [1, "two", None]}, "text": "é😀"}
+        assert row.properties == PROPERTIES
         assert row.timestamp == AT and row.timestamp.tzinfo is not None
         assert row.route_attempts == 0  # left out: the column's Python default
         assert row.routed_at is None
@@ -106,3 +118,16 @@ async def test_enums_and_missing_columns(db: async_sessionmaker[AsyncSession]) -
     assert run.status is RunStatus.OPEN
     assert run.started_at == AT
     assert run.run_id is None and run.outcome is None
+
+
+async def test_a_naive_datetime_is_refused(db: async_sessionmaker[AsyncSession]) -> None:
+    key = f"rows-{uuid.uuid4()}"
+    async with db() as session:
+        uid = (await ensure_users(session, [key]))[key]
+        with pytest.raises((ValueError, StatementError), match="naive datetime"):
+            await insert_many(
+                session,
+                Event,
+                [event(uid, "m1", timestamp=AT.replace(tzinfo=None))],
+                conflict=["user_id", "message_id"],
+            )
