@@ -151,10 +151,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--latency-grace", type=float, default=10, help="latency: wait for late sends (s)"
     )
     sizes.add_argument("--ingest-events", type=int, default=20000, help="batch-ingest: events")
-    sizes.add_argument("--gate-hot", type=int, default=200, help="gate: calls for one user")
-    sizes.add_argument("--gate-spread", type=int, default=1000, help="gate: calls spread")
+    sizes.add_argument("--gate-hot", type=int, default=1000, help="gate: calls for one user")
+    sizes.add_argument("--gate-spread", type=int, default=2000, help="gate: calls spread")
     sizes.add_argument("--gate-users", type=int, default=200, help="gate: users to spread over")
-    sizes.add_argument("--cpu-runs", type=int, default=60, help="worker-cpu: runs per sample")
+    sizes.add_argument("--cpu-runs", type=int, default=200, help="worker-cpu: runs per sample")
     sizes.add_argument("--steady-rate", type=float, default=150, help="steady-ingest: events/s")
     sizes.add_argument("--steady-batch", type=int, default=50, help="steady-ingest: per request")
     sizes.add_argument("--steady-seconds", type=float, default=60, help="steady-ingest: seconds")

@@ -6,12 +6,13 @@ transaction that locks the user's row, checks consent and the cap, reserves the 
 rows, then the console send and its bookkeeping transaction) under a push cap. bare: per
 decision, one asyncpg transaction of `SELECT ... FOR UPDATE` on the user's row and an
 `INSERT INTO messages`. Both launch every call at once and are bounded by a pool of the
-same size (Nudge's engine: 20 + 10 overflow; asyncpg: max 30).
+same size (Nudge's engine: 30 kept; asyncpg: max 30), after a warm-up (`WARM_UP`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,34 +37,47 @@ CAP = {"channel": "push", "limit": 3, "per": "1h"}
 
 
 HOT = "gate-hot"
+WARM = "gate-warm"
+WARM_UP = 60
+"""Decisions for the user `WARM` made on both sides before the timed ones, not counted:
+each side's first transaction on each of its 30 connections prepares its statements (bare's
+pool is new in every sample), which in a sample of 200 was a third of bare's time."""
 IN_FLIGHT = 30
-"""Calls in flight at once on either side: the size of Nudge's database pool (20 + 10
-overflow), as a worker's activities share it; more only queue on the pool."""
+"""Calls in flight at once on either side: the size of Nudge's database pool (30), as a
+worker's activities share it; more only queue on the pool."""
 
 
 def _plan(ids: dict[str, str], hot: int, spread: int) -> dict[str, list[tuple[str, str]]]:
-    """(user name, idempotency key) per decision: `hot` for the user `HOT`, `spread`
-    round-robin over the others."""
-    others = sorted(name for name in ids if name != HOT)
+    """(user name, idempotency key) per timed decision: `hot` for the user `HOT`, `spread`
+    round-robin over the others (not `WARM`)."""
+    others = sorted(name for name in ids if name not in (HOT, WARM))
     return {
         "hot": [(HOT, f"hot/{i}") for i in range(hot)],
         "spread": [(others[i % len(others)], f"spread/{i}") for i in range(spread)],
     }
 
 
-async def _timed_all(
-    variant: str, calls: Sequence[Callable[[], Awaitable[object]]], into: Values
-) -> list[object]:
-    """Run the calls, `IN_FLIGHT` at a time; record decisions/s and this process's CPU per
-    decision."""
+def _warm_up() -> list[tuple[str, str]]:
+    return [(WARM, f"warm/{i}") for i in range(WARM_UP)]
+
+
+async def _all(calls: Sequence[Callable[[], Awaitable[object]]]) -> list[object]:
+    """Run the calls, `IN_FLIGHT` at a time."""
     limit = asyncio.Semaphore(IN_FLIGHT)
 
     async def one(call: Callable[[], Awaitable[object]]) -> object:
         async with limit:
             return await call()
 
+    return list(await asyncio.gather(*(one(call) for call in calls)))
+
+
+async def _timed_all(
+    variant: str, calls: Sequence[Callable[[], Awaitable[object]]], into: Values
+) -> list[object]:
+    """`_all`, recording decisions/s and this process's CPU per decision."""
     cpu, started = time.process_time(), time.perf_counter()
-    outcomes = list(await asyncio.gather(*(one(call) for call in calls)))
+    outcomes = await _all(calls)
     into[f"{variant} decisions/s"] = len(calls) / (time.perf_counter() - started)
     into[f"{variant} CPU"] = (time.process_time() - cpu) / len(calls) * 1000
     return outcomes
@@ -73,9 +87,13 @@ async def bare_side(context: Context, ids: dict[str, str], *, hot: int, spread: 
     await truncate(context, keep=PEOPLE)
     values: Values = {}
     async with bare_pool(context.settings.database_schema or "") as pool:
+
+        def calls(plan: list[tuple[str, str]]) -> list[Callable[[], Awaitable[object]]]:
+            return [functools.partial(bare_decision, pool, user_id=ids[u], key=k) for u, k in plan]
+
+        await _all(calls(_warm_up()))
         for variant, plan in _plan(ids, hot, spread).items():
-            calls = [(lambda u=u, k=k: bare_decision(pool, user_id=ids[u], key=k)) for u, k in plan]
-            await _timed_all(variant, calls, values)
+            await _timed_all(variant, calls(plan), values)
     return values
 
 
@@ -91,11 +109,16 @@ async def nudge_side(context: Context, ids: dict[str, str], *, hot: int, spread:
             providers=providers,
             templates=template_store(TEST_TEMPLATES),
         )
+
+        async def decide(user_id: str, key: str) -> object:
+            return await deliverer.deliver(keyed_request(user_id, key))
+
+        def calls(plan: list[tuple[str, str]]) -> list[Callable[[], Awaitable[object]]]:
+            return [functools.partial(decide, ids[u], k) for u, k in plan]
+
+        await _all(calls(_warm_up()))
         for variant, plan in _plan(ids, hot, spread).items():
-            calls = [
-                (lambda u=u, k=k: deliverer.deliver(keyed_request(ids[u], k))) for u, k in plan
-            ]
-            outcomes = await _timed_all(variant, calls, values)
+            outcomes = await _timed_all(variant, calls(plan), values)
             statuses = Counter(_status(o) for o in outcomes)
             values[f"{variant} sent"] = float(statuses["sent"])
     finally:
@@ -114,7 +137,8 @@ async def gate(pairs: int, *, hot: int, spread: int, users: int) -> Result:
         method=(
             f"{hot} decisions for one user, then {spread} spread round-robin over {users}"
             " users (each with an iOS device, made once), every call launched at once, bounded by a"
-            " 30-connection pool on both sides; cap "
+            f" 30-connection pool on both sides, after {WARM_UP} untimed decisions for another"
+            " user (every pool connection's statements prepared); cap "
             f"{CAP['limit']} push/{CAP['per']}. nudge: Deliverer.deliver (gate transaction +"
             " reservation + console send + its bookkeeping transaction). bare: asyncpg"
             " transaction SELECT ... FROM users WHERE id=$1 FOR UPDATE + INSERT INTO"
@@ -132,7 +156,7 @@ async def gate(pairs: int, *, hot: int, spread: int, users: int) -> Result:
     )
     config = NudgeConfig.model_validate({"caps": [CAP]})
     async with bench_context(config=config) as context:
-        names = [HOT, *(f"gate-{i}" for i in range(users))]
+        names = [HOT, WARM, *(f"gate-{i}" for i in range(users))]
         ids = await nudge.users_with_devices(context, names)
         return await run_pairs(
             result,
