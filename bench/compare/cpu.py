@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import Awaitable, Callable
 
 from temporalio.client import Client
 
@@ -77,22 +77,23 @@ async def nudge_side(context: Context, names: list[str], warm: list[str]) -> Val
         idle = await _idle_rate(worker.pid)
         router = nudge.router(context, server)
 
-        def ended(count: int) -> Callable[[], Awaitable[bool]]:
-            async def done() -> bool:
-                sql = "SELECT count(*) FROM journey_runs WHERE status <> 'open'"
-                return int(await scalar(context, sql)) >= count
-
-            return done
+        async def ended(count: int) -> bool:
+            sql = "SELECT count(*) FROM journey_runs WHERE status <> 'open'"
+            return int(await scalar(context, sql)) >= count
 
         await nudge.accept_all(context, [nudge.touch(name, "c1") for name in warm])
         await router.route_pending()
-        await wait_for(ended(len(warm)), what="warm-up runs", limit=RUNS_LIMIT, every=0.2)
+        await wait_for(
+            functools.partial(ended, len(warm)), what="warm-up runs", limit=RUNS_LIMIT, every=0.2
+        )
         await nudge.accept_all(context, [nudge.touch(name, "c1") for name in names])
         before, server_before = cpu_seconds(worker.pid), cpu_seconds(server.pid)
         started = time.perf_counter()
         routing = asyncio.create_task(router.run())
         try:
-            await wait_for(ended(len(warm) + runs), what="runs", limit=RUNS_LIMIT, every=0.2)
+            await wait_for(
+                functools.partial(ended, len(warm) + runs), what="runs", limit=RUNS_LIMIT, every=0.2
+            )
         finally:
             routing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

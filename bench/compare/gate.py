@@ -42,6 +42,7 @@ WARM_UP = 60
 """Decisions for the user `WARM` made on both sides before the timed ones, not counted:
 each side's first transaction on each of its 30 connections prepares its statements (bare's
 pool is new in every sample), which in a sample of 200 was a third of bare's time."""
+WARM_PLAN = [(WARM, f"warm/{i}") for i in range(WARM_UP)]
 IN_FLIGHT = 30
 """Calls in flight at once on either side: the size of Nudge's database pool (30), as a
 worker's activities share it; more only queue on the pool."""
@@ -55,10 +56,6 @@ def _plan(ids: dict[str, str], hot: int, spread: int) -> dict[str, list[tuple[st
         "hot": [(HOT, f"hot/{i}") for i in range(hot)],
         "spread": [(others[i % len(others)], f"spread/{i}") for i in range(spread)],
     }
-
-
-def _warm_up() -> list[tuple[str, str]]:
-    return [(WARM, f"warm/{i}") for i in range(WARM_UP)]
 
 
 async def _all(calls: Sequence[Callable[[], Awaitable[object]]]) -> list[object]:
@@ -91,7 +88,7 @@ async def bare_side(context: Context, ids: dict[str, str], *, hot: int, spread: 
         def calls(plan: list[tuple[str, str]]) -> list[Callable[[], Awaitable[object]]]:
             return [functools.partial(bare_decision, pool, user_id=ids[u], key=k) for u, k in plan]
 
-        await _all(calls(_warm_up()))
+        await _all(calls(WARM_PLAN))
         for variant, plan in _plan(ids, hot, spread).items():
             await _timed_all(variant, calls(plan), values)
     return values
@@ -116,7 +113,7 @@ async def nudge_side(context: Context, ids: dict[str, str], *, hot: int, spread:
         def calls(plan: list[tuple[str, str]]) -> list[Callable[[], Awaitable[object]]]:
             return [functools.partial(decide, ids[u], k) for u, k in plan]
 
-        await _all(calls(_warm_up()))
+        await _all(calls(WARM_PLAN))
         for variant, plan in _plan(ids, hot, spread).items():
             outcomes = await _timed_all(variant, calls(plan), values)
             statuses = Counter(_status(o) for o in outcomes)
