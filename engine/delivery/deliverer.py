@@ -49,7 +49,7 @@ from engine.observability.metrics import (
     count_send,
 )
 from engine.policy import gate as decide
-from engine.store import devices, sms, webhooks
+from engine.store import devices, driver, sms, webhooks
 from engine.store import messages as message_rows
 from engine.store.models import Device, Message, MessageAttempt, User
 from engine.store.rows import lock
@@ -184,7 +184,7 @@ class Deliverer:
         """Run the gate; a send it lets through is claimed for this attempt in the same
         transaction. None when rows for this send exist already (an earlier attempt)."""
         try:
-            async with self._sessions() as session, session.begin():
+            async with self._sessions() as session, driver.transaction(session):
                 now = clock.now()
                 decision, new_rows = await run_gate(
                     session,

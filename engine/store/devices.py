@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, and_, select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import ids
 from engine.clock import now
 from engine.store import consent
 from engine.store.models import Device, User
+from engine.store.rows import one_of
 from schemas.common import Channel, Platform
 
 
@@ -90,10 +91,15 @@ def platforms_for(channel: Channel) -> list[Platform]:
     return [Platform.WEB]
 
 
-def reachable(user_id: Any, platforms: BindParameter[Any]) -> ColumnElement[bool]:
-    """The user's active devices on `platforms` (an expanding list, `platforms_for`); read
-    newest first (`NEWEST_FIRST`), the gate reads them in its locked statement."""
-    return and_(Device.user_id == user_id, Device.active.is_(True), Device.platform.in_(platforms))
+def reachable(dialect: str, user_id: Any, platforms: str) -> ColumnElement[bool]:
+    """The user's active devices on the platforms bound as `platforms` (a list,
+    `platforms_for`); read newest first (`NEWEST_FIRST`), the gate reads them in its locked
+    statement."""
+    return and_(
+        Device.user_id == user_id,
+        Device.active.is_(True),
+        one_of(dialect, Device.platform, platforms),
+    )
 
 
 NEWEST_FIRST = (Device.updated_at.desc(), Device.id)

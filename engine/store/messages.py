@@ -21,8 +21,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine.store import driver
 from engine.store.models import Base, Message, MessageAttempt
-from engine.store.rows import per_dialect, table_of
+from engine.store.rows import one_of, per_dialect, table_of
 from engine.store.session import dialect_name
 from schemas.common import Channel, MessageStatus
 
@@ -67,25 +68,23 @@ async def counted_sends(
     counts from the first time it reached the person (`sent_at`), so a slow provider call
     does not shorten the gap the person sees.
     """
-    query = _counted_sends(session)
+    values = {"user_id": user_id, "since": since, "counted": list(COUNTED)}
     found = [
         CountedSend(channel, journey, stamp)
-        for channel, journey, stamp in await session.execute(
-            query, {"user_id": user_id, "since": since}
-        )
+        for channel, journey, stamp in await driver.rows(session, _counted_sends(session), values)
     ]
     return sorted(found, key=lambda send: send.at)
 
 
 @per_dialect
-def _counted_sends(_dialect: str) -> Select[Channel, str | None, datetime]:
+def _counted_sends(dialect: str) -> Select[Channel, str | None, datetime]:
     at = func.coalesce(Message.sent_at, Message.created_at)
     return (
         select(Message.channel, Message.journey, func.min(at))
         .where(
             Message.user_id == bindparam("user_id"),
             Message.transactional.is_(False),
-            Message.status.in_(COUNTED),
+            one_of(dialect, Message.status, "counted"),
             at >= bindparam("since", type_=Message.created_at.type),
         )
         .group_by(Message.workflow_id, Message.step, Message.channel, Message.journey)
@@ -167,12 +166,12 @@ async def reserve(
     The rest go through the session."""
     if len(rows) == 1 and not attempts:
         row = _set_columns(rows[0])
-        await session.execute(_insert_one(tuple(row)), _bound("m", row))
+        await driver.execute(session, _insert_one(tuple(row)), _bound("m", row))
         return
     if dialect_name(session) == "postgresql" and len(rows) == len(attempts) == 1:
         row, attempt = _set_columns(rows[0]), _set_columns(attempts[0])
         values = _bound("m", row) | _bound("a", attempt)
-        await session.execute(_reserve_one(tuple(row), tuple(attempt)), values)
+        await driver.execute(session, _reserve_one(tuple(row), tuple(attempt)), values)
         return
     session.add_all(rows)
     session.add_all(attempts)
@@ -225,7 +224,7 @@ async def finish_attempt(
         "b_error": error,
     }
     for statement in _finish_attempt(session):
-        await session.execute(statement, values)
+        await driver.execute(session, statement, values)
 
 
 # The message columns an outcome sets, each from the row's attribute of the same name.

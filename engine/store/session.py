@@ -79,15 +79,6 @@ def make_sessionmaker(
     return async_sessionmaker(engine, expire_on_commit=False, info=dict(info or {}))
 
 
-async def autocommit(session: AsyncSession) -> None:
-    """On Postgres, each statement of this session commits as it runs: no `BEGIN` and
-    `COMMIT` round trips, two of a one-statement transaction's three. For work that is one
-    statement, or statements each complete on its own (idempotent, nothing to keep atomic);
-    call it before the first. A SQLite session keeps its transaction."""
-    if dialect_name(session) == "postgresql":
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-
-
 def dialect_name(session: AsyncSession) -> str:
     """ "postgresql" or "sqlite": the backend a session talks to."""
     return session.get_bind().dialect.name

@@ -19,9 +19,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.clock import now
+from engine.store.driver import autocommit
 from engine.store.models import Message, User, WebhookDelivery, WebhookEvent
 from engine.store.rows import for_update, insert_for
-from engine.store.session import autocommit
 
 KINDS_KEY = "webhook_kinds"
 
@@ -35,7 +35,7 @@ def wanted(session: AsyncSession, kind: str) -> bool:
 
 
 async def autocommit_unless_wanted(session: AsyncSession, kind: str) -> None:
-    """Let the session's statements commit as they run (`session.autocommit`) unless an
+    """Let the session's statements commit as they run (`driver.autocommit`) unless an
     endpoint wants `kind`: then its event must be written in one transaction with its fact.
     For work whose statements are each complete on its own."""
     if not wanted(session, kind):

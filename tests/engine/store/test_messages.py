@@ -14,8 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.store import messages
+from engine.store.driver import autocommit
 from engine.store.models import Message, MessageAttempt
-from engine.store.session import autocommit, dialect_name
+from engine.store.session import dialect_name
 from engine.store.users import ensure_users
 from schemas.common import MessageStatus
 from tests.kit.db import sessions
