@@ -39,7 +39,7 @@ from engine.observability.metrics import (
     ROUTING_LAG,
     journey_label,
 )
-from engine.store import outbox, runs
+from engine.store import driver, outbox, runs
 from engine.store.models import Event, JourneyRun
 from engine.store.wakeups import EventListener
 from engine.system import sweep
@@ -198,7 +198,7 @@ class Router:
         synthesized for later batches: geofence crossings)."""
         loop = asyncio.get_running_loop()
         self._later = {k: t for k, t in self._later.items() if t > loop.time()}
-        async with self._sessions() as session, session.begin():
+        async with self._sessions() as session, driver.transaction(session):
             events = await outbox.claim(session, limit=self._batch, skip=self._later)
             if not events:
                 return 0, 0, 0

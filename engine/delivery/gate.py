@@ -139,9 +139,9 @@ async def _locked(
         return None, None, []
     users, devices_from = len(_USER_COLUMNS), len(_USER_COLUMNS) + 1
     first = found[0]
-    user = User(**{c.key: v for c, v in zip(_USER_COLUMNS, first[:users], strict=True)})
+    user = driver.detached(User, _USER_COLUMNS, first[:users])
     reached = [
-        Device(**{c.key: v for c, v in zip(_DEVICE_COLUMNS, row[devices_from:], strict=True)})
+        driver.detached(Device, _DEVICE_COLUMNS, row[devices_from:])
         for row in ([] if sms else found)
         if row[devices_from] is not None
     ]

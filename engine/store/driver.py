@@ -18,16 +18,21 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import ClauseElement, Executable, Select
+from sqlalchemy import ClauseElement, Executable, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.selectable import ReturnsRows
 
+from engine.store.models import Base
 from engine.store.session import dialect_name
+
+M = TypeVar("M", bound=Base)
 
 DRIVER = "nudge.driver"
 """`session.info` key of the asyncpg connection `rows` and `execute` run on."""
@@ -77,9 +82,10 @@ async def _driver(session: AsyncSession) -> asyncpg.Connection:
 
 
 async def rows(
-    session: AsyncSession, statement: Select[*tuple[Any, ...]], values: Mapping[str, Any]
+    session: AsyncSession, statement: Executable, values: Mapping[str, Any]
 ) -> list[tuple[Any, ...]]:
-    """The rows of a Core select, as tuples of its columns' Python values."""
+    """The rows of a Core select (or a statement's RETURNING), as tuples of its columns'
+    Python values."""
     driver: asyncpg.Connection | None = session.info.get(DRIVER)
     if driver is None:
         return [tuple(row) for row in await session.execute(statement, values)]
@@ -107,6 +113,19 @@ def _integrity(plan: _Plan) -> Iterator[None]:
         yield
     except asyncpg.IntegrityConstraintViolationError as error:
         raise IntegrityError(plan.sql, None, error) from error
+
+
+def columns(model: type[Base]) -> tuple[InstrumentedAttribute[Any], ...]:
+    """Every column attribute of `model`, in mapping order (what `detached` rebuilds)."""
+    return tuple(getattr(model, prop.key) for prop in inspect(model).column_attrs)
+
+
+def detached(
+    model: type[M], read: Sequence[InstrumentedAttribute[Any]], values: Sequence[Any]
+) -> M:
+    """A `model` object of the columns `read` and their `values` (a row of `rows`): never
+    in a session, so reading it costs no ORM loading, and it is not saved back."""
+    return model(**{column.key: value for column, value in zip(read, values, strict=True)})
 
 
 Processor = Callable[[Any], Any] | None
@@ -155,7 +174,9 @@ def _compile(dialect: Dialect, statement: Executable) -> _Plan:
         raise ValueError("a statement for the driver cannot expand IN: use rows.one_of")
     names = tuple(compiled.positiontup or ())
     binds = compiled.binds
-    columns: Sequence[Any] = statement.selected_columns if isinstance(statement, Select) else ()
+    columns: Sequence[Any] = (
+        list(statement.exported_columns) if isinstance(statement, ReturnsRows) else []
+    )
     return _Plan(
         sql=compiled.string,
         names=names,

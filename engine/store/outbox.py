@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Select, String, TextClause, bindparam, select, text, update
+from sqlalchemy import Column, Select, String, TextClause, Update, bindparam, select, text, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import ids
 from engine.clock import now
 from engine.observability.metrics import EVENTS_ACCEPTED
+from engine.store import driver
 from engine.store.models import Event, User
 from engine.store.rows import (
     insert_ignore,
@@ -337,13 +338,14 @@ async def claim(session: AsyncSession, *, limit: int, skip: Iterable[int] = ()) 
     held = sorted(set(skip))
     oldest, oldest_but_held = _unrouted(session)
     query, values = (oldest_but_held, {"held": held}) if held else (oldest, {})
-    claimed = list(await session.scalars(query, {"limit": limit, **values}))
+    found = await driver.rows(session, query, {"limit": limit, **values})
+    claimed = [driver.detached(Event, _EVENT, row) for row in found]
     if not claimed:
         return []
     users = sorted({event.user_id for event in claimed})
     top = max(event.id for event in claimed)
     # Every unrouted event of these users up to the batch's last one, locked by us or not.
-    others = await session.execute(_unrouted_of(session), {"users": users, "top": top})
+    others = await driver.rows(session, _unrouted_of(session), {"users": users, "top": top})
     mine = {event.id for event in claimed}
     blocked: set[str] = set()
     routable: set[int] = set()
@@ -357,14 +359,17 @@ async def claim(session: AsyncSession, *, limit: int, skip: Iterable[int] = ()) 
     return [event for event in claimed if event.id in routable]
 
 
+_EVENT = driver.columns(Event)
+
+
 @per_dialect
-def _unrouted(dialect: str) -> tuple[Select[Event], Select[Event]]:
+def _unrouted(dialect: str) -> tuple[Select[*tuple[Any, ...]], Select[*tuple[Any, ...]]]:
     """`claim`'s batch (built once): the oldest `limit` unrouted events, skipping those
     another transaction holds; and the same but for the ids `held`."""
-    unrouted = select(Event).where(Event.routed_at.is_(None))
-    held = unrouted.where(Event.id.not_in(bindparam("held", expanding=True)))
+    unrouted = select(*_EVENT).where(Event.routed_at.is_(None))
+    held = unrouted.where(~one_of(dialect, Event.id, "held"))
 
-    def batch(query: Select[Event]) -> Select[Event]:
+    def batch(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
         limited = query.order_by(Event.id).limit(bindparam("limit"))
         return locking(dialect, limited, of=Event, skip_locked=True)
 
@@ -392,21 +397,27 @@ async def mark_routed(
     wanted = sorted(set(ids))
     if not wanted:
         return
-    # On the table: an ORM-enabled update would first match the batch's loaded events.
-    events = table_of(Event)
-    values: dict[str, Any] = {"routed_at": at, "route_attempts": events.c.route_attempts + 1}
-    if error is not None:
-        values["route_error"] = error[:200]
-    await session.execute(update(events).where(events.c.id.in_(wanted)).values(**values))
+    routed, set_aside, _ = _route_updates(session)
+    if error is None:
+        await driver.execute(session, routed, {"ids": wanted, "at": at})
+    else:
+        await driver.execute(session, set_aside, {"ids": wanted, "at": at, "error": error[:200]})
 
 
 async def note_attempt(session: AsyncSession, *, ids: Iterable[int]) -> None:
     """These events failed for a passing reason and stay unrouted."""
     wanted = sorted(set(ids))
     if wanted:
-        events = table_of(Event)
-        await session.execute(
-            update(events)
-            .where(events.c.id.in_(wanted))
-            .values(route_attempts=events.c.route_attempts + 1)
-        )
+        await driver.execute(session, _route_updates(session)[2], {"ids": wanted})
+
+
+@per_dialect
+def _route_updates(dialect: str) -> tuple[Update, Update, Update]:
+    """`mark_routed`'s updates, done and set aside (`error`), and `note_attempt`'s, of the
+    events bound as `ids` (built once). On the table: an ORM-enabled update would first
+    match the batch's loaded events."""
+    events = table_of(Event)
+    tried = update(events).where(one_of(dialect, events.c.id, "ids"))
+    tried = tried.values(route_attempts=events.c.route_attempts + 1)
+    routed = tried.values(routed_at=bindparam("at"))
+    return routed, routed.values(route_error=bindparam("error")), tried

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.selectable import TextualSelect
 
+from engine.store import driver
 from engine.store.models import Base
 from engine.store.session import dialect_name
 
@@ -152,8 +153,11 @@ async def _insert_records(
         {**row, **{name: make() for name, make in plan.defaults}} if plan.defaults else row
         for row in rows
     ]
-    result = await session.execute(plan.statement, {"rows": records(dialect, plan.columns, filled)})
-    return [tuple(row) for row in result] if returning else []
+    values = {"rows": records(dialect, plan.columns, filled)}
+    if not returning:
+        await driver.execute(session, plan.statement, values)
+        return []
+    return await driver.rows(session, plan.statement, values)
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from sqlalchemy import Select, String, Update, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.clock import now
-from engine.store import webhooks
+from engine.store import driver, webhooks
 from engine.store.models import JourneyRun, Message, User
 from engine.store.rows import insert_many, one_of, per_dialect, table_of
 from schemas.common import MessageStatus, RunStatus
@@ -40,8 +40,8 @@ async def open_runs_of(
     wanted = sorted(set(user_ids))
     if not wanted:
         return found
-    rows = await session.scalars(_open_runs_of(session), {"users": wanted})
-    for run in rows:
+    for row in await driver.rows(session, _open_runs_of(session), {"users": wanted}):
+        run = driver.detached(JourneyRun, _RUN, row)
         found.setdefault(run.user_id, []).append(run)
     return found
 
@@ -53,22 +53,29 @@ async def last_entries(
     wanted, names = sorted(set(user_ids)), sorted(set(journeys))
     if not wanted or not names:
         return {}
-    rows = await session.scalars(_last_entries(session), {"users": wanted, "journeys": names})
-    return {(run.journey, run.user_id, run.key): run for run in rows}
+    values = {"users": wanted, "journeys": names}
+    runs = [
+        driver.detached(JourneyRun, _RUN, row)
+        for row in await driver.rows(session, _last_entries(session), values)
+    ]
+    return {(run.journey, run.user_id, run.key): run for run in runs}
+
+
+_RUN = driver.columns(JourneyRun)
 
 
 @per_dialect
-def _open_runs_of(dialect: str) -> Select[JourneyRun]:
+def _open_runs_of(dialect: str) -> Select[*tuple[Any, ...]]:
     """`open_runs_of`'s read (built once, for the router's every batch)."""
     return (
-        select(JourneyRun)
+        select(*_RUN)
         .where(one_of(dialect, JourneyRun.user_id, "users"), JourneyRun.status == RunStatus.OPEN)
         .order_by(JourneyRun.id)
     )
 
 
 @per_dialect
-def _last_entries(dialect: str) -> Select[JourneyRun]:
+def _last_entries(dialect: str) -> Select[*tuple[Any, ...]]:
     """`last_entries`' read (built once, for the router's every batch)."""
     newest = (
         select(func.max(JourneyRun.id))
@@ -78,7 +85,7 @@ def _last_entries(dialect: str) -> Select[JourneyRun]:
         )
         .group_by(JourneyRun.journey, JourneyRun.user_id, JourneyRun.key)
     )
-    return select(JourneyRun).where(JourneyRun.id.in_(newest))
+    return select(*_RUN).where(JourneyRun.id.in_(newest))
 
 
 async def last_entry(
@@ -147,13 +154,13 @@ async def mark_finished(
         "b_version": version,
     }
     if run_id is None:
-        closed = list(await session.execute(any_run, values))
+        closed = await driver.rows(session, any_run, values)
     else:
         values["b_run_id"] = run_id
-        closed = list(await session.execute(this_run, values))
+        closed = await driver.rows(session, this_run, values)
         if not closed:
             await _require_row(session, workflow_id=workflow_id, run_id=run_id)
-            closed = list(await session.execute(this_run, values))  # see `_require_row`
+            closed = await driver.rows(session, this_run, values)  # see `_require_row`
     kind = ended_kind(status)
     for user_id, journey in closed:
         await webhooks.enqueue(
