@@ -224,7 +224,6 @@ class Deliverer:
                             payload=webhooks.message_payload(row),
                             user_id=row.user_id,
                         )
-                await session.flush()
         except IntegrityError:
             return None
         if isinstance(decision, decide.Defer):

@@ -52,7 +52,8 @@ async def transaction(session: AsyncSession) -> AsyncIterator[None]:
     try:
         async with connection.transaction():
             yield
-            await session.flush()
+            if session.new or session.dirty or session.deleted:
+                await session.flush()
     except BaseException:
         await _release(session, connection, commit=False)
         raise
