@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import asyncpg
 from sqlalchemy import ClauseElement, Executable, inspect
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -48,6 +48,9 @@ async def transaction(session: AsyncSession) -> AsyncIterator[None]:
         async with session.begin():
             yield
         return
+    if session.in_transaction():
+        # As `begin()` refuses: the driver's transaction would nest in the session's.
+        raise InvalidRequestError("A transaction is already begun on this Session.")
     connection = await _driver(session)
     try:
         async with connection.transaction():

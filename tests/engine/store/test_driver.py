@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, insert, literal, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.store import driver
@@ -135,6 +135,16 @@ async def test_the_transaction_rolls_back_on_an_error(
         for _ in range(2):
             async with driver.transaction(session):
                 assert await driver.rows(session, select(User.id).where(User.id == user_id), {})
+
+
+async def test_a_session_already_in_a_transaction_is_refused(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    async with db() as session:
+        await session.execute(select(User.id).limit(1))  # begins the session's own
+        with pytest.raises(InvalidRequestError, match="already begun"):
+            async with driver.transaction(session):
+                pass
 
 
 async def test_a_broken_constraint_is_sqlalchemys_integrity_error(
