@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import deque
 from typing import TextIO
 
 from engine.channels.base import ChannelProvider, OutboundMessage, ProviderResult
@@ -14,11 +15,14 @@ class ConsoleProvider(ChannelProvider):
     is one line of ids."""
 
     name = "console"
+    KEPT = 1_000
+    """How many of the latest messages `sent` holds (for tests): a `nudge dev` left running
+    for weeks must not hold every message it ever printed."""
 
     def __init__(self, stream: TextIO | None = None, *, show_bodies: bool = False) -> None:
         self._stream = stream
         self._show_bodies = show_bodies or stream is not None
-        self.sent: list[OutboundMessage] = []
+        self.sent: deque[OutboundMessage] = deque(maxlen=self.KEPT)
 
     async def send(self, message: OutboundMessage) -> ProviderResult:
         self.sent.append(message)
