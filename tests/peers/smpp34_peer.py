@@ -123,7 +123,9 @@ class Smpp34Peer:
     async def unbind(self) -> None:
         """Send `unbind` to every bound ESME (an SMSC going down politely). smpp34 answers
         the ESME's unbind_resp with generic_nack and never completes the call, so this does
-        not wait for it."""
+        not wait for it. It waits for the first bind to be served: the ESME may see its
+        bind_resp before this peer has recorded the session (a race seen on a busy CI)."""
+        await self._bound_esme()
         for esme in list(self._esmes.values()):
             self._spawn(self._unbind(esme))
 
