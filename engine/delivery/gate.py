@@ -6,8 +6,8 @@ same statement, then the counted sends of the caps that apply (one query for all
 render the template, and insert the message rows. Concurrent sends to one user
 wait on the lock, so two of them can never both pass a cap: the first one's `pending` rows
 are counted by the second. On Postgres the statements run on the driver inside the caller's
-`engine.store.driver.transaction`: a gate of Core statements costs a third of the CPU the
-session's execution took.
+`engine.store.driver.transaction`: each statement there costs a third of the CPU it took
+through the session.
 """
 
 from __future__ import annotations
