@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections import deque
 from typing import TextIO
 
 from engine.channels.base import ChannelProvider, OutboundMessage, ProviderResult
@@ -16,16 +15,18 @@ class ConsoleProvider(ChannelProvider):
 
     name = "console"
     KEPT = 1_000
-    """How many of the latest messages `sent` holds (for tests): a `nudge dev` left running
-    for weeks must not hold every message it ever printed."""
+    """How many of the latest messages `sent` holds (a list, for tests and the test kit): a
+    `nudge dev` left running for weeks must not hold every message it ever printed."""
 
     def __init__(self, stream: TextIO | None = None, *, show_bodies: bool = False) -> None:
         self._stream = stream
         self._show_bodies = show_bodies or stream is not None
-        self.sent: deque[OutboundMessage] = deque(maxlen=self.KEPT)
+        self.sent: list[OutboundMessage] = []
 
     async def send(self, message: OutboundMessage) -> ProviderResult:
         self.sent.append(message)
+        if len(self.sent) > self.KEPT:
+            del self.sent[0]
         stream = self._stream or sys.stdout
         content = message.content
         text = content.sms if message.address.channel == "sms" else content.body

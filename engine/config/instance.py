@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,18 @@ def state_dir_from(option: Path | None) -> Path:
 
 
 def write_instance(state_dir: Path, instance: Instance) -> Path:
-    """Record `instance` in `state_dir` (readable by its owner only)."""
+    """Record `instance` in `state_dir`, readable by its owner only from its first byte, and
+    whole: it is written aside and renamed over the old one, so a command reading it
+    meanwhile finds the old file or none, never a half-written one."""
     path = state_dir / INSTANCE_FILE
-    path.write_text(instance.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    path.chmod(0o600)
+    fd, aside = tempfile.mkstemp(dir=state_dir, prefix=".instance-", suffix=".json")  # 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(instance.model_dump_json(indent=2) + "\n")
+        os.replace(aside, path)
+    except BaseException:
+        Path(aside).unlink(missing_ok=True)
+        raise
     return path
 
 

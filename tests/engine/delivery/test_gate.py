@@ -180,7 +180,7 @@ async def test_opt_out_while_a_run_waits_stops_the_send(
         assert run["outcome"] == "suppressed:no_consent"
         messages = await s.messages("sam")
         assert [(m["status"], m["reason"]) for m in messages] == [("suppressed", "no_consent")]
-        assert not s.console.sent
+        assert s.console.sent == []
 
 
 async def test_consent_api_validates_and_keeps_an_append_only_log(
