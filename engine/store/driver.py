@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import ReturnsRows
+from sqlalchemy.types import TypeEngine
 
 from engine.store.models import Base
 from engine.store.session import dialect_name
@@ -132,6 +133,17 @@ def detached(
     return model(**{column.key: value for column, value in zip(read, values, strict=True)})
 
 
+async def objects(
+    session: AsyncSession,
+    model: type[M],
+    read: Sequence[InstrumentedAttribute[Any]],
+    statement: Executable,
+    values: Mapping[str, Any],
+) -> list[M]:
+    """The rows of a select of the columns `read`, each as a `detached` `model` object."""
+    return [detached(model, read, row) for row in await rows(session, statement, values)]
+
+
 Processor = Callable[[Any], Any] | None
 
 
@@ -185,13 +197,16 @@ def _compile(dialect: Dialect, statement: Executable) -> _Plan:
         sql=compiled.string,
         names=names,
         defaults={n: binds[n].effective_value for n in names if not binds[n].required},
-        binds=tuple(_processor(binds[n].type, dialect, bind=True) for n in names),
-        results=tuple(_processor(c.type, dialect, bind=False) for c in columns),
+        binds=tuple(bind_processor(dialect, binds[n].type) for n in names),
+        results=tuple(result_processor(dialect, c.type) for c in columns),
     )
 
 
-def _processor(kind: Any, dialect: Dialect, *, bind: bool) -> Processor:
-    impl = kind.dialect_impl(dialect)
-    if bind:
-        return impl.bind_processor(dialect)  # type: ignore[no-any-return]
-    return impl.result_processor(dialect, None)  # type: ignore[no-any-return]
+def bind_processor(dialect: Dialect, kind: TypeEngine[Any]) -> Processor:
+    """How SQLAlchemy turns a value of `kind` into what the driver binds (None: as it is)."""
+    return kind.dialect_impl(dialect).bind_processor(dialect)
+
+
+def result_processor(dialect: Dialect, kind: TypeEngine[Any]) -> Processor:
+    """How SQLAlchemy turns what the driver returns for `kind` into its value."""
+    return kind.dialect_impl(dialect).result_processor(dialect, None)

@@ -338,8 +338,7 @@ async def claim(session: AsyncSession, *, limit: int, skip: Iterable[int] = ()) 
     held = sorted(set(skip))
     oldest, oldest_but_held = _unrouted(session)
     query, values = (oldest_but_held, {"held": held}) if held else (oldest, {})
-    found = await driver.rows(session, query, {"limit": limit, **values})
-    claimed = [driver.detached(Event, _EVENT, row) for row in found]
+    claimed = await driver.objects(session, Event, _EVENT, query, {"limit": limit, **values})
     if not claimed:
         return []
     users = sorted({event.user_id for event in claimed})

@@ -177,7 +177,7 @@ def _processors(
 @functools.cache
 def _bind_processor(dialect: Dialect, column: Column[Any]) -> Callable[[Any], Any] | None:
     # Once per column: every ingestion request binds a dozen columns.
-    return column.type.dialect_impl(dialect).bind_processor(dialect)
+    return driver.bind_processor(dialect, column.type)
 
 
 def _same(value: Any) -> Any:

@@ -40,8 +40,8 @@ async def open_runs_of(
     wanted = sorted(set(user_ids))
     if not wanted:
         return found
-    for row in await driver.rows(session, _open_runs_of(session), {"users": wanted}):
-        run = driver.detached(JourneyRun, _RUN, row)
+    query = _open_runs_of(session)
+    for run in await driver.objects(session, JourneyRun, _RUN, query, {"users": wanted}):
         found.setdefault(run.user_id, []).append(run)
     return found
 
@@ -54,10 +54,7 @@ async def last_entries(
     if not wanted or not names:
         return {}
     values = {"users": wanted, "journeys": names}
-    runs = [
-        driver.detached(JourneyRun, _RUN, row)
-        for row in await driver.rows(session, _last_entries(session), values)
-    ]
+    runs = await driver.objects(session, JourneyRun, _RUN, _last_entries(session), values)
     return {(run.journey, run.user_id, run.key): run for run in runs}
 
 

@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.store.session import make_engine, make_sessionmaker
+from engine.store.users import ensure_users
+
+Sessions = async_sessionmaker[AsyncSession]
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -26,3 +30,10 @@ async def sessions(url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
         yield make_sessionmaker(engine)
     finally:
         await engine.dispose()
+
+
+async def new_user(db: Sessions, prefix: str) -> str:
+    """A user of its own (external id `<prefix>-<uuid>`), committed; its internal id."""
+    key = f"{prefix}-{uuid.uuid4()}"
+    async with db() as session, session.begin():
+        return (await ensure_users(session, [key]))[key]

@@ -6,7 +6,6 @@ refused; on SQLite everything is the session's."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,24 +18,11 @@ from engine.store import driver
 from engine.store.models import Device, User
 from engine.store.rows import one_of, table_of
 from engine.store.session import dialect_name
-from engine.store.users import ensure_users
 from schemas.common import Platform
-from tests.kit.db import sessions
+from tests.kit.db import new_user, sessions
 
 AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 SUBSCRIPTION = {"endpoint": "https://push.example/é", "keys": {"n": [1, None, 2**40]}}
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    async with sessions(database_url) as maker:
-        yield maker
-
-
-async def _user(db: async_sessionmaker[AsyncSession]) -> str:
-    key = f"driver-{uuid.uuid4()}"
-    async with db() as session, session.begin():
-        return (await ensure_users(session, [key]))[key]
 
 
 def _device(user_id: str, **values: Any) -> dict[str, Any]:
@@ -80,7 +66,7 @@ def _insert_values(row: dict[str, Any]) -> dict[str, Any]:
 async def test_rows_and_execute_give_what_the_session_gives(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
-    user_id = await _user(db)
+    user_id = await new_user(db, "driver")
     made = [_device(user_id), _device(user_id, platform=Platform.IOS, subscription=None)]
     async with db() as session, driver.transaction(session):
         for row in made:
@@ -98,7 +84,7 @@ async def test_rows_and_execute_give_what_the_session_gives(
 
 
 async def test_a_naive_datetime_is_refused(db: async_sessionmaker[AsyncSession]) -> None:
-    user_id = await _user(db)
+    user_id = await new_user(db, "driver")
     naive = _device(user_id, created_at=datetime(2026, 5, 1, 12, 0))
     async with db() as session, driver.transaction(session):
         with pytest.raises(Exception, match="naive datetime"):
@@ -108,7 +94,7 @@ async def test_a_naive_datetime_is_refused(db: async_sessionmaker[AsyncSession])
 async def test_the_transaction_commits_what_ran_inside_it(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
-    user_id = await _user(db)
+    user_id = await new_user(db, "driver")
     by_driver, by_session = _device(user_id), _device(user_id)
     async with db() as session, driver.transaction(session):
         await driver.execute(session, _insert_device(), _insert_values(by_driver))
@@ -121,7 +107,7 @@ async def test_the_transaction_commits_what_ran_inside_it(
 async def test_the_transaction_rolls_back_on_an_error(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
-    user_id = await _user(db)
+    user_id = await new_user(db, "driver")
     with pytest.raises(RuntimeError):
         async with db() as session, driver.transaction(session):
             await driver.execute(session, _insert_device(), _insert_values(_device(user_id)))
@@ -150,7 +136,7 @@ async def test_a_session_already_in_a_transaction_is_refused(
 async def test_a_broken_constraint_is_sqlalchemys_integrity_error(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
-    row = _device(await _user(db))
+    row = _device(await new_user(db, "driver"))
     async with db() as session, driver.transaction(session):
         await driver.execute(session, _insert_device(), _insert_values(row))
     with pytest.raises(IntegrityError):
@@ -161,7 +147,7 @@ async def test_a_broken_constraint_is_sqlalchemys_integrity_error(
 async def test_autocommit_statements_commit_as_they_run(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
-    row = _device(await _user(db))
+    row = _device(await new_user(db, "driver"))
     async with db() as session:
         await driver.autocommit(session)
         await driver.execute(session, _insert_device(), _insert_values(row))

@@ -5,25 +5,16 @@ is due, and a location reports the fences of the one before it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.store import due, locations
 from engine.store.users import ensure_user
-from tests.kit.db import sessions
 
 Sessions = async_sessionmaker[AsyncSession]
 T0 = datetime(2027, 5, 1, 12, 0, tzinfo=UTC)
 DAYS_14 = timedelta(days=14)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Sessions]:
-    async with sessions(database_url) as maker:
-        yield maker
 
 
 async def test_inactivity_counts_restart_and_due_rows_fire_once(db: Sessions) -> None:

@@ -5,7 +5,6 @@ which an autocommit session commits as it runs), on Postgres and SQLite."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,23 +16,10 @@ from engine.store import messages
 from engine.store.driver import autocommit
 from engine.store.models import Message, MessageAttempt
 from engine.store.session import dialect_name
-from engine.store.users import ensure_users
 from schemas.common import MessageStatus
-from tests.kit.db import sessions
+from tests.kit.db import new_user
 
 AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    async with sessions(database_url) as maker:
-        yield maker
-
-
-async def _user(db: async_sessionmaker[AsyncSession]) -> str:
-    key = f"messages-{uuid.uuid4()}"
-    async with db() as session, session.begin():
-        return (await ensure_users(session, [key]))[key]
 
 
 def _row(user_id: str, key: str) -> Message:
@@ -70,7 +56,7 @@ async def _reserve(
 async def test_reserve_stores_the_row_and_its_attempt_and_a_repeat_conflicts(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
-    uid = await _user(db)
+    uid = await new_user(db, "messages")
     row = _row(uid, "send/1")
     await _reserve(db, [row], [row])
     async with db() as session:
@@ -96,7 +82,7 @@ async def test_reserve_stores_the_row_and_its_attempt_and_a_repeat_conflicts(
 async def test_reserve_stores_several_rows_and_those_without_an_attempt(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
-    uid = await _user(db)
+    uid = await new_user(db, "messages")
     first, second = _row(uid, "send/2/d1"), _row(uid, "send/2/d2")
     await _reserve(db, [first, second], [first])
     async with db() as session:
@@ -109,7 +95,7 @@ async def test_reserve_stores_several_rows_and_those_without_an_attempt(
 async def test_reserve_stores_a_lone_row_without_an_attempt_and_a_repeat_conflicts(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
-    uid = await _user(db)
+    uid = await new_user(db, "messages")
     row = _row(uid, "send/3")
     row.status, row.reason, row.body = MessageStatus.SUPPRESSED, "capped", None
     await _reserve(db, [row], [])
@@ -126,7 +112,7 @@ async def test_reserve_stores_a_lone_row_without_an_attempt_and_a_repeat_conflic
 async def test_an_attempts_end_is_stored_and_autocommitted_on_postgres(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
-    uid = await _user(db)
+    uid = await new_user(db, "messages")
     row = _row(uid, "send/3")
     await _reserve(db, [row], [row])
     row.status, row.provider, row.provider_id = MessageStatus.SENT, "console", "p-1"

@@ -24,12 +24,6 @@ AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Sessions]:
-    async with sessions(database_url) as maker:
-        yield maker
-
-
-@pytest.fixture
 async def pg(postgres_url: str) -> AsyncIterator[Sessions]:
     async with sessions(postgres_url) as maker:
         yield maker

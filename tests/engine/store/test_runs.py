@@ -5,7 +5,6 @@ that closes rows, which waits (`RunRowMissing`) for the router's row of a fast r
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,12 +18,6 @@ from tests.kit.db import sessions
 
 Sessions = async_sessionmaker[AsyncSession]
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Sessions]:
-    async with sessions(database_url) as maker:
-        yield maker
 
 
 async def user(session: AsyncSession) -> str:

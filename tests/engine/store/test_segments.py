@@ -3,7 +3,6 @@ bulk (keyset pages), as a size and sample, and for one user."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,16 +13,9 @@ from engine.store import consent, locations, outbox
 from engine.store import segments as store
 from engine.store.users import apply_profile, ensure_user
 from schemas.common import ConsentSource, ConsentState
-from tests.kit.db import sessions
 
 Sessions = async_sessionmaker[AsyncSession]
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Sessions]:
-    async with sessions(database_url) as maker:
-        yield maker
 
 
 async def person(session: AsyncSession, name: str, **profile: object) -> str:
